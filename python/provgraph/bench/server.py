@@ -1,0 +1,137 @@
+"""A real `provgraph serve` subprocess on a free loopback port: used by the harness, the demo and tests."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["ServerProcess", "free_port", "JsonClient", "pin_to_core"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin_to_core(core: int | None) -> None:
+    """Pin the calling process to one core, when the machine has it (server and load apart)."""
+    if core is not None and hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {core})
+
+
+class JsonClient:
+    """A tiny blocking JSON client on one keep-alive connection (set-up calls, not load)."""
+
+    def __init__(self, port: int, key: str | None, host: str = "127.0.0.1") -> None:
+        self.host, self.port, self.key = host, port, key
+        self.conn = http.client.HTTPConnection(host, port, timeout=120)
+
+    def with_key(self, key: str | None) -> JsonClient:
+        return JsonClient(self.port, key, self.host)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __del__(self) -> None:  # clients are cheap and short-lived: never leak their socket
+        self.conn.close()
+
+    def raw(self, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        if self.key:
+            h["Authorization"] = f"Bearer {self.key}"
+        h.update(headers or {})
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=body, headers=h)
+                resp = self.conn.getresponse()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def call(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        data = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        status, headers, raw = self.raw(method, path, data, **kw)
+        if headers.get("content-type", "").startswith("application/json"):
+            return status, orjson.loads(raw)
+        return status, raw
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        got, data = self.call(method, path, body)
+        if got != status:
+            raise RuntimeError(f"{method} {path}: expected {status}, got {got}: {data!r}"[:2000])
+        return data
+
+
+class ServerProcess:
+    """Start, kill and restart a server with its own data dir and admin key."""
+
+    def __init__(self, data_dir: Path, admin_key: str, extra: list[str] | None = None,
+                 core: int | None = None, log_path: Path | None = None) -> None:
+        self.data_dir, self.admin_key, self.extra, self.core = data_dir, admin_key, extra or [], core
+        self.log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> ServerProcess:
+        env = {**os.environ, "PROVGRAPH_ADMIN_KEY": self.admin_key}
+        cmd = [sys.executable, "-m", "provgraph", "serve", "--port", str(self.port), "--data-dir",
+               str(self.data_dir), *self.extra]
+        core = self.core
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=(lambda: pin_to_core(core)) if core is not None else None)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            try:
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return self
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("server did not become ready")
+
+    def client(self, key: str | None = None) -> JsonClient:
+        return JsonClient(self.port, self.admin_key if key is None else key)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash drill."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

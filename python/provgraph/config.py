@@ -1,0 +1,74 @@
+"""Service configuration: defaults, environment variables and the optimization flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provgraph.errors import InvalidArgumentError
+
+__all__ = ["Config", "FLAG_CHOICES", "DEFAULT_FLAGS", "baseline_flags"]
+
+# Every optimization sits behind a flag; the first choice is the optimized path and the
+# baseline ("rollback") value is given by `baseline_flags`.
+FLAG_CHOICES: dict[str, tuple[str, ...]] = {
+    "graph.engine": ("csr", "lmdb"),
+}
+DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
+BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb"}
+
+
+def baseline_flags() -> dict[str, str]:
+    """The unoptimized path: every flag at its rollback value."""
+    return dict(BASELINE_FLAGS)
+
+
+def validate_flags(flags: dict[str, Any]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for name, value in flags.items():
+        if name not in FLAG_CHOICES:
+            raise InvalidArgumentError(f"unknown flag {name!r}", {"known": sorted(FLAG_CHOICES)})
+        if value not in FLAG_CHOICES[name]:
+            raise InvalidArgumentError(
+                f"flag {name} must be one of {list(FLAG_CHOICES[name])}", {"flag": name}
+            )
+        clean[name] = str(value)
+    return clean
+
+
+@dataclass
+class Config:
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("PROVGRAPH_DATA_DIR", "./provgraph-data"))
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_key: str | None = field(default_factory=lambda: os.environ.get("PROVGRAPH_ADMIN_KEY"))
+    flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FLAGS))
+    # LMDB: initial map size; it grows (doubling) on MapFullError instead of failing.
+    map_size: int = 1 << 30
+    # fsync on each group commit; tests of durability rely on it.
+    sync: bool = True
+    max_body_bytes: int = 64 << 20
+    # Overlay rows that trigger a background snapshot rebuild: max(absolute, fraction * nodes).
+    rebuild_min_delta: int = 20_000
+    rebuild_fraction: float = 0.05
+    # Group commit: at most this many queued requests in one LMDB transaction.
+    group_commit_max: int = 256
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.flags = {**DEFAULT_FLAGS, **validate_flags(self.flags)}
+
+    @staticmethod
+    def parse_flag_assignments(items: list[str]) -> dict[str, str]:
+        """Parse CLI `--flag name=value` items."""
+        out: dict[str, str] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise InvalidArgumentError(f"flag {item!r} is not name=value")
+            out[name.strip()] = value.strip()
+        return validate_flags(out)

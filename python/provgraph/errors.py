@@ -1,0 +1,85 @@
+"""The exceptions of provgraph, defined once: each carries its HTTP status and error code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ProvgraphError",
+    "BadRequestError",
+    "UnauthorizedError",
+    "ForbiddenError",
+    "NotFoundError",
+    "ConflictError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "InvalidArgumentError",
+    "UnknownNodeError",
+    "UnknownTenantError",
+]
+
+
+class ProvgraphError(Exception):
+    """Base of every provgraph error; `status` and `code` give the HTTP answer."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message or self.code.replace("_", " ")
+        self.details = details or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequestError(ProvgraphError, ValueError):
+    status, code = 400, "bad_request"
+
+
+class UnauthorizedError(ProvgraphError):
+    status, code = 401, "unauthorized"
+
+
+class ForbiddenError(ProvgraphError):
+    status, code = 403, "forbidden"
+
+
+class NotFoundError(ProvgraphError, LookupError):
+    status, code = 404, "not_found"
+
+
+class ConflictError(ProvgraphError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLargeError(ProvgraphError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ProvgraphError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidArgumentError(ProvgraphError, ValueError):
+    """A well-formed request whose values are invalid (the native core raises it too)."""
+
+    status, code = 422, "invalid_value"
+
+
+class UnknownNodeError(NotFoundError, KeyError):
+    """A seed, source or destination node the tenant does not have (raised by the native core)."""
+
+    code = "unknown_node"
+
+    def __init__(self, node: Any = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"unknown node {node}", details or {"node": node})
+        self.node = node
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownTenantError(NotFoundError):
+    code = "unknown_tenant"

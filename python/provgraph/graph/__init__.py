@@ -1,0 +1,1 @@
+"""Tenant graphs: write parsing, LMDB tables, the lmdb and csr engines, the bulk loader."""

@@ -1,0 +1,234 @@
+"""Per-tenant graph state: durable writes through the group-commit writer, queries on either engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import lmdb
+from provgraph._core import CsrGraph
+from provgraph.errors import BadRequestError, InvalidArgumentError
+from provgraph.graph.lmdb_engine import LmdbGraphEngine, TypeSet
+from provgraph.graph.model import DeleteBatch, EdgeBatch, NodeBatch
+from provgraph.graph.storage import GraphTables
+from provgraph.store import Store, Writer
+
+__all__ = ["GraphManager", "QUERY_KINDS"]
+
+log = logging.getLogger(__name__)
+QUERY_KINDS = ("topn", "neighborhood", "path", "topdegree")
+_LIMITS = {"n": 10_000, "limit": 10_000_000}
+
+
+def _int(spec: dict[str, Any], name: str, default: int | None, lo: int, hi: int) -> int:
+    value = spec.get(name, default)
+    if value is None:
+        raise BadRequestError(f"{name} is required")
+    if type(value) is not int:
+        raise BadRequestError(f"{name} must be an integer", {"field": name})
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} must be in [{lo}, {hi}]", {"field": name, "value": value})
+    return value
+
+
+def _types(spec: dict[str, Any], name: str) -> list[int] | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
+        raise BadRequestError(f"{name} must be a list of integers", {"field": name})
+    if any(not 0 <= v <= 255 for v in value):
+        raise InvalidArgumentError(f"{name} values must be in 0..255", {"field": name})
+    return value
+
+
+def _set(types: list[int] | None) -> TypeSet:
+    return None if types is None else frozenset(types)
+
+
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class GraphManager:
+    """Holds one CsrGraph per tenant (snapshot + overlay) and the LMDB tables behind them."""
+
+    def __init__(self, store: Store, writer: Writer, rebuild_min_delta: int = 20_000,
+                 rebuild_fraction: float = 0.05) -> None:
+        self.store, self.writer = store, writer
+        self.tables = GraphTables(store.dbs)
+        self.lmdb = LmdbGraphEngine(self.tables, store.env)
+        self.graphs: dict[int, CsrGraph] = {}
+        self.rebuild_min_delta = rebuild_min_delta
+        self.rebuild_fraction = rebuild_fraction
+        self._rebuilding: set[int] = set()
+        self._rebuild_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provgraph-rebuild")
+        self.rebuilds = 0
+        self.edges_written = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def load_tenant(self, tenant: int) -> CsrGraph:
+        """Build the tenant's CSR snapshot from LMDB (startup, or a tenant created at run time)."""
+        with self.store.read() as txn:
+            src, dst, w, et, nodes, types = self.tables.load_tenant(txn, tenant)
+        graph = CsrGraph.from_edges(src, dst, w, et, nodes, types)
+        self.graphs[tenant] = graph
+        return graph
+
+    def graph(self, tenant: int) -> CsrGraph:
+        g = self.graphs.get(tenant)
+        return g if g is not None else self.load_tenant(tenant)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---- writes ------------------------------------------------------------------------
+    def _submit(self, job: Callable[[lmdb.Transaction], tuple[Any, Callable[[], None] | None]]) -> Future[Any]:
+        return self.writer.submit(job)
+
+    def write_edges(self, tenant: int, batch: EdgeBatch) -> Future[int]:
+        g = self.graph(tenant)
+
+        def job(txn: lmdb.Transaction) -> tuple[int, Callable[[], None]]:
+            self.tables.put_edges(txn, tenant, batch)
+
+            def publish() -> None:
+                g.upsert_edges(batch.src, batch.dst, batch.w, batch.etype)
+                self.edges_written += len(batch)
+                self.maybe_rebuild(tenant)
+
+            return len(batch), publish
+
+        return self._submit(job)
+
+    def write_nodes(self, tenant: int, batch: NodeBatch) -> Future[int]:
+        g = self.graph(tenant)
+
+        def job(txn: lmdb.Transaction) -> tuple[int, Callable[[], None]]:
+            self.tables.put_nodes(txn, tenant, batch)
+
+            def publish() -> None:
+                g.upsert_nodes(batch.ids, batch.types)
+                self.maybe_rebuild(tenant)
+
+            return len(batch.ids), publish
+
+        return self._submit(job)
+
+    def delete(self, tenant: int, batch: DeleteBatch) -> Future[dict[str, int]]:
+        g = self.graph(tenant)
+
+        def job(txn: lmdb.Transaction) -> tuple[dict[str, int], Callable[[], None]]:
+            edges, nodes = self.tables.delete(txn, tenant, batch)
+
+            def publish() -> None:
+                g.delete_edges(batch.src, batch.dst)
+                g.delete_nodes(batch.nodes)
+                self.maybe_rebuild(tenant)
+
+            return {"edges_deleted": edges, "nodes_deleted": nodes}, publish
+
+        return self._submit(job)
+
+    def maybe_rebuild(self, tenant: int) -> None:
+        g = self.graphs[tenant]
+        threshold = max(self.rebuild_min_delta, int(self.rebuild_fraction * g.node_count))
+        if g.delta_rows < threshold:
+            return
+        with self._rebuild_lock:
+            if tenant in self._rebuilding:
+                return
+            self._rebuilding.add(tenant)
+        self._pool.submit(self._rebuild, tenant)
+
+    def _rebuild(self, tenant: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            version = self.graphs[tenant].rebuild()
+            self.rebuilds += 1
+            log.info("tenant %d snapshot v%d rebuilt in %.1f ms", tenant, version, (time.perf_counter() - t0) * 1e3)
+        except Exception:
+            log.exception("snapshot rebuild failed for tenant %d", tenant)
+        finally:
+            with self._rebuild_lock:
+                self._rebuilding.discard(tenant)
+
+    async def wait_rebuilds(self) -> None:
+        while self._rebuilding:
+            await asyncio.sleep(0.01)
+
+    # ---- queries -----------------------------------------------------------------------
+    def query(self, tenant: int, spec: Any, engine: str) -> dict[str, Any]:
+        """Run one query spec (the JSON body of /graph/query) on `engine` ("csr" or "lmdb")."""
+        if not isinstance(spec, dict):
+            raise BadRequestError("body must be a JSON object")
+        kind = spec.get("query")
+        if kind not in QUERY_KINDS:
+            raise BadRequestError(f"query must be one of {list(QUERY_KINDS)}", {"query": kind})
+        explain = spec.get("explain", False) is True
+        etypes, ntypes = _types(spec, "edge_types"), _types(spec, "node_types")
+        out: dict[str, Any]
+        if engine == "csr":
+            g = self.graph(tenant)
+            if kind == "topn":
+                res = g.topn(_int(spec, "seed", None, *_I64), n=_int(spec, "n", 10, 0, _LIMITS["n"]),
+                             hops=_int(spec, "hops", 2, 1, 2), edge_types=etypes, node_types=ntypes,
+                             explain=explain)
+                value, plan = res if explain else (res, None)
+                out = {"results": [{"node": v, "score": s} for v, s in value]}
+            elif kind == "neighborhood":
+                res = g.neighborhood_size(_int(spec, "seed", None, *_I64), depth=_int(spec, "depth", 3, 1, 8),
+                                          limit=_int(spec, "limit", 50_000, 0, _LIMITS["limit"]),
+                                          edge_types=etypes, node_types=ntypes, explain=explain)
+                value, plan = res if explain else (res, None)
+                out = {"count": value}
+            elif kind == "path":
+                res = g.path(_int(spec, "src", None, *_I64), _int(spec, "dst", None, *_I64),
+                             max_depth=_int(spec, "max_depth", 4, 1, 8), edge_types=etypes, explain=explain)
+                value, plan = res if explain else (res, None)
+                out = {"path": value}
+            else:
+                res = g.topdegree(_int(spec, "seed", None, *_I64), depth=_int(spec, "depth", 2, 1, 4),
+                                  n=_int(spec, "n", 10, 0, _LIMITS["n"]), edge_types=etypes,
+                                  node_types=ntypes, explain=explain)
+                value, plan = res if explain else (res, None)
+                out = {"results": [{"node": v, "degree": d} for v, d in value]}
+            if explain:
+                out["plan"] = {"engine": "csr", "snapshot_version": g.snapshot_version,
+                               "delta_rows": g.delta_rows, **plan}
+            return out
+        e = self.lmdb
+        es, ns = _set(etypes), _set(ntypes)
+        if kind == "topn":
+            rows, plan = e.topn(tenant, _int(spec, "seed", None, *_I64), hops=_int(spec, "hops", 2, 1, 2),
+                                n=_int(spec, "n", 10, 0, _LIMITS["n"]), edge_types=es, node_types=ns)
+            out = {"results": [{"node": v, "score": s} for v, s in rows]}
+        elif kind == "neighborhood":
+            count, plan = e.neighborhood_size(tenant, _int(spec, "seed", None, *_I64),
+                                              depth=_int(spec, "depth", 3, 1, 8),
+                                              limit=_int(spec, "limit", 50_000, 0, _LIMITS["limit"]),
+                                              edge_types=es, node_types=ns)
+            out = {"count": count}
+        elif kind == "path":
+            path, plan = e.path(tenant, _int(spec, "src", None, *_I64), _int(spec, "dst", None, *_I64),
+                                max_depth=_int(spec, "max_depth", 4, 1, 8), edge_types=es)
+            out = {"path": path}
+        else:
+            drows, plan = e.topdegree(tenant, _int(spec, "seed", None, *_I64), depth=_int(spec, "depth", 2, 1, 4),
+                                      n=_int(spec, "n", 10, 0, _LIMITS["n"]), edge_types=es, node_types=ns)
+            out = {"results": [{"node": v, "degree": d} for v, d in drows]}
+        if explain:
+            out["plan"] = {"engine": "lmdb", "snapshot_version": None, "delta_rows": 0, **plan}
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"tenants": len(self.graphs), "rebuilds": self.rebuilds, "edges_written": self.edges_written,
+                "nodes": sum(g.node_count for g in self.graphs.values()),
+                "edges": sum(g.edge_count for g in self.graphs.values()),
+                "delta_rows": sum(g.delta_rows for g in self.graphs.values()),
+                "memory_bytes": sum(g.memory_bytes for g in self.graphs.values())}

@@ -1,0 +1,72 @@
+"""The aiohttp application factory: storage, registry, graph, then routes, in that order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from provgraph.config import Config
+from provgraph.graph.manager import GraphManager
+from provgraph.service.keys import (CONFIG, GENERATED_ADMIN_KEY, GRAPH, METRICS, READY, REGISTRY, STORE,
+                                    WRITER)
+from provgraph.service.metrics import Metrics
+from provgraph.service.middleware import error_and_metrics_middleware
+from provgraph.service.routes_admin import setup_admin_routes
+from provgraph.service.routes_graph import setup_graph_routes
+from provgraph.service.routes_health import setup_health_routes
+from provgraph.store import Store, Writer
+from provgraph.tenancy import Registry
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def setup_storage(app: web.Application) -> None:
+    """Open LMDB, start the writer, load tenants and their graph snapshots; close in reverse."""
+
+    async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG]
+        store = Store(config.data_dir, map_size=config.map_size, sync=config.sync)
+        writer = Writer(store, max_group=config.group_commit_max)
+        registry = Registry(store)
+        generated = registry.ensure_admin_key(config.admin_key)
+        if generated:
+            app[GENERATED_ADMIN_KEY] = generated
+            print(f"provgraph: generated admin key (shown once): {generated}", flush=True)
+        graph = GraphManager(store, writer, config.rebuild_min_delta, config.rebuild_fraction)
+        for tenant in registry.tenants.values():
+            graph.load_tenant(tenant.num)
+        app[STORE], app[WRITER], app[REGISTRY], app[GRAPH] = store, writer, registry, graph
+        metrics = app[METRICS]
+
+        def refresh() -> None:
+            metrics.set_graph_stats(graph.stats())
+            metrics.writer_groups.set(writer.groups)
+            metrics.writer_jobs.set(writer.jobs)
+
+        metrics.on_scrape(refresh)
+        app[READY]["ready"] = True
+        yield
+        app[READY]["ready"] = False
+        graph.close()
+        writer.close()
+        store.close()
+
+    app.cleanup_ctx.append(storage_ctx)
+
+
+def create_app(config: Config | None = None) -> web.Application:
+    config = config or Config()
+    # error_and_metrics is the only middleware: it wraps every handler, errors included.
+    app = web.Application(middlewares=[error_and_metrics_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[READY] = {"ready": False}
+    setup_storage(app)
+    setup_health_routes(app)
+    setup_admin_routes(app)
+    setup_graph_routes(app)
+    return app

@@ -1,0 +1,59 @@
+"""HTTP helpers shared by the route modules: JSON bodies, JSON responses, auth checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from provgraph.service.keys import CONFIG, REGISTRY
+from provgraph.tenancy import KeyRecord, Tenant
+
+__all__ = ["json_response", "read_body", "read_json", "authorize", "tenant_of"]
+
+JSON_TYPES = frozenset({"application/json"})
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request, allowed: frozenset[str] = JSON_TYPES) -> bytes:
+    """The raw body, after checking its content type (415) and size (413)."""
+    if request.content_type not in allowed:
+        raise UnsupportedMediaTypeError(
+            f"content type must be one of {sorted(allowed)}", {"content_type": request.content_type}
+        )
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(f"body over {limit} bytes", {"limit": limit})
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLargeError(f"body over {limit} bytes", {"limit": limit}) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError("malformed JSON", {"reason": str(exc)}) from None
+
+
+async def read_json(request: web.Request) -> Any:
+    return parse_json(await read_body(request))
+
+
+def authorize(request: web.Request, scope: str, tenant_id: str | None = None) -> KeyRecord:
+    """401 without a valid key, 403 without the scope or for another tenant's path."""
+    key = request.app[REGISTRY].authenticate(request.headers.get("Authorization"))
+    key.require(scope, tenant_id)
+    return key
+
+
+def tenant_of(request: web.Request, scope: str) -> tuple[KeyRecord, Tenant]:
+    tid = request.match_info["tenant"]
+    key = authorize(request, scope, tid)
+    return key, request.app[REGISTRY].tenant(tid)

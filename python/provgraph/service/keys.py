@@ -1,0 +1,22 @@
+"""Typed application state keys, kept in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from provgraph.config import Config
+from provgraph.graph.manager import GraphManager
+from provgraph.service.metrics import Metrics
+from provgraph.store import Store, Writer
+from provgraph.tenancy import Registry
+
+__all__ = ["CONFIG", "STORE", "WRITER", "REGISTRY", "GRAPH", "METRICS", "READY", "GENERATED_ADMIN_KEY"]
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+WRITER = web.AppKey("writer", Writer)
+REGISTRY = web.AppKey("registry", Registry)
+GRAPH = web.AppKey("graph", GraphManager)
+METRICS = web.AppKey("metrics", Metrics)
+READY = web.AppKey("ready", dict)
+GENERATED_ADMIN_KEY = web.AppKey("generated_admin_key", str)

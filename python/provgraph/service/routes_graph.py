@@ -1,0 +1,79 @@
+"""Graph routes: node and edge writes (rows, columns, NDJSON), deletes and queries."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from provgraph.errors import InvalidArgumentError
+from provgraph.graph.model import parse_delete, parse_edges, parse_ndjson_edges, parse_nodes
+from provgraph.service.http import json_response, parse_json, read_body, tenant_of
+from provgraph.service.keys import CONFIG, GRAPH, METRICS
+
+__all__ = ["setup_graph_routes"]
+
+_EDGE_TYPES = frozenset({"application/json", "application/x-ndjson"})
+# Bodies above this are parsed off the event loop.
+_OFFLOAD_BYTES = 1 << 20
+
+
+async def _parse(raw: bytes, fn: Any) -> Any:
+    if len(raw) < _OFFLOAD_BYTES:
+        return fn(raw)
+    return await asyncio.get_running_loop().run_in_executor(None, fn, raw)
+
+
+async def write_nodes(request: web.Request) -> web.Response:
+    _, tenant = tenant_of(request, "write")
+    batch = await _parse(await read_body(request), lambda raw: parse_nodes(parse_json(raw)))
+    n = await asyncio.wrap_future(request.app[GRAPH].write_nodes(tenant.num, batch))
+    return json_response({"written": n})
+
+
+async def write_edges(request: web.Request) -> web.Response:
+    _, tenant = tenant_of(request, "write")
+    raw = await read_body(request, _EDGE_TYPES)
+    if request.content_type == "application/x-ndjson":
+        batch = await _parse(raw, parse_ndjson_edges)
+    else:
+        batch = await _parse(raw, lambda r: parse_edges(parse_json(r)))
+    n = await asyncio.wrap_future(request.app[GRAPH].write_edges(tenant.num, batch))
+    request.app[METRICS].graph_edges_written.inc(n)
+    return json_response({"written": n})
+
+
+async def delete(request: web.Request) -> web.Response:
+    _, tenant = tenant_of(request, "write")
+    batch = parse_delete(parse_json(await read_body(request)))
+    result = await asyncio.wrap_future(request.app[GRAPH].delete(tenant.num, batch))
+    return json_response(result)
+
+
+async def query(request: web.Request) -> web.Response:
+    _, tenant = tenant_of(request, "read")
+    spec = parse_json(await read_body(request))
+    engine = request.app[CONFIG].flags["graph.engine"]
+    if isinstance(spec, dict) and "engine" in spec:  # per-request override (extension)
+        engine = spec["engine"]
+        if engine not in ("csr", "lmdb"):
+            raise InvalidArgumentError("engine must be csr or lmdb", {"engine": engine})
+    result = request.app[GRAPH].query(tenant.num, spec, engine)
+    request.app[METRICS].graph_queries.labels(spec["query"], engine).inc()
+    return json_response(result)
+
+
+async def stats(request: web.Request) -> web.Response:
+    _, tenant = tenant_of(request, "read")
+    g = request.app[GRAPH].graph(tenant.num)
+    return json_response({"nodes": g.node_count, "edges": g.edge_count, "snapshot_version": g.snapshot_version,
+                          "delta_rows": g.delta_rows, "memory_bytes": g.memory_bytes})
+
+
+def setup_graph_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/tenants/{tenant}/graph/nodes", write_nodes)
+    app.router.add_post("/v1/tenants/{tenant}/graph/edges", write_edges)
+    app.router.add_post("/v1/tenants/{tenant}/graph/delete", delete)
+    app.router.add_post("/v1/tenants/{tenant}/graph/query", query)
+    app.router.add_get("/v1/tenants/{tenant}/graph/stats", stats)

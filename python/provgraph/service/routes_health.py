@@ -1,0 +1,41 @@
+"""Unauthenticated routes: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from provgraph.service.http import json_response
+from provgraph.service.keys import METRICS, READY
+
+__all__ = ["setup_health_routes", "OPENAPI_PATH"]
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+_HEALTH = orjson.dumps({"status": "ok"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=_HEALTH, content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[READY]
+    return json_response({"ready": ready.get("ready", False)}, status=200 if ready.get("ready") else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+
+
+def setup_health_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,180 @@
+"""The LMDB environment and its single group-commit writer thread."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+__all__ = ["Store", "Writer", "TABLES"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# name -> purpose; docs/storage.md is the full index map.
+TABLES: dict[str, str] = {
+    "meta": "server-wide settings: admin key hash, counters",
+    "tenants": "tenant id -> tenant record",
+    "keys": "BLAKE3(api key) -> key record",
+    "nodes": "tenant|node -> node type + attributes",
+    "out": "tenant|src -> packed out-adjacency row",
+    "in": "tenant|dst -> packed sorted source ids",
+}
+
+# A write job runs inside a (nested) write transaction and returns its result plus an
+# optional callback run after the group's commit is durable (e.g. publish to the in-memory
+# graph) — so an acknowledged write is both durable and visible.
+WriteJob = Callable[[lmdb.Transaction], tuple[T, Callable[[], None] | None]]
+
+
+class Store:
+    """One LMDB environment with a named sub-database per table."""
+
+    def __init__(self, path: Path, map_size: int = 1 << 30, sync: bool = True) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(
+            str(path / "lmdb"),
+            map_size=map_size,
+            max_dbs=32,
+            max_readers=512,
+            sync=sync,
+            metasync=sync,
+            subdir=True,
+            readahead=False,
+        )
+        self.dbs: dict[str, Any] = {name: self.env.open_db(name.encode()) for name in TABLES}
+        self._grow_lock = threading.Lock()
+
+    def db(self, name: str) -> Any:
+        return self.dbs[name]
+
+    def read(self) -> lmdb.Transaction:
+        return self.env.begin(write=False)
+
+    def grow(self) -> None:
+        """Double the map size (LMDB refuses writes past it)."""
+        with self._grow_lock:
+            new = self.env.info()["map_size"] * 2
+            log.warning("LMDB map full; growing map to %d bytes", new)
+            self.env.set_mapsize(new)
+
+    def write_direct(self, job: Callable[[lmdb.Transaction], T]) -> T:
+        """Run one write transaction on the calling thread, growing the map if needed."""
+        while True:
+            txn = self.env.begin(write=True)
+            try:
+                result = job(txn)
+                txn.commit()
+                return result
+            except lmdb.MapFullError:
+                txn.abort()
+                self.grow()
+            except BaseException:
+                txn.abort()
+                raise
+
+    def close(self) -> None:
+        self.env.close()
+
+
+@dataclass
+class _Pending:
+    job: Callable[[lmdb.Transaction], tuple[Any, Callable[[], None] | None]]
+    future: Future[Any]
+
+
+class Writer:
+    """The one writer: queued jobs are applied in one transaction per group, one fsync each.
+
+    Each job runs in a nested transaction, so a job that raises is rolled back alone and
+    its caller gets the exception; the others in the group still commit.
+    """
+
+    def __init__(self, store: Store, max_group: int = 256) -> None:
+        self.store = store
+        self.max_group = max_group
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
+        self.groups = 0
+        self.jobs = 0
+        self._thread.start()
+
+    def submit(self, job: WriteJob[T]) -> Future[T]:
+        fut: Future[T] = Future()
+        self._queue.put(_Pending(job, fut))
+        return fut
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self.max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        while True:
+            outcomes: list[tuple[bool, Any, Callable[[], None] | None]] = []
+            txn = self.store.env.begin(write=True)
+            try:
+                for pending in group:
+                    child = self.store.env.begin(write=True, parent=txn)
+                    try:
+                        result, after = pending.job(child)
+                        child.commit()
+                        outcomes.append((True, result, after))
+                    except lmdb.MapFullError:
+                        child.abort()
+                        raise
+                    except Exception as exc:  # the job's own failure: roll back only it
+                        child.abort()
+                        outcomes.append((False, exc, None))
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                self.store.grow()
+                continue
+            except BaseException as exc:
+                txn.abort()
+                for pending in group:
+                    pending.future.set_exception(exc)
+                return
+            break
+        self.groups += 1
+        self.jobs += len(group)
+        for pending, (ok, value, after) in zip(group, outcomes):
+            if not ok:
+                pending.future.set_exception(value)
+                continue
+            try:
+                if after is not None:
+                    after()
+            except Exception as exc:  # durable, but publishing failed: report, never hide
+                log.exception("post-commit step failed")
+                pending.future.set_exception(exc)
+                continue
+            pending.future.set_result(value)

@@ -1,0 +1,72 @@
+//! Graph engine: type masks, query statistics and re-exports of the CSR / tenant graph types.
+
+mod csr;
+mod overlay;
+mod query;
+mod scratch;
+
+pub use csr::Csr;
+pub use overlay::{Export, RebuildJob, TenantGraph};
+
+/// A 256-bit set of allowed type codes (edge types or node types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EdgeTypeMask([u64; 4]);
+
+/// Node-type filters use the same representation as edge-type filters.
+pub type NodeTypeMask = EdgeTypeMask;
+
+impl EdgeTypeMask {
+    /// Every type allowed (the meaning of an omitted / `null` filter).
+    pub fn all() -> Self {
+        EdgeTypeMask([u64::MAX; 4])
+    }
+
+    /// Exactly the listed types allowed (an empty list allows nothing).
+    pub fn from_types(types: &[u8]) -> Self {
+        let mut m = [0u64; 4];
+        for &t in types {
+            m[(t >> 6) as usize] |= 1u64 << (t & 63);
+        }
+        EdgeTypeMask(m)
+    }
+
+    /// Whether type `t` is in the set.
+    #[inline(always)]
+    pub fn contains(&self, t: u8) -> bool {
+        (self.0[(t >> 6) as usize] >> (t & 63)) & 1 == 1
+    }
+
+    /// Whether every type is in the set (lets queries skip the per-item check).
+    #[inline]
+    pub fn is_all(&self) -> bool {
+        self.0 == [u64::MAX; 4]
+    }
+}
+
+/// Work counters of one query (see the "Explain" section of docs/queries.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Adjacency rows read.
+    pub rows_scanned: u64,
+    /// Edges examined (pruned edges are not counted).
+    pub edges_scanned: u64,
+    /// Wall-clock duration of the query in microseconds.
+    pub micros: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_basics() {
+        let m = EdgeTypeMask::from_types(&[0, 63, 64, 255]);
+        for t in 0..=255u8 {
+            assert_eq!(m.contains(t), matches!(t, 0 | 63 | 64 | 255), "type {t}");
+        }
+        assert!(!m.is_all());
+        assert!(EdgeTypeMask::all().is_all());
+        assert!((0..=255u8).all(|t| EdgeTypeMask::all().contains(t)));
+        assert!((0..=255u8).all(|t| !EdgeTypeMask::from_types(&[]).contains(t)));
+    }
+}

@@ -1,0 +1,659 @@
+//! Tenant graph: an `Arc<Csr>` snapshot plus a write overlay (read-your-writes) and rebuild/swap.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+
+use super::csr::{map_bytes, validate_edges, vec_bytes, Csr, RowRef};
+use super::{EdgeTypeMask, QueryStats};
+use crate::error::{Error, Result};
+
+/// The merged graph as parallel arrays: `(src, dst, w, etype, nodes, node_types)`.
+pub type Export = (Vec<i64>, Vec<i64>, Vec<f32>, Vec<u8>, Vec<i64>, Vec<u8>);
+
+/// A full replacement adjacency row, sorted like CSR rows (weight desc, dst external id asc).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Row {
+    dst: Vec<u32>,
+    w: Vec<f32>,
+    et: Vec<u8>,
+}
+
+impl Row {
+    fn as_ref(&self) -> RowRef<'_> {
+        RowRef {
+            dst: &self.dst,
+            w: &self.w,
+            et: &self.et,
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.dst.remove(i);
+        self.w.remove(i);
+        self.et.remove(i);
+    }
+
+    fn insert(&mut self, i: usize, d: u32, w: f32, t: u8) {
+        self.dst.insert(i, d);
+        self.w.insert(i, w);
+        self.et.insert(i, t);
+    }
+
+    /// Drops entries whose destination is tombstoned.
+    fn drop_dead(&mut self, dead: &[u64]) {
+        let mut j = 0;
+        for i in 0..self.dst.len() {
+            if !bit(dead, self.dst[i]) {
+                self.dst[j] = self.dst[i];
+                self.w[j] = self.w[i];
+                self.et[j] = self.et[i];
+                j += 1;
+            }
+        }
+        self.dst.truncate(j);
+        self.w.truncate(j);
+        self.et.truncate(j);
+    }
+
+    fn bytes(&self) -> usize {
+        vec_bytes(&self.dst) + vec_bytes(&self.w) + vec_bytes(&self.et)
+    }
+}
+
+#[inline(always)]
+fn bit(words: &[u64], u: u32) -> bool {
+    words
+        .get((u >> 6) as usize)
+        .is_some_and(|w| (w >> (u & 63)) & 1 == 1)
+}
+
+/// Changes on top of the base snapshot.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overlay {
+    /// Full current row of every node whose out-edges changed.
+    rows: FxHashMap<u32, Row>,
+    /// External ids / types of nodes created after the snapshot (internal ids `n..`).
+    new_ext: Vec<i64>,
+    new_types: Vec<u8>,
+    /// Type changes of snapshot nodes.
+    type_over: FxHashMap<u32, u8>,
+    /// External id overrides: `Some(id)` for created nodes, `None` for deleted ones.
+    ext_over: FxHashMap<i64, Option<u32>>,
+    /// Tombstone bitset over internal ids, and how many bits are set.
+    dead: Vec<u64>,
+    n_dead: usize,
+}
+
+/// A consistent read view: base snapshot plus overlay.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) base: Arc<Csr>,
+    ov: Overlay,
+}
+
+impl Snapshot {
+    /// Internal id capacity (base nodes + created nodes, including dead ones).
+    #[inline]
+    pub(crate) fn cap(&self) -> usize {
+        self.base.ext_ids.len() + self.ov.new_ext.len()
+    }
+
+    /// Live internal id of an external id.
+    #[inline]
+    pub(crate) fn lookup(&self, ext: i64) -> Option<u32> {
+        if !self.ov.ext_over.is_empty() {
+            if let Some(o) = self.ov.ext_over.get(&ext) {
+                return *o;
+            }
+        }
+        self.base.ext_to_int.get(&ext).copied()
+    }
+
+    #[inline(always)]
+    pub(crate) fn ext(&self, u: u32) -> i64 {
+        let n = self.base.ext_ids.len();
+        if (u as usize) < n {
+            self.base.ext_ids[u as usize]
+        } else {
+            self.ov.new_ext[u as usize - n]
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn node_type(&self, u: u32) -> u8 {
+        let n = self.base.ext_ids.len();
+        if (u as usize) < n {
+            if !self.ov.type_over.is_empty() {
+                if let Some(&t) = self.ov.type_over.get(&u) {
+                    return t;
+                }
+            }
+            self.base.node_type[u as usize]
+        } else {
+            self.ov.new_types[u as usize - n]
+        }
+    }
+
+    /// Whether any node is tombstoned (so traversals must check destinations).
+    #[inline(always)]
+    pub(crate) fn has_dead(&self) -> bool {
+        self.ov.n_dead != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_dead(&self, u: u32) -> bool {
+        bit(&self.ov.dead, u)
+    }
+
+    /// Current out-row of a live node (may contain tombstoned destinations).
+    #[inline(always)]
+    pub(crate) fn row(&self, u: u32) -> RowRef<'_> {
+        if !self.ov.rows.is_empty() {
+            if let Some(r) = self.ov.rows.get(&u) {
+                return r.as_ref();
+            }
+        }
+        if (u as usize) < self.base.ext_ids.len() {
+            self.base.row(u)
+        } else {
+            RowRef::EMPTY
+        }
+    }
+
+    /// Number of out-edges of a live node into live nodes (every edge type).
+    #[inline]
+    pub(crate) fn live_out_degree(&self, u: u32) -> u64 {
+        let r = self.row(u);
+        if self.has_dead() {
+            r.dst.iter().filter(|&&d| !self.is_dead(d)).count() as u64
+        } else {
+            r.len() as u64
+        }
+    }
+
+    fn export(&self) -> Export {
+        let (mut s, mut d, mut w, mut t, mut nodes, mut types) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for u in 0..self.cap() as u32 {
+            if self.is_dead(u) {
+                continue;
+            }
+            let e = self.ext(u);
+            nodes.push(e);
+            types.push(self.node_type(u));
+            let r = self.row(u);
+            for i in 0..r.len() {
+                if self.is_dead(r.dst[i]) {
+                    continue;
+                }
+                s.push(e);
+                d.push(self.ext(r.dst[i]));
+                w.push(r.w[i]);
+                t.push(r.et[i]);
+            }
+        }
+        (s, d, w, t, nodes, types)
+    }
+}
+
+/// A write recorded during a rebuild, replayed onto the new snapshot.
+#[derive(Debug, Clone)]
+enum Op {
+    UpsertNodes(Vec<i64>, Vec<u8>),
+    UpsertEdges(Vec<i64>, Vec<i64>, Vec<f32>, Vec<u8>),
+    DeleteEdges(Vec<i64>, Vec<i64>),
+    DeleteNodes(Vec<i64>),
+}
+
+/// A tenant graph: an `Arc<Csr>` snapshot plus a delta overlay so every acknowledged write is
+/// visible at once (read-your-writes), with rebuild + atomic swap.
+#[derive(Debug)]
+pub struct TenantGraph {
+    pub(crate) snap: Snapshot,
+    /// Live in-degree (from live sources) of every internal id; 0 for dead ids.
+    in_deg: Vec<u32>,
+    live_nodes: usize,
+    live_edges: usize,
+    version: u64,
+    /// `Some` while a rebuild is in progress: the writes made since `begin_rebuild`.
+    recording: Option<Vec<Op>>,
+}
+
+/// A rebuild in progress: a frozen copy of the tenant's view, merged into a new CSR by
+/// [`RebuildJob::build`] without holding any lock on the tenant.
+#[derive(Debug)]
+pub struct RebuildJob {
+    snap: Snapshot,
+}
+
+impl RebuildJob {
+    /// Merges base + overlay into a clean CSR (no tombstones, no overlay).
+    pub fn build(self) -> Result<Csr> {
+        let (s, d, w, t, n, nt) = self.snap.export();
+        Csr::from_edges(&s, &d, &w, &t, &n, &nt)
+    }
+}
+
+fn check_len(what: &str, a: usize, b: usize) -> Result<()> {
+    if a != b {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: arrays differ in length ({a} vs {b})"
+        )));
+    }
+    Ok(())
+}
+
+impl TenantGraph {
+    /// Wraps a snapshot with an empty overlay (snapshot version 0).
+    pub fn new(mut base: Csr) -> Self {
+        // The tenant keeps the (mutable) in-degrees; the shared snapshot does not need them.
+        let in_deg = std::mem::take(&mut base.in_deg);
+        let live_nodes = base.node_count();
+        let live_edges = base.edge_count();
+        TenantGraph {
+            snap: Snapshot {
+                base: Arc::new(base),
+                ov: Overlay::default(),
+            },
+            in_deg,
+            live_nodes,
+            live_edges,
+            version: 0,
+            recording: None,
+        }
+    }
+
+    /// A graph with no nodes.
+    pub fn empty() -> Self {
+        Self::new(Csr::empty())
+    }
+
+    fn check_capacity(&self, extra: usize) -> Result<()> {
+        if self.snap.cap() + extra >= u32::MAX as usize {
+            return Err(Error::InvalidArgument("too many nodes in tenant".into()));
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, op: impl FnOnce() -> Op) {
+        if let Some(ops) = self.recording.as_mut() {
+            ops.push(op());
+        }
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// Creates nodes or changes their type (last occurrence in the batch wins).
+    pub fn upsert_nodes(&mut self, ids: &[i64], types: &[u8]) -> Result<()> {
+        check_len("upsert_nodes", ids.len(), types.len())?;
+        self.check_capacity(ids.len())?;
+        for (&id, &t) in ids.iter().zip(types) {
+            let u = self.ensure_node(id);
+            self.set_type(u, t);
+        }
+        self.record(|| Op::UpsertNodes(ids.to_vec(), types.to_vec()));
+        Ok(())
+    }
+
+    /// Creates or replaces edges; unknown endpoints are created with type 0.
+    pub fn upsert_edges(
+        &mut self,
+        src: &[i64],
+        dst: &[i64],
+        w: &[f32],
+        etype: &[u8],
+    ) -> Result<()> {
+        validate_edges(src, dst, w, etype)?;
+        self.check_capacity(2 * src.len())?;
+        for i in 0..src.len() {
+            self.upsert_edge(src[i], dst[i], w[i], etype[i]);
+        }
+        self.record(|| Op::UpsertEdges(src.to_vec(), dst.to_vec(), w.to_vec(), etype.to_vec()));
+        Ok(())
+    }
+
+    /// Deletes edges; returns how many existed (missing pairs are ignored).
+    pub fn delete_edges(&mut self, src: &[i64], dst: &[i64]) -> Result<usize> {
+        check_len("delete_edges", src.len(), dst.len())?;
+        let mut n = 0;
+        for (&s, &d) in src.iter().zip(dst) {
+            n += self.delete_edge(s, d) as usize;
+        }
+        self.record(|| Op::DeleteEdges(src.to_vec(), dst.to_vec()));
+        Ok(n)
+    }
+
+    /// Deletes nodes with all their in/out edges; returns how many existed.
+    pub fn delete_nodes(&mut self, ids: &[i64]) -> Result<usize> {
+        let mut n = 0;
+        for &id in ids {
+            n += self.delete_node(id) as usize;
+        }
+        self.record(|| Op::DeleteNodes(ids.to_vec()));
+        Ok(n)
+    }
+
+    fn ensure_node(&mut self, ext: i64) -> u32 {
+        if let Some(u) = self.snap.lookup(ext) {
+            return u;
+        }
+        let u = self.snap.cap() as u32;
+        let ov = &mut self.snap.ov;
+        ov.new_ext.push(ext);
+        ov.new_types.push(0);
+        ov.ext_over.insert(ext, Some(u));
+        self.in_deg.push(0);
+        self.live_nodes += 1;
+        u
+    }
+
+    fn set_type(&mut self, u: u32, t: u8) {
+        let n = self.snap.base.ext_ids.len();
+        let ov = &mut self.snap.ov;
+        if (u as usize) < n {
+            if self.snap.base.node_type[u as usize] == t {
+                ov.type_over.remove(&u);
+            } else {
+                ov.type_over.insert(u, t);
+            }
+        } else {
+            ov.new_types[u as usize - n] = t;
+        }
+    }
+
+    /// Copies the current row of `u` into the overlay (if not there yet), without dead entries.
+    fn materialize(&mut self, u: u32) {
+        if !self.snap.ov.rows.contains_key(&u) {
+            let r = self.snap.row(u);
+            let row = Row {
+                dst: r.dst.to_vec(),
+                w: r.w.to_vec(),
+                et: r.et.to_vec(),
+            };
+            self.snap.ov.rows.insert(u, row);
+        }
+        let ov = &mut self.snap.ov;
+        if ov.n_dead != 0 {
+            if let Some(row) = ov.rows.get_mut(&u) {
+                row.drop_dead(&ov.dead);
+            }
+        }
+    }
+
+    fn upsert_edge(&mut self, s: i64, d: i64, w: f32, t: u8) {
+        let su = self.ensure_node(s);
+        let du = self.ensure_node(d);
+        self.materialize(su);
+        let base = &self.snap.base;
+        let ov = &mut self.snap.ov;
+        let n = base.ext_ids.len();
+        let new_ext = &ov.new_ext;
+        let ext_of = |x: u32| {
+            if (x as usize) < n {
+                base.ext_ids[x as usize]
+            } else {
+                new_ext[x as usize - n]
+            }
+        };
+        let row = ov.rows.get_mut(&su).expect("row materialized above");
+        if let Some(pos) = row.dst.iter().position(|&x| x == du) {
+            row.remove(pos);
+        } else {
+            self.live_edges += 1;
+            self.in_deg[du as usize] += 1;
+        }
+        // First position whose entry sorts after (w, d): weight desc, ext id asc.
+        let (mut lo, mut hi) = (0usize, row.dst.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let wm = row.w[mid];
+            if wm > w || (wm == w && ext_of(row.dst[mid]) < d) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        row.insert(lo, du, w, t);
+    }
+
+    fn delete_edge(&mut self, s: i64, d: i64) -> bool {
+        let (Some(su), Some(du)) = (self.snap.lookup(s), self.snap.lookup(d)) else {
+            return false;
+        };
+        if !self.snap.row(su).dst.contains(&du) {
+            return false;
+        }
+        self.materialize(su);
+        let row = self
+            .snap
+            .ov
+            .rows
+            .get_mut(&su)
+            .expect("row materialized above");
+        let pos = row.dst.iter().position(|&x| x == du).expect("edge present");
+        row.remove(pos);
+        self.live_edges -= 1;
+        self.in_deg[du as usize] -= 1;
+        true
+    }
+
+    fn delete_node(&mut self, id: i64) -> bool {
+        let Some(x) = self.snap.lookup(id) else {
+            return false;
+        };
+        let r = self.snap.row(x);
+        let mut out_live = 0usize;
+        let mut self_loop = false;
+        for &d in r.dst {
+            if self.snap.is_dead(d) {
+                continue;
+            }
+            out_live += 1;
+            if d == x {
+                self_loop = true;
+            } else {
+                self.in_deg[d as usize] -= 1;
+            }
+        }
+        self.live_edges -= out_live + self.in_deg[x as usize] as usize - self_loop as usize;
+        self.in_deg[x as usize] = 0;
+        let ov = &mut self.snap.ov;
+        let word = (x >> 6) as usize;
+        if ov.dead.len() <= word {
+            ov.dead.resize(word + 1, 0);
+        }
+        ov.dead[word] |= 1u64 << (x & 63);
+        ov.n_dead += 1;
+        ov.rows.remove(&x);
+        ov.type_over.remove(&x);
+        ov.ext_over.insert(id, None);
+        self.live_nodes -= 1;
+        true
+    }
+
+    // ---------------------------------------------------------------- state
+
+    /// Whether `id` is a live node.
+    pub fn has_node(&self, id: i64) -> bool {
+        self.snap.lookup(id).is_some()
+    }
+
+    /// Live node count (base + overlay).
+    pub fn node_count(&self) -> usize {
+        self.live_nodes
+    }
+
+    /// Live edge count (edges whose both endpoints are live).
+    pub fn edge_count(&self) -> usize {
+        self.live_edges
+    }
+
+    /// Incremented on every snapshot swap (`finish_rebuild`).
+    pub fn snapshot_version(&self) -> u64 {
+        self.version
+    }
+
+    /// Overlay size: replaced rows + created nodes + tombstones.
+    pub fn delta_rows(&self) -> usize {
+        let ov = &self.snap.ov;
+        ov.rows.len() + ov.new_ext.len() + ov.n_dead
+    }
+
+    /// Approximate heap bytes of the snapshot, overlay and bookkeeping.
+    pub fn memory_bytes(&self) -> usize {
+        let ov = &self.snap.ov;
+        std::mem::size_of::<Self>()
+            + self.snap.base.memory_bytes()
+            + map_bytes(&ov.rows)
+            + ov.rows.values().map(Row::bytes).sum::<usize>()
+            + vec_bytes(&ov.new_ext)
+            + vec_bytes(&ov.new_types)
+            + map_bytes(&ov.type_over)
+            + map_bytes(&ov.ext_over)
+            + vec_bytes(&ov.dead)
+            + vec_bytes(&self.in_deg)
+    }
+
+    /// Export of the current merged graph: `(src, dst, w, etype, nodes, node_types)`.
+    pub fn export(&self) -> Export {
+        self.snap.export()
+    }
+
+    // ---------------------------------------------------------------- rebuild
+
+    /// Starts a rebuild: freezes a copy of the current view and records later writes.
+    pub fn begin_rebuild(&mut self) -> Result<RebuildJob> {
+        if self.recording.is_some() {
+            return Err(Error::InvalidArgument(
+                "a rebuild is already in progress".into(),
+            ));
+        }
+        self.recording = Some(Vec::new());
+        Ok(RebuildJob {
+            snap: self.snap.clone(),
+        })
+    }
+
+    /// Swaps in the built snapshot and replays the writes made since `begin_rebuild`.
+    pub fn finish_rebuild(&mut self, built: Csr) -> Result<()> {
+        let Some(ops) = self.recording.take() else {
+            return Err(Error::InvalidArgument("no rebuild in progress".into()));
+        };
+        let version = self.version + 1;
+        *self = TenantGraph::new(built);
+        self.version = version;
+        for op in ops {
+            match op {
+                Op::UpsertNodes(i, t) => self.upsert_nodes(&i, &t)?,
+                Op::UpsertEdges(s, d, w, t) => self.upsert_edges(&s, &d, &w, &t)?,
+                Op::DeleteEdges(s, d) => {
+                    self.delete_edges(&s, &d)?;
+                }
+                Op::DeleteNodes(i) => {
+                    self.delete_nodes(&i)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons a rebuild in progress (no-op if none).
+    pub fn abort_rebuild(&mut self) {
+        self.recording = None;
+    }
+
+    /// Whether a rebuild is in progress.
+    pub fn rebuild_in_progress(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    fn live(&self, id: i64) -> Result<u32> {
+        self.snap.lookup(id).ok_or(Error::UnknownNode(id))
+    }
+
+    /// Q1: the `n` best-scored nodes within `hops` (1 or 2) out-edges of `seed`.
+    pub fn topn(
+        &self,
+        seed: i64,
+        hops: u8,
+        n: usize,
+        edge_types: &EdgeTypeMask,
+        node_types: &EdgeTypeMask,
+    ) -> Result<(Vec<(i64, f64)>, QueryStats)> {
+        let t0 = Instant::now();
+        let s = self.live(seed)?;
+        if !(1..=2).contains(&hops) {
+            return Err(Error::InvalidArgument(format!(
+                "hops must be 1 or 2, got {hops}"
+            )));
+        }
+        let mut st = QueryStats::default();
+        let r = self.snap.topn(s, hops, n, edge_types, node_types, &mut st);
+        st.micros = t0.elapsed().as_micros() as u64;
+        Ok((r, st))
+    }
+
+    /// Q2: number of distinct nodes at BFS distance 1..`depth`, capped at `limit`.
+    pub fn neighborhood_size(
+        &self,
+        seed: i64,
+        depth: u8,
+        limit: u64,
+        edge_types: &EdgeTypeMask,
+        node_types: &EdgeTypeMask,
+    ) -> Result<(u64, QueryStats)> {
+        let t0 = Instant::now();
+        let s = self.live(seed)?;
+        let mut st = QueryStats::default();
+        let r = self
+            .snap
+            .neighborhood_size(s, depth, limit, edge_types, node_types, &mut st);
+        st.micros = t0.elapsed().as_micros() as u64;
+        Ok((r, st))
+    }
+
+    /// Q3: lexicographically smallest shortest path with at most `max_depth` edges.
+    pub fn path(
+        &self,
+        src: i64,
+        dst: i64,
+        max_depth: u8,
+        edge_types: &EdgeTypeMask,
+    ) -> Result<(Option<Vec<i64>>, QueryStats)> {
+        let t0 = Instant::now();
+        let s = self.live(src)?;
+        let d = self.live(dst)?;
+        let mut st = QueryStats::default();
+        let r = self.snap.path(s, d, max_depth, edge_types, &mut st);
+        st.micros = t0.elapsed().as_micros() as u64;
+        Ok((r, st))
+    }
+
+    /// Q4: the `n` nodes of highest out-degree at BFS distance 1..`depth`.
+    pub fn topdegree(
+        &self,
+        seed: i64,
+        depth: u8,
+        n: usize,
+        edge_types: &EdgeTypeMask,
+        node_types: &EdgeTypeMask,
+    ) -> Result<(Vec<(i64, u64)>, QueryStats)> {
+        let t0 = Instant::now();
+        let s = self.live(seed)?;
+        let mut st = QueryStats::default();
+        let r = self
+            .snap
+            .topdegree(s, depth, n, edge_types, node_types, &mut st);
+        st.micros = t0.elapsed().as_micros() as u64;
+        Ok((r, st))
+    }
+
+    /// Out-degree of a live node (all edge types, current graph).
+    pub fn out_degree(&self, id: i64) -> Result<u64> {
+        Ok(self.snap.live_out_degree(self.live(id)?))
+    }
+}

@@ -1,0 +1,268 @@
+//! PyO3 bindings for provgraph-core: type conversion and the one place errors become Python exceptions.
+use std::sync::Arc;
+
+use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
+use parking_lot::RwLock;
+use provgraph_core::error::Error as CoreError;
+use provgraph_core::graph::{Csr, EdgeTypeMask, QueryStats, TenantGraph};
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+use pyo3::types::PyDict;
+
+pyo3::import_exception!(provgraph.errors, UnknownNodeError);
+pyo3::import_exception!(provgraph.errors, InvalidArgumentError);
+
+/// The single mapping from core errors to the exceptions of `provgraph.errors`.
+fn to_py(err: CoreError) -> PyErr {
+    match err {
+        CoreError::UnknownNode(id) => UnknownNodeError::new_err(id),
+        other => InvalidArgumentError::new_err(other.to_string()),
+    }
+}
+
+fn slice<'a, T: numpy::Element>(arr: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    arr.as_slice().map_err(|_| {
+        InvalidArgumentError::new_err(format!("{name} must be a contiguous 1-d array (len {})", arr.len()))
+    })
+}
+
+fn mask(types: Option<Vec<u16>>) -> PyResult<EdgeTypeMask> {
+    match types {
+        None => Ok(EdgeTypeMask::all()),
+        Some(list) => {
+            let mut bytes = Vec::with_capacity(list.len());
+            for t in list {
+                if t > 255 {
+                    return Err(InvalidArgumentError::new_err(format!("type {t} outside 0..255")));
+                }
+                bytes.push(t as u8);
+            }
+            Ok(EdgeTypeMask::from_types(&bytes))
+        }
+    }
+}
+
+fn depth_u8(value: u32, name: &str, max: u32) -> PyResult<u8> {
+    if value == 0 || value > max {
+        return Err(InvalidArgumentError::new_err(format!("{name} must be in 1..={max}, got {value}")));
+    }
+    Ok(value as u8)
+}
+
+fn stats_dict<'py>(py: Python<'py>, stats: &QueryStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rows_scanned", stats.rows_scanned)?;
+    d.set_item("edges_scanned", stats.edges_scanned)?;
+    d.set_item("micros", stats.micros)?;
+    Ok(d)
+}
+
+/// Return `value`, or `(value, stats)` when the caller asked for the plan.
+fn with_plan<'py, T: IntoPyObject<'py>>(
+    py: Python<'py>,
+    value: T,
+    stats: &QueryStats,
+    explain: bool,
+) -> PyResult<Py<PyAny>> {
+    let value = value.into_py_any(py)?;
+    if explain {
+        (value, stats_dict(py, stats)?).into_py_any(py)
+    } else {
+        Ok(value)
+    }
+}
+
+/// A tenant's graph: CSR snapshot + delta overlay; thread-safe, queries release the GIL.
+#[pyclass(module = "provgraph._core", frozen)]
+struct CsrGraph {
+    inner: Arc<RwLock<TenantGraph>>,
+}
+
+#[pymethods]
+impl CsrGraph {
+    #[staticmethod]
+    #[pyo3(signature = (src, dst, w, etype, nodes=None, node_types=None))]
+    fn from_edges(
+        py: Python<'_>,
+        src: PyReadonlyArray1<'_, i64>,
+        dst: PyReadonlyArray1<'_, i64>,
+        w: PyReadonlyArray1<'_, f32>,
+        etype: PyReadonlyArray1<'_, u8>,
+        nodes: Option<PyReadonlyArray1<'_, i64>>,
+        node_types: Option<PyReadonlyArray1<'_, u8>>,
+    ) -> PyResult<Self> {
+        let (src, dst, w, etype) = (slice(&src, "src")?, slice(&dst, "dst")?, slice(&w, "w")?, slice(&etype, "etype")?);
+        let nodes_v: &[i64] = match &nodes {
+            Some(a) => slice(a, "nodes")?,
+            None => &[],
+        };
+        let types_v: &[u8] = match &node_types {
+            Some(a) => slice(a, "node_types")?,
+            None => &[],
+        };
+        let csr = py.detach(|| Csr::from_edges(src, dst, w, etype, nodes_v, types_v)).map_err(to_py)?;
+        Ok(Self { inner: Arc::new(RwLock::new(TenantGraph::new(csr))) })
+    }
+
+    #[staticmethod]
+    fn empty() -> Self {
+        Self { inner: Arc::new(RwLock::new(TenantGraph::empty())) }
+    }
+
+    #[pyo3(signature = (seed, n=10, hops=2, edge_types=None, node_types=None, explain=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn topn(
+        &self,
+        py: Python<'_>,
+        seed: i64,
+        n: usize,
+        hops: u32,
+        edge_types: Option<Vec<u16>>,
+        node_types: Option<Vec<u16>>,
+        explain: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (em, nm, hops) = (mask(edge_types)?, mask(node_types)?, depth_u8(hops, "hops", 2)?);
+        let g = self.inner.clone();
+        let (rows, stats) = py.detach(|| g.read().topn(seed, hops, n, &em, &nm)).map_err(to_py)?;
+        with_plan(py, rows, &stats, explain)
+    }
+
+    #[pyo3(signature = (seed, depth=3, limit=50_000, edge_types=None, node_types=None, explain=false))]
+    fn neighborhood_size(
+        &self,
+        py: Python<'_>,
+        seed: i64,
+        depth: u32,
+        limit: u64,
+        edge_types: Option<Vec<u16>>,
+        node_types: Option<Vec<u16>>,
+        explain: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (em, nm, depth) = (mask(edge_types)?, mask(node_types)?, depth_u8(depth, "depth", 8)?);
+        let g = self.inner.clone();
+        let (count, stats) =
+            py.detach(|| g.read().neighborhood_size(seed, depth, limit, &em, &nm)).map_err(to_py)?;
+        with_plan(py, count, &stats, explain)
+    }
+
+    #[pyo3(signature = (src, dst, max_depth=4, edge_types=None, explain=false))]
+    fn path(
+        &self,
+        py: Python<'_>,
+        src: i64,
+        dst: i64,
+        max_depth: u32,
+        edge_types: Option<Vec<u16>>,
+        explain: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (em, max_depth) = (mask(edge_types)?, depth_u8(max_depth, "max_depth", 8)?);
+        let g = self.inner.clone();
+        let (found, stats) = py.detach(|| g.read().path(src, dst, max_depth, &em)).map_err(to_py)?;
+        with_plan(py, found, &stats, explain)
+    }
+
+    #[pyo3(signature = (seed, depth=2, n=10, edge_types=None, node_types=None, explain=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn topdegree(
+        &self,
+        py: Python<'_>,
+        seed: i64,
+        depth: u32,
+        n: usize,
+        edge_types: Option<Vec<u16>>,
+        node_types: Option<Vec<u16>>,
+        explain: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (em, nm, depth) = (mask(edge_types)?, mask(node_types)?, depth_u8(depth, "depth", 4)?);
+        let g = self.inner.clone();
+        let (rows, stats) = py.detach(|| g.read().topdegree(seed, depth, n, &em, &nm)).map_err(to_py)?;
+        with_plan(py, rows, &stats, explain)
+    }
+
+    fn has_node(&self, id: i64) -> bool {
+        self.inner.read().has_node(id)
+    }
+
+    fn out_degree(&self, id: i64) -> PyResult<u64> {
+        self.inner.read().out_degree(id).map_err(to_py)
+    }
+
+    fn upsert_nodes(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>, types: PyReadonlyArray1<'_, u8>) -> PyResult<()> {
+        let (ids, types) = (slice(&ids, "ids")?, slice(&types, "types")?);
+        let g = self.inner.clone();
+        py.detach(|| g.write().upsert_nodes(ids, types)).map_err(to_py)
+    }
+
+    fn upsert_edges(
+        &self,
+        py: Python<'_>,
+        src: PyReadonlyArray1<'_, i64>,
+        dst: PyReadonlyArray1<'_, i64>,
+        w: PyReadonlyArray1<'_, f32>,
+        etype: PyReadonlyArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let (src, dst, w, etype) = (slice(&src, "src")?, slice(&dst, "dst")?, slice(&w, "w")?, slice(&etype, "etype")?);
+        let g = self.inner.clone();
+        py.detach(|| g.write().upsert_edges(src, dst, w, etype)).map_err(to_py)
+    }
+
+    fn delete_edges(&self, py: Python<'_>, src: PyReadonlyArray1<'_, i64>, dst: PyReadonlyArray1<'_, i64>) -> PyResult<usize> {
+        let (src, dst) = (slice(&src, "src")?, slice(&dst, "dst")?);
+        let g = self.inner.clone();
+        py.detach(|| g.write().delete_edges(src, dst)).map_err(to_py)
+    }
+
+    fn delete_nodes(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<usize> {
+        let ids = slice(&ids, "ids")?;
+        let g = self.inner.clone();
+        py.detach(|| g.write().delete_nodes(ids)).map_err(to_py)
+    }
+
+    /// Merge the overlay into a fresh snapshot; writes stay possible during the build.
+    fn rebuild(&self, py: Python<'_>) -> PyResult<u64> {
+        let g = self.inner.clone();
+        py.detach(|| {
+            let job = g.write().begin_rebuild()?;
+            match job.build() {
+                Ok(csr) => {
+                    let mut guard = g.write();
+                    guard.finish_rebuild(csr)?;
+                    Ok(guard.snapshot_version())
+                }
+                Err(e) => {
+                    g.write().abort_rebuild();
+                    Err(e)
+                }
+            }
+        })
+        .map_err(to_py)
+    }
+
+    #[getter]
+    fn node_count(&self) -> usize {
+        self.inner.read().node_count()
+    }
+    #[getter]
+    fn edge_count(&self) -> usize {
+        self.inner.read().edge_count()
+    }
+    #[getter]
+    fn snapshot_version(&self) -> u64 {
+        self.inner.read().snapshot_version()
+    }
+    #[getter]
+    fn delta_rows(&self) -> usize {
+        self.inner.read().delta_rows()
+    }
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.inner.read().memory_bytes()
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CsrGraph>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
