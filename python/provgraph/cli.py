@@ -80,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(fn=cmd_demo)
 
     args = parser.parse_args(argv)
+    from provgraph.errors import ProvgraphError
+
     try:
         return int(args.fn(args))
+    except ProvgraphError as exc:
+        print(f"provgraph {args.command}: {exc.message} {exc.details or ''}".rstrip(), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -30,13 +30,14 @@ class EdgeBatch:
 
     def dedup_last(self) -> EdgeBatch:
         """Keep the last occurrence of each (src, dst) pair, ordered by (src, dst)."""
-        if len(self.src) <= 1:
-            return self
-        order = np.lexsort((np.arange(len(self.src))[::-1], self.dst, self.src))
-        s, d = self.src[order], self.dst[order]
-        first = np.ones(len(s), dtype=bool)
-        first[1:] = (s[1:] != s[:-1]) | (d[1:] != d[:-1])
-        keep = order[first]
+        s, d = self.src, self.dst
+        if len(s) <= 1 or bool(np.all((s[1:] > s[:-1]) | ((s[1:] == s[:-1]) & (d[1:] > d[:-1])))):
+            return self  # already sorted and unique (e.g. a chunk of a bulk load)
+        order = np.lexsort((d, s))  # stable: within a pair, later occurrences come later
+        s, d = s[order], d[order]
+        last = np.ones(len(s), dtype=bool)
+        last[:-1] = (s[1:] != s[:-1]) | (d[1:] != d[:-1])
+        keep = order[last]
         return EdgeBatch(self.src[keep], self.dst[keep], self.w[keep], self.etype[keep])
 
 

@@ -86,45 +86,51 @@ class GraphTables:
             txn.put(key, bytes((t,)) + attrs, db=self.nodes)
 
     def ensure_nodes(self, txn: lmdb.Transaction, tenant: int, ids: np.ndarray) -> None:
-        """Create nodes that don't exist yet (type 0, no attributes)."""
-        for key in node_keys(tenant, np.unique(ids)):
-            txn.put(key, _NODE_DEFAULT, db=self.nodes, overwrite=False)
+        """Create nodes that don't exist yet (type 0, no attributes); `ids` sorted and unique."""
+        txn.cursor(db=self.nodes).putmulti(((k, _NODE_DEFAULT) for k in node_keys(tenant, ids)),
+                                           overwrite=False)
 
     def put_edges(self, txn: lmdb.Transaction, tenant: int, batch: EdgeBatch) -> None:
-        """Upsert edges: merge into out rows (new values win) and add new sources to in rows."""
+        """Upsert edges: merge into out rows (new values win) and add new sources to in rows.
+
+        Rows that don't exist yet (the bulk case) are written as slices of one packed buffer;
+        only existing rows pay for a merge.
+        """
         b = batch.dedup_last()  # sorted by (src, dst)
-        self.ensure_nodes(txn, tenant, np.concatenate([b.src, b.dst]))
         new = np.empty(len(b), dtype=ADJ)
         new["dst"], new["w"], new["t"] = b.dst, b.w, b.etype
+        blob, size = new.tobytes(), ADJ.itemsize
         starts, ends = _group_bounds(b.src)
-        src_keys = node_keys(tenant, b.src[starts])
-        added_src, added_dst = [], []
-        for key, s, e in zip(src_keys, starts.tolist(), ends.tolist()):
-            incoming = new[s:e]
-            old = _row(txn.get(key, db=self.out))
-            if len(old) == 0:
-                merged = incoming
-                fresh = incoming["dst"]
-            else:
-                keep = ~np.isin(old["dst"], incoming["dst"])
-                merged = np.concatenate([old[keep], incoming])
-                merged.sort(order="dst", kind="stable")
-                fresh = incoming["dst"][~np.isin(incoming["dst"], old["dst"])]
-            txn.put(key, merged.tobytes(), db=self.out)
-            if len(fresh):
-                added_dst.append(fresh)
-                added_src.append(np.full(len(fresh), b.src[s], dtype=np.int64))
-        if added_dst:
-            self._add_in(txn, tenant, np.concatenate(added_dst), np.concatenate(added_src))
+        by_dst = np.lexsort((b.src, b.dst))
+        dst_sorted = b.dst[by_dst]
+        self.ensure_nodes(txn, tenant, np.union1d(b.src[starts], np.unique(dst_sorted)))
+        fresh = np.ones(len(b), dtype=bool)  # pairs that did not exist before: new in-index entries
+        get, put, out = txn.get, txn.put, self.out
+        for key, s, e in zip(node_keys(tenant, b.src[starts]), starts.tolist(), ends.tolist()):
+            old_raw = get(key, db=out)
+            if old_raw is None:
+                put(key, blob[s * size:e * size], db=out)
+                continue
+            old, incoming = _row(old_raw), new[s:e]
+            merged = np.concatenate([old[~np.isin(old["dst"], incoming["dst"])], incoming])
+            merged.sort(order="dst", kind="stable")
+            put(key, merged.tobytes(), db=out)
+            fresh[s:e] = ~np.isin(incoming["dst"], old["dst"])
+        keep = fresh[by_dst]
+        self._add_in(txn, tenant, dst_sorted[keep], b.src[by_dst][keep])
 
     def _add_in(self, txn: lmdb.Transaction, tenant: int, dst: np.ndarray, src: np.ndarray) -> None:
-        order = np.lexsort((src, dst))
-        dst, src = dst[order], src[order]
+        """Add (dst <- src) entries; `dst` sorted, `src` sorted within each dst."""
+        srcs = np.ascontiguousarray(src, dtype="<i8")
+        blob, size = srcs.tobytes(), 8
         starts, ends = _group_bounds(dst)
+        get, put, inn = txn.get, txn.put, self.inn
         for key, s, e in zip(node_keys(tenant, dst[starts]), starts.tolist(), ends.tolist()):
-            old = _ids(txn.get(key, db=self.inn))
-            merged = src[s:e] if len(old) == 0 else np.union1d(old, src[s:e])
-            txn.put(key, merged.astype("<i8").tobytes(), db=self.inn)
+            old = get(key, db=inn)
+            if old is None:
+                put(key, blob[s * size:e * size], db=inn)
+            else:
+                put(key, np.union1d(_ids(old), srcs[s:e]).astype("<i8").tobytes(), db=inn)
 
     def _remove_in(self, txn: lmdb.Transaction, tenant: int, dst: int, srcs: np.ndarray) -> None:
         key = node_key(tenant, dst)

@@ -1,0 +1,1 @@
+"""asv benchmarks of provgraph (see benches/benchmarks/bench_*.py)."""
