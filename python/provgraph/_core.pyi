@@ -44,6 +44,10 @@ class CsrGraph:
     def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: list[int] | None = None,
              node_types: list[int] | None = None, *,
              explain: Literal[True]) -> tuple[list[tuple[int, float]], dict[str, int]]: ...
+    @overload
+    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: list[int] | None = None,
+             node_types: list[int] | None = None, explain: bool = False
+             ) -> list[tuple[int, float]] | tuple[list[tuple[int, float]], dict[str, int]]: ...
 
     @overload
     def neighborhood_size(self, seed: int, depth: int = 3, limit: int = 50000,
@@ -54,6 +58,10 @@ class CsrGraph:
     def neighborhood_size(self, seed: int, depth: int = 3, limit: int = 50000,
                           edge_types: list[int] | None = None, node_types: list[int] | None = None, *,
                           explain: Literal[True]) -> tuple[int, dict[str, int]]: ...
+    @overload
+    def neighborhood_size(self, seed: int, depth: int = 3, limit: int = 50000,
+                          edge_types: list[int] | None = None, node_types: list[int] | None = None,
+                          explain: bool = False) -> int | tuple[int, dict[str, int]]: ...
 
     @overload
     def path(self, src: int, dst: int, max_depth: int = 4, edge_types: list[int] | None = None,
@@ -62,6 +70,9 @@ class CsrGraph:
     @overload
     def path(self, src: int, dst: int, max_depth: int = 4, edge_types: list[int] | None = None, *,
              explain: Literal[True]) -> tuple[list[int] | None, dict[str, int]]: ...
+    @overload
+    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: list[int] | None = None,
+             explain: bool = False) -> list[int] | None | tuple[list[int] | None, dict[str, int]]: ...
 
     @overload
     def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: list[int] | None = None,
@@ -71,6 +82,10 @@ class CsrGraph:
     def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: list[int] | None = None,
                   node_types: list[int] | None = None, *,
                   explain: Literal[True]) -> tuple[list[tuple[int, int]], dict[str, int]]: ...
+    @overload
+    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: list[int] | None = None,
+                  node_types: list[int] | None = None, explain: bool = False
+                  ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], dict[str, int]]: ...
 
     def has_node(self, id: int) -> bool:
         """Whether `id` is a live node."""

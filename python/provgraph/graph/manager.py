@@ -54,6 +54,57 @@ def _set(types: list[int] | None) -> TypeSet:
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
 
+class _CsrRunner:
+    """Q1–Q4 on a tenant's CsrGraph, answering (value, plan counters)."""
+
+    def __init__(self, g: CsrGraph, et: list[int] | None, nt: list[int] | None, explain: bool) -> None:
+        self.g, self.et, self.nt, self.explain = g, et, nt, explain
+
+    def _split(self, res: Any) -> tuple[Any, dict[str, Any]]:
+        return res if self.explain else (res, {})
+
+    def topn(self, seed: int, hops: int, n: int) -> tuple[Any, dict[str, Any]]:
+        return self._split(self.g.topn(seed, n=n, hops=hops, edge_types=self.et, node_types=self.nt,
+                                       explain=self.explain))
+
+    def neighborhood_size(self, seed: int, depth: int, limit: int) -> tuple[Any, dict[str, Any]]:
+        return self._split(self.g.neighborhood_size(seed, depth=depth, limit=limit, edge_types=self.et,
+                                                    node_types=self.nt, explain=self.explain))
+
+    def path(self, src: int, dst: int, max_depth: int) -> tuple[Any, dict[str, Any]]:
+        return self._split(self.g.path(src, dst, max_depth=max_depth, edge_types=self.et, explain=self.explain))
+
+    def topdegree(self, seed: int, depth: int, n: int) -> tuple[Any, dict[str, Any]]:
+        return self._split(self.g.topdegree(seed, depth=depth, n=n, edge_types=self.et, node_types=self.nt,
+                                            explain=self.explain))
+
+    def plan_header(self) -> dict[str, Any]:
+        return {"engine": "csr", "snapshot_version": self.g.snapshot_version, "delta_rows": self.g.delta_rows}
+
+
+class _LmdbRunner:
+    """Q1–Q4 on the LMDB adjacency of one tenant, same shape as _CsrRunner."""
+
+    def __init__(self, engine: LmdbGraphEngine, tenant: int, et: TypeSet, nt: TypeSet) -> None:
+        self.e, self.t, self.et, self.nt = engine, tenant, et, nt
+
+    def topn(self, seed: int, hops: int, n: int) -> tuple[Any, dict[str, Any]]:
+        return self.e.topn(self.t, seed, hops=hops, n=n, edge_types=self.et, node_types=self.nt)
+
+    def neighborhood_size(self, seed: int, depth: int, limit: int) -> tuple[Any, dict[str, Any]]:
+        return self.e.neighborhood_size(self.t, seed, depth=depth, limit=limit, edge_types=self.et,
+                                        node_types=self.nt)
+
+    def path(self, src: int, dst: int, max_depth: int) -> tuple[Any, dict[str, Any]]:
+        return self.e.path(self.t, src, dst, max_depth=max_depth, edge_types=self.et)
+
+    def topdegree(self, seed: int, depth: int, n: int) -> tuple[Any, dict[str, Any]]:
+        return self.e.topdegree(self.t, seed, depth=depth, n=n, edge_types=self.et, node_types=self.nt)
+
+    def plan_header(self) -> dict[str, Any]:
+        return {"engine": "lmdb", "snapshot_version": None, "delta_rows": 0}
+
+
 class GraphManager:
     """Holds one CsrGraph per tenant (snapshot + overlay) and the LMDB tables behind them."""
 
@@ -171,59 +222,30 @@ class GraphManager:
         if kind not in QUERY_KINDS:
             raise BadRequestError(f"query must be one of {list(QUERY_KINDS)}", {"query": kind})
         explain = spec.get("explain", False) is True
-        etypes, ntypes = _types(spec, "edge_types"), _types(spec, "node_types")
-        out: dict[str, Any]
+        et, nt = _types(spec, "edge_types"), _types(spec, "node_types")
         if engine == "csr":
-            g = self.graph(tenant)
-            if kind == "topn":
-                res = g.topn(_int(spec, "seed", None, *_I64), n=_int(spec, "n", 10, 0, _LIMITS["n"]),
-                             hops=_int(spec, "hops", 2, 1, 2), edge_types=etypes, node_types=ntypes,
-                             explain=explain)
-                value, plan = res if explain else (res, None)
-                out = {"results": [{"node": v, "score": s} for v, s in value]}
-            elif kind == "neighborhood":
-                res = g.neighborhood_size(_int(spec, "seed", None, *_I64), depth=_int(spec, "depth", 3, 1, 8),
-                                          limit=_int(spec, "limit", 50_000, 0, _LIMITS["limit"]),
-                                          edge_types=etypes, node_types=ntypes, explain=explain)
-                value, plan = res if explain else (res, None)
-                out = {"count": value}
-            elif kind == "path":
-                res = g.path(_int(spec, "src", None, *_I64), _int(spec, "dst", None, *_I64),
-                             max_depth=_int(spec, "max_depth", 4, 1, 8), edge_types=etypes, explain=explain)
-                value, plan = res if explain else (res, None)
-                out = {"path": value}
-            else:
-                res = g.topdegree(_int(spec, "seed", None, *_I64), depth=_int(spec, "depth", 2, 1, 4),
-                                  n=_int(spec, "n", 10, 0, _LIMITS["n"]), edge_types=etypes,
-                                  node_types=ntypes, explain=explain)
-                value, plan = res if explain else (res, None)
-                out = {"results": [{"node": v, "degree": d} for v, d in value]}
-            if explain:
-                out["plan"] = {"engine": "csr", "snapshot_version": g.snapshot_version,
-                               "delta_rows": g.delta_rows, **plan}
-            return out
-        e = self.lmdb
-        es, ns = _set(etypes), _set(ntypes)
+            run: Any = _CsrRunner(self.graph(tenant), et, nt, explain)
+        else:
+            run = _LmdbRunner(self.lmdb, tenant, _set(et), _set(nt))
+        out: dict[str, Any]
         if kind == "topn":
-            rows, plan = e.topn(tenant, _int(spec, "seed", None, *_I64), hops=_int(spec, "hops", 2, 1, 2),
-                                n=_int(spec, "n", 10, 0, _LIMITS["n"]), edge_types=es, node_types=ns)
+            rows, plan = run.topn(_int(spec, "seed", None, *_I64), _int(spec, "hops", 2, 1, 2),
+                                  _int(spec, "n", 10, 0, _LIMITS["n"]))
             out = {"results": [{"node": v, "score": s} for v, s in rows]}
         elif kind == "neighborhood":
-            count, plan = e.neighborhood_size(tenant, _int(spec, "seed", None, *_I64),
-                                              depth=_int(spec, "depth", 3, 1, 8),
-                                              limit=_int(spec, "limit", 50_000, 0, _LIMITS["limit"]),
-                                              edge_types=es, node_types=ns)
+            count, plan = run.neighborhood_size(_int(spec, "seed", None, *_I64), _int(spec, "depth", 3, 1, 8),
+                                                _int(spec, "limit", 50_000, 0, _LIMITS["limit"]))
             out = {"count": count}
         elif kind == "path":
-            path, plan = e.path(tenant, _int(spec, "src", None, *_I64), _int(spec, "dst", None, *_I64),
-                                max_depth=_int(spec, "max_depth", 4, 1, 8), edge_types=es)
+            path, plan = run.path(_int(spec, "src", None, *_I64), _int(spec, "dst", None, *_I64),
+                                  _int(spec, "max_depth", 4, 1, 8))
             out = {"path": path}
         else:
-            drows, plan = e.topdegree(tenant, _int(spec, "seed", None, *_I64), depth=_int(spec, "depth", 2, 1, 4),
-                                      n=_int(spec, "n", 10, 0, _LIMITS["n"]), edge_types=es, node_types=ns)
+            drows, plan = run.topdegree(_int(spec, "seed", None, *_I64), _int(spec, "depth", 2, 1, 4),
+                                        _int(spec, "n", 10, 0, _LIMITS["n"]))
             out = {"results": [{"node": v, "degree": d} for v, d in drows]}
         if explain:
-            out["plan"] = {"engine": "lmdb", "snapshot_version": None, "delta_rows": 0, **plan}
+            out["plan"] = {**run.plan_header(), **plan}
         return out
 
     def stats(self) -> dict[str, Any]:
