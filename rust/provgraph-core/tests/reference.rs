@@ -619,3 +619,66 @@ fn concurrent_queries_from_threads() {
         }
     });
 }
+
+/// A model with a few thousand nodes and hub-skewed out-degrees, so BFS levels are large
+/// (level sorting, batched row touches, multi-word bitsets, both Q4 selection paths).
+fn large_model(rng: &mut StdRng) -> Model {
+    let nn = rng.gen_range(300..3000usize);
+    let mut m = Model::default();
+    while m.nodes.len() < nn {
+        m.nodes.insert(rand_id(rng, 4000), rng.gen_range(0..4));
+    }
+    let ids: Vec<i64> = m.nodes.keys().copied().collect();
+    let avg = rng.gen_range(1..8usize);
+    for _ in 0..ids.len() * avg {
+        // squaring skews sources (and some destinations) towards a few hubs
+        let x: f64 = rng.gen();
+        let s = ids[((x * x) * ids.len() as f64) as usize];
+        let d = if rng.gen_bool(0.3) {
+            let y: f64 = rng.gen();
+            ids[((y * y) * ids.len() as f64) as usize]
+        } else {
+            ids[rng.gen_range(0..ids.len())]
+        };
+        m.edges
+            .insert((s, d), (rand_weight(rng), rng.gen_range(0..4)));
+    }
+    m
+}
+
+#[test]
+fn large_graphs_match_reference() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for case in 0..12 {
+        let mut m = large_model(&mut rng);
+        let mut g = TenantGraph::new(m.to_csr());
+        check_all(&g, &m, &mut rng, &format!("large case {case} fresh"));
+        // deeper BFS and limits that stop mid-level, with and without filters
+        let ids: Vec<i64> = m.nodes.keys().copied().collect();
+        for _ in 0..20 {
+            let seed = ids[rng.gen_range(0..ids.len())];
+            let (et, nt) = (rand_types(&mut rng), rand_types(&mut rng));
+            let (em, nm) = (mask(&et), mask(&nt));
+            let depth = rng.gen_range(1..=6u8);
+            let limit = [1u64, 50, 500, 50_000][rng.gen_range(0..4)];
+            let (got, _) = g.neighborhood_size(seed, depth, limit, &em, &nm).unwrap();
+            assert_eq!(
+                got,
+                m.neighborhood(seed, depth, limit, &et, &nt),
+                "large {case}"
+            );
+            let n = [1usize, 10, 2000][rng.gen_range(0..3)];
+            let (got, _) = g.topdegree(seed, depth, n, &em, &nm).unwrap();
+            assert_eq!(got, m.topdegree(seed, depth, n, &et, &nt), "large {case}");
+            let dst = ids[rng.gen_range(0..ids.len())];
+            let md = rng.gen_range(1..=6u8);
+            let (got, _) = g.path(seed, dst, md, &em).unwrap();
+            assert_eq!(got, m.path(seed, dst, md, &et), "large {case} path");
+        }
+        // overlay: writes (incl. node deletes) on top of the snapshot
+        for _ in 0..rng.gen_range(1..40) {
+            random_write(&mut g, &mut m, &mut rng, 4000);
+        }
+        check_all(&g, &m, &mut rng, &format!("large case {case} overlay"));
+    }
+}

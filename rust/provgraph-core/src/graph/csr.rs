@@ -264,6 +264,22 @@ impl Csr {
             et: &self.etype[a..b],
         }
     }
+
+    /// Destinations of row `u` (the BFS kernels' view of a row when every edge type passes).
+    #[inline(always)]
+    pub(crate) fn row_dst(&self, u: u32) -> &[u32] {
+        let a = self.offsets[u as usize] as usize;
+        let b = self.offsets[u as usize + 1] as usize;
+        &self.dst[a..b]
+    }
+
+    /// Destinations and edge types of row `u`.
+    #[inline(always)]
+    pub(crate) fn row_dst_et(&self, u: u32) -> (&[u32], &[u8]) {
+        let a = self.offsets[u as usize] as usize;
+        let b = self.offsets[u as usize + 1] as usize;
+        (&self.dst[a..b], &self.etype[a..b])
+    }
 }
 
 #[cfg(test)]

@@ -162,6 +162,15 @@ impl Snapshot {
         }
     }
 
+    /// The base CSR when the overlay replaces no row, tombstones nothing and adds no node, so
+    /// the BFS kernels can read rows straight from the snapshot arrays (and, for Q4, rely on
+    /// the hub-first numbering: internal id order is (out-degree desc, external id asc)).
+    #[inline]
+    pub(crate) fn pristine_base(&self) -> Option<&Csr> {
+        (self.ov.rows.is_empty() && self.ov.n_dead == 0 && self.ov.new_ext.is_empty())
+            .then_some(&*self.base)
+    }
+
     /// Number of out-edges of a live node into live nodes (every edge type).
     #[inline]
     pub(crate) fn live_out_degree(&self, u: u32) -> u64 {
