@@ -14,7 +14,7 @@ from provgraph.store import Store
 
 __all__ = ["read_edge_file", "bulk_load"]
 
-CHUNK_EDGES = 1_000_000
+CHUNK_EDGES = 5_000_000  # one transaction each; rows of later chunks merge, so keep chunks large
 
 
 def read_edge_file(path: Path) -> EdgeBatch:

@@ -33,7 +33,10 @@ class EdgeBatch:
         s, d = self.src, self.dst
         if len(s) <= 1 or bool(np.all((s[1:] > s[:-1]) | ((s[1:] == s[:-1]) & (d[1:] > d[:-1])))):
             return self  # already sorted and unique (e.g. a chunk of a bulk load)
-        order = np.lexsort((d, s))  # stable: within a pair, later occurrences come later
+        # two stable argsorts (dst, then src): (src, dst) order with later occurrences last,
+        # several times faster than np.lexsort on large batches
+        by_dst = np.argsort(d, kind="stable")
+        order = by_dst[np.argsort(s[by_dst], kind="stable")]
         s, d = s[order], d[order]
         last = np.ones(len(s), dtype=bool)
         last[:-1] = (s[1:] != s[:-1]) | (d[1:] != d[:-1])

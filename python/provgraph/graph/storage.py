@@ -101,7 +101,7 @@ class GraphTables:
         new["dst"], new["w"], new["t"] = b.dst, b.w, b.etype
         blob, size = new.tobytes(), ADJ.itemsize
         starts, ends = _group_bounds(b.src)
-        by_dst = np.lexsort((b.src, b.dst))
+        by_dst = np.argsort(b.dst, kind="stable")  # b is sorted by (src, dst): this is (dst, src) order
         dst_sorted = b.dst[by_dst]
         self.ensure_nodes(txn, tenant, np.union1d(b.src[starts], np.unique(dst_sorted)))
         fresh = np.ones(len(b), dtype=bool)  # pairs that did not exist before: new in-index entries
