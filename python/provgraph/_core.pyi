@@ -5,9 +5,30 @@ from typing import Literal, final, overload
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CsrGraph", "__version__"]
+__all__ = ["CsrGraph", "__version__", "canonical_hash", "canonicalize", "canonicalize_json"]
 
 __version__: str
+
+def canonicalize(obj: object) -> bytes:
+    """RFC 8785 (JCS) canonical UTF-8 bytes of `obj`: dict, list, tuple, str, int, float, bool, None.
+
+    Dict members are sorted by the UTF-16 code units of their names; no whitespace; strings
+    escape only `"`, `\\` and controls below U+0020; numbers are IEEE-754 doubles printed as
+    ECMAScript's Number.prototype.toString (ints beyond +/-2**53 are rounded to the nearest
+    double, as JCS has no integers). Tuples count as arrays. NaN/Infinity, non-str dict keys,
+    lone surrogates, nesting deeper than 127 and any other type raise
+    `provgraph.errors.InvalidArgumentError` (a `ValueError`).
+    """
+
+def canonicalize_json(data: bytes) -> bytes:
+    """Parse JSON text and return its RFC 8785 canonical bytes (the GIL is released).
+
+    Malformed text, duplicate member names, lone surrogate escapes and numbers outside the
+    double range raise `provgraph.errors.InvalidArgumentError` (a `ValueError`).
+    """
+
+def canonical_hash(obj: object) -> bytes:
+    """The 32-byte BLAKE3 digest of `canonicalize(obj)`."""
 
 @final
 class CsrGraph:
@@ -120,3 +141,61 @@ class CsrGraph:
         """Rows replaced + nodes created + tombstones in the overlay."""
     @property
     def memory_bytes(self) -> int: ...
+
+__all__ += ["PolicyBundle", "DecisionCache"]
+
+@final
+class PolicyBundle:
+    """One compiled revision of an OPA-format policy bundle (Rego v1), immutable and thread-safe.
+
+    Evaluation follows OPA v1.x semantics (regorus engine): Rego v1 syntax without
+    `import rego.v1`, built-in errors make the expression undefined, undefined results are
+    `None`. Each thread evaluates on its own clone of the compiled engine; the GIL is released.
+    """
+
+    @staticmethod
+    def compile(modules: list[tuple[str, str]], data_json: bytes) -> PolicyBundle:
+        """Compile `(path in bundle, Rego text)` modules with the merged data document (a JSON
+        object; empty bytes = `{}`). Raises `provgraph.errors.PolicyCompileError` naming
+        file:line:col and the reason."""
+
+    def eval(self, path: str, input_json: bytes | None = None) -> bytes | None:
+        """JSON of `data.<path>` (`"a/b/c"` or `"a.b.c"`; `""` = the whole data document) with
+        `input_json` as `input`; None when undefined. Raises `provgraph.errors.PolicyEvalError`
+        on evaluation errors (e.g. conflicting outputs), `InvalidArgumentError` on bad input JSON."""
+
+    def eval_timed(self, path: str, input_json: bytes | None = None) -> tuple[bytes | None, int]:
+        """`eval` plus the evaluation time in nanoseconds (input parsing included)."""
+
+    @property
+    def packages(self) -> list[str]:
+        """Packages of the modules, dotted, without the `data.` prefix (e.g. `provgraph.authz`)."""
+
+    @property
+    def compile_id(self) -> int:
+        """Process-unique id of this compilation."""
+
+@final
+class DecisionCache:
+    """Bounded decision cache (moka: TinyLFU admission, LRU eviction) with a TTL per entry.
+
+    An entry is returned only if it was stored under the epoch passed to `get` (the active
+    bundle revision's) and its TTL has not passed. Thread-safe.
+    """
+
+    def __new__(cls, max_entries: int = 100_000) -> DecisionCache: ...
+
+    def get(self, tenant: str, action: str, resource_type: str, digest: bytes, epoch: int) -> bytes | None:
+        """The cached decision bytes, or None (absent, expired, invalidated or other epoch).
+        `digest` must be 32 bytes."""
+
+    def put(self, tenant: str, action: str, resource_type: str, digest: bytes, epoch: int,
+            value: bytes, ttl_s: float) -> None:
+        """Store `value` under the key and `epoch` for `ttl_s` seconds (0 stores nothing)."""
+
+    def invalidate(self, tenant: str | None = None, action: str | None = None,
+                   resource_type: str | None = None) -> None:
+        """Drop entries matching every given field; no field = everything. Effective on return."""
+
+    def stats(self) -> dict[str, int]:
+        """hits, misses, stale (other epoch), inserts, invalidations, entries."""

@@ -23,7 +23,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     flags = Config.parse_flag_assignments(args.flag or [])
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
-                    max_body_bytes=args.max_body_bytes)
+                    max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
+                    decision_cache_ttl_s=args.decision_cache_ttl)
     uvloop.install()
     web.run_app(create_app(config), host=args.host, port=args.port, access_log=None,
                 print=lambda msg: print(msg, flush=True))
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default=None, help="default: $PROVGRAPH_DATA_DIR or ./provgraph-data")
     serve.add_argument("--flag", action="append", help="optimization flag, e.g. graph.engine=lmdb")
     serve.add_argument("--max-body-bytes", type=int, default=64 << 20, help="larger bodies get 413")
+    serve.add_argument("--policy-bundle", default="authz", help="bundle whose data.provgraph.authz.decision "
+                       "answers /decide")
+    serve.add_argument("--decision-cache-ttl", type=float, default=5.0,
+                       help="seconds a cached decision lives (a bundle's manifest may override it)")
     serve.set_defaults(fn=cmd_serve)
 
     load = sub.add_parser("load", help="bulk-load a CSV or .npz edge file (server stopped)")

@@ -15,9 +15,10 @@ __all__ = ["Config", "FLAG_CHOICES", "DEFAULT_FLAGS", "baseline_flags"]
 # baseline ("rollback") value is given by `baseline_flags`.
 FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "graph.engine": ("csr", "lmdb"),
+    "policy.cache": ("on", "off"),
 }
 DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
-BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb"}
+BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off"}
 
 
 def baseline_flags() -> dict[str, str]:
@@ -57,6 +58,13 @@ class Config:
     rebuild_fraction: float = 0.05
     # Group commit: at most this many queued requests in one LMDB transaction.
     group_commit_max: int = 256
+    # Policy: the bundle whose data.provgraph.authz.decision answers /decide, and the cache.
+    policy_bundle: str = "authz"
+    decision_cache_entries: int = 100_000
+    decision_cache_ttl_s: float = 5.0
+    decision_log_retention: int = 100_000
+    # The longest a bundle download may wait for a change (OPA long polling).
+    long_poll_max_s: float = 300.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -83,3 +83,27 @@ class UnknownNodeError(NotFoundError, KeyError):
 
 class UnknownTenantError(NotFoundError):
     code = "unknown_tenant"
+
+
+class BundleError(BadRequestError):
+    """An OPA bundle that cannot be accepted; `details` names the file and the reason."""
+
+    code = "bundle_invalid"
+
+
+__all__ += ["BundleError"]
+
+
+class PolicyCompileError(BundleError):
+    """Rego that does not parse or compile, or a bad data document; the message names
+    file:line:col (raised by the native core)."""
+
+
+class PolicyEvalError(ProvgraphError):
+    """A policy evaluation that failed, e.g. a complete rule with two different values (raised
+    by the native core); the decision endpoint fails closed on it."""
+
+    status, code = 500, "policy_eval_error"
+
+
+__all__ += ["PolicyCompileError", "PolicyEvalError"]

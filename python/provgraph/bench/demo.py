@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provgraph.bench.decide import decision_bodies, prepare_policy, run_decide_load
 from provgraph.bench.graph_http import run_engine, start_loaded_server
 from provgraph.bench.loadgen import FlowResult
 from provgraph.bench.report import format_table, to_markdown, write_json
@@ -15,28 +16,37 @@ __all__ = ["run_demo"]
 
 PEAK_RPS = 300  # WORKLOADS.md P1 "current peak"
 GRAPH_SHARE = 0.5  # Q1 40 % + Q2 10 % of P1
+DECIDE_SHARE = 0.25  # policy decisions: 25 % of P1
+HIT_RATIO = 0.9
 
 
 def _improvement(before: float, after: float) -> float:
     return 100.0 * (before - after) / before if before > 0 else 0.0
 
 
+def _row(label: str, b: FlowResult, a: FlowResult) -> dict[str, Any]:
+    """One flow, baseline (b) vs optimized (a)."""
+    return {
+        "flow": label, "base_p50_ms": b.p50_ms, "base_p95_ms": b.p95_ms, "base_p99_ms": b.p99_ms,
+        "opt_p50_ms": a.p50_ms, "opt_p95_ms": a.p95_ms, "opt_p99_ms": a.p99_ms,
+        "p50_better_%": _improvement(b.p50_ms, a.p50_ms), "p95_better_%": _improvement(b.p95_ms, a.p95_ms),
+        "p99_better_%": _improvement(b.p99_ms, a.p99_ms),
+        "errors": f"{b.errors}/{a.errors}", "dropped": f"{b.dropped}/{a.dropped}",
+    }
+
+
 def _table(runs: dict[str, dict[str, FlowResult]]) -> list[dict[str, Any]]:
-    rows = []
-    for flow in ("q1", "q2", "healthz"):
-        b, a = runs["lmdb"][flow], runs["csr"][flow]
-        rows.append({
-            "flow": {"q1": "Q1 top-N 2-hop", "q2": "Q2 3-hop neighborhood", "healthz": "/healthz floor"}[flow],
-            "lmdb_p50_ms": b.p50_ms, "lmdb_p95_ms": b.p95_ms, "lmdb_p99_ms": b.p99_ms,
-            "csr_p50_ms": a.p50_ms, "csr_p95_ms": a.p95_ms, "csr_p99_ms": a.p99_ms,
-            "p50_better_%": _improvement(b.p50_ms, a.p50_ms), "p95_better_%": _improvement(b.p95_ms, a.p95_ms),
-            "p99_better_%": _improvement(b.p99_ms, a.p99_ms),
-            "errors": f"{b.errors}/{a.errors}", "dropped": f"{b.dropped}/{a.dropped}",
-        })
-    return rows
+    labels = {"q1": "Q1 top-N 2-hop (lmdb→csr)", "q2": "Q2 3-hop neighborhood (lmdb→csr)",
+              "healthz": "/healthz floor (graph runs)"}
+    return [_row(labels[f], runs["lmdb"][f], runs["csr"][f]) for f in ("q1", "q2", "healthz")]
 
 
-COLUMNS = ["flow", "lmdb_p50_ms", "lmdb_p95_ms", "lmdb_p99_ms", "csr_p50_ms", "csr_p95_ms", "csr_p99_ms",
+def _decide_table(runs: dict[str, dict[str, FlowResult]]) -> list[dict[str, Any]]:
+    labels = {"decide": "/decide (cache off→on)", "healthz": "/healthz floor (decide runs)"}
+    return [_row(labels[f], runs["off"][f], runs["on"][f]) for f in ("decide", "healthz")]
+
+
+COLUMNS = ["flow", "base_p50_ms", "base_p95_ms", "base_p99_ms", "opt_p50_ms", "opt_p95_ms", "opt_p99_ms",
            "p50_better_%", "p95_better_%", "p99_better_%", "errors", "dropped"]
 
 
@@ -51,14 +61,22 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
     print(f"  server on 127.0.0.1:{bench.server.port}, data in {bench.server.data_dir}")
     print(f"  loaded through the API in {bench.ingest['seconds']:.1f} s ({bench.ingest['edges_per_s']:,.0f} edges/s)")
     runs: dict[str, dict[str, FlowResult]] = {}
+    decide_runs: dict[str, dict[str, FlowResult]] = {}
+    decide_rate = PEAK_RPS * DECIDE_SHARE
     try:
         for engine, label in (("lmdb", "baseline: graph.engine=lmdb"), ("csr", "optimized: graph.engine=csr")):
             print(f"  {label}: Q1 {0.8 * rate:g}/s + Q2 {0.2 * rate:g}/s open loop for {duration:g} s, "
                   f"/healthz {rate:g}/s beside it")
             runs[engine] = run_engine(bench, engine, "graph", rate, duration, warmup)
+        keys = prepare_policy(bench.server, wl.tenants[:4], create=False)
+        reqs = decision_bodies(keys, max(4096, int(decide_rate * (duration + warmup))), HIT_RATIO)
+        for cache, label in (("off", "baseline: policy.cache=off"), ("on", "optimized: policy.cache=on")):
+            print(f"  {label}: /decide {decide_rate:g}/s ({HIT_RATIO:.0%} repeated keys) for {duration:g} s, "
+                  f"/healthz {decide_rate:g}/s beside it")
+            decide_runs[cache] = run_decide_load(bench.server, reqs, cache, decide_rate, duration, warmup)
     finally:
         bench.close()
-    rows = _table(runs)
+    rows = _table(runs) + _decide_table(decide_runs)
     print()
     print(format_table(rows, COLUMNS))
     report = {
@@ -67,17 +85,20 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
                     "floor_rate": rate, "duration_s": duration, "warmup_s": warmup},
         "ingest": bench.ingest,
         "runs": {e: {f: r.as_dict() for f, r in res.items()} for e, res in runs.items()},
+        "decide": {"rate": decide_rate, "hit_ratio": HIT_RATIO,
+                   "runs": {c: {f: r.as_dict() for f, r in res.items()} for c, res in decide_runs.items()}},
         "table": rows,
         "seconds": time.perf_counter() - t0,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "demo.json", report)
-    md = ["# provgraph demo — graph share of P1, baseline (lmdb) vs optimized (csr)", "",
+    md = ["# provgraph demo — baseline vs optimized on the P1 flows", "",
           f"G1 seed {seed}: {nodes:,} nodes, {edges:,} edges, 20 tenants; ingest through the API "
           f"{bench.ingest['seconds']:.1f} s. Open loop, latency from intended send time; Q1 {0.8 * rate:g}/s, "
-          f"Q2 {0.2 * rate:g}/s, /healthz {rate:g}/s for {duration:g} s per engine. Errors and drops: lmdb/csr.", "",
+          f"Q2 {0.2 * rate:g}/s, /healthz {rate:g}/s for {duration:g} s per engine; /decide {decide_rate:g}/s with "
+          f"{HIT_RATIO:.0%} repeated keys, cache off then on. Errors and drops: baseline/optimized.", "",
           to_markdown(rows, COLUMNS)]
     (out_dir / "demo.md").write_text("\n".join(md))
     print(f"\nwrote {out_dir / 'demo.json'} and {out_dir / 'demo.md'} ({report['seconds']:.0f} s)")
-    errors = sum(r.errors for res in runs.values() for r in res.values() if res is runs["csr"])
+    errors = sum(r.errors for res in (runs["csr"], decide_runs["on"]) for r in res.values())
     return 1 if errors else 0

@@ -9,13 +9,15 @@ from aiohttp import web
 
 from provgraph.config import Config
 from provgraph.graph.manager import GraphManager
-from provgraph.service.keys import (CONFIG, GENERATED_ADMIN_KEY, GRAPH, METRICS, READY, REGISTRY, STORE,
-                                    WRITER)
+from provgraph.policy.manager import PolicyManager
+from provgraph.service.keys import (CONFIG, GENERATED_ADMIN_KEY, GRAPH, METRICS, POLICY, READY, REGISTRY,
+                                    STORE, WRITER)
 from provgraph.service.metrics import Metrics
 from provgraph.service.middleware import error_and_metrics_middleware
 from provgraph.service.routes_admin import setup_admin_routes
 from provgraph.service.routes_graph import setup_graph_routes
 from provgraph.service.routes_health import setup_health_routes
+from provgraph.service.routes_policy import policy_ctx, setup_policy_routes
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
@@ -39,13 +41,19 @@ def setup_storage(app: web.Application) -> None:
         graph = GraphManager(store, writer, config.rebuild_min_delta, config.rebuild_fraction)
         for tenant in registry.tenants.values():
             graph.load_tenant(tenant.num)
-        app[STORE], app[WRITER], app[REGISTRY], app[GRAPH] = store, writer, registry, graph
+        policy = PolicyManager(store, writer, config.policy_bundle, config.decision_cache_entries,
+                               config.decision_cache_ttl_s, config.decision_log_retention,
+                               on_eval_error=app[METRICS].policy_eval_errors.inc)
+        app[STORE], app[WRITER], app[REGISTRY], app[GRAPH], app[POLICY] = store, writer, registry, graph, policy
         metrics = app[METRICS]
 
         def refresh() -> None:
             metrics.set_graph_stats(graph.stats())
             metrics.writer_groups.set(writer.groups)
             metrics.writer_jobs.set(writer.jobs)
+            for stat, value in policy.cache.stats().items():
+                metrics.policy_cache.labels(stat).set(value)
+            metrics.policy_log_dropped.set(policy.log.dropped)
 
         metrics.on_scrape(refresh)
         app[READY]["ready"] = True
@@ -56,6 +64,7 @@ def setup_storage(app: web.Application) -> None:
         store.close()
 
     app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(policy_ctx)  # after storage: it needs the policy manager
 
 
 def create_app(config: Config | None = None) -> web.Application:
@@ -69,4 +78,5 @@ def create_app(config: Config | None = None) -> web.Application:
     setup_health_routes(app)
     setup_admin_routes(app)
     setup_graph_routes(app)
+    setup_policy_routes(app)
     return app

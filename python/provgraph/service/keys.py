@@ -6,17 +6,19 @@ from aiohttp import web
 
 from provgraph.config import Config
 from provgraph.graph.manager import GraphManager
+from provgraph.policy.manager import PolicyManager
 from provgraph.service.metrics import Metrics
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
-__all__ = ["CONFIG", "STORE", "WRITER", "REGISTRY", "GRAPH", "METRICS", "READY", "GENERATED_ADMIN_KEY"]
+__all__ = ["CONFIG", "STORE", "WRITER", "REGISTRY", "GRAPH", "POLICY", "METRICS", "READY", "GENERATED_ADMIN_KEY"]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 WRITER = web.AppKey("writer", Writer)
 REGISTRY = web.AppKey("registry", Registry)
 GRAPH = web.AppKey("graph", GraphManager)
+POLICY = web.AppKey("policy", PolicyManager)
 METRICS = web.AppKey("metrics", Metrics)
 READY = web.AppKey("ready", dict)
 GENERATED_ADMIN_KEY = web.AppKey("generated_admin_key", str)

@@ -34,6 +34,14 @@ class Metrics:
         self.graph_memory = Gauge("provgraph_graph_memory_bytes", "CSR + overlay memory", registry=r)
         self.writer_groups = Gauge("provgraph_store_commit_groups", "Group commits since start", registry=r)
         self.writer_jobs = Gauge("provgraph_store_commit_jobs", "Write jobs committed since start", registry=r)
+        self.policy_decision_seconds = Histogram("provgraph_policy_decision_duration_seconds",
+                                                 "Decision latency by bundle, revision and cache outcome",
+                                                 ["bundle", "revision", "cache"], buckets=_BUCKETS, registry=r)
+        self.policy_eval_errors = Counter("provgraph_policy_eval_errors_total",
+                                          "Policy evaluations that failed (decided as deny)", registry=r)
+        self.policy_cache = Gauge("provgraph_policy_cache", "Decision cache counters", ["stat"], registry=r)
+        self.policy_log_dropped = Gauge("provgraph_policy_decision_log_dropped",
+                                        "Decision log entries shed because the writer fell behind", registry=r)
         self._refreshers: list[Callable[[], None]] = []
 
     def on_scrape(self, fn: Callable[[], None]) -> None:

@@ -26,6 +26,10 @@ TABLES: dict[str, str] = {
     "nodes": "tenant|node -> node type + attributes",
     "out": "tenant|src -> packed out-adjacency row",
     "in": "tenant|dst -> packed sorted source ids",
+    "bundles": "name 0x00 revision -> raw bundle (.tar.gz)",
+    "bundle_meta": "name 0x00 revision -> bundle revision record (digest, times, manifest)",
+    "bundle_active": "name -> active revision",
+    "decision_log": "tenant|time ns|seq -> decision log entry",
 }
 
 # A write job runs inside a (nested) write transaction and returns its result plus an

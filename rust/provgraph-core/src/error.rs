@@ -9,6 +9,15 @@ pub enum Error {
     /// A malformed argument (length mismatch, weight out of range, bad hops, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// JSON text that is malformed or not canonicalizable (duplicate names, lone surrogates, ...).
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// A policy bundle that does not parse or compile (the message names file:line:col).
+    #[error("policy compile error: {0}")]
+    PolicyCompile(String),
+    /// A policy evaluation that failed (conflicting outputs, strict built-in error, ...).
+    #[error("policy evaluation error: {0}")]
+    PolicyEval(String),
 }
 
 /// Crate-wide result alias.

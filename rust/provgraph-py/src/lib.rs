@@ -1,4 +1,6 @@
 //! PyO3 bindings for provgraph-core: type conversion and the one place errors become Python exceptions.
+mod canonical;
+mod policy;
 use std::sync::Arc;
 
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
@@ -263,6 +265,8 @@ impl CsrGraph {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CsrGraph>()?;
+    canonical::register(m)?;
+    policy::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

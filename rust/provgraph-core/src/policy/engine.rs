@@ -1,0 +1,455 @@
+//! One compiled revision of a policy bundle and its per-thread evaluation engines.
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use regorus::{Engine, Value};
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+
+/// Per thread, the engines of the most recently used revisions (few: revisions are rare).
+const ENGINES_PER_THREAD: usize = 4;
+
+static NEXT_COMPILE_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// (compile id, engine) most recently used first.
+    static ENGINES: RefCell<Vec<(u64, Engine)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One revision of a bundle: parsed, analysed modules plus the data document. Immutable;
+/// evaluations run on per-thread clones of the prepared engine, so they share no mutable state.
+#[derive(Clone)]
+pub struct CompiledBundle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    /// Prepared template; cloned once per (thread, revision). `Engine` is `Send + Sync` with
+    /// regorus's `arc` feature, cloning needs only `&Engine`.
+    template: Engine,
+    packages: Vec<String>,
+    plans: RwLock<HashMap<String, Arc<Plan>>>,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CompiledBundle>();
+};
+
+/// regorus reports `\n--> file:line:col\n  |\n3 | source\n  | ^\nerror: reason`; lead with a
+/// one-line `file:line:col: reason` (OPA-like) and keep the source excerpt after it.
+fn located(err: impl std::fmt::Display) -> String {
+    let full = format!("{err:#}");
+    let full = full.trim();
+    let loc = full
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("--> "))
+        .map(str::trim);
+    let reason = full
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("error: "))
+        .map(str::trim);
+    match (loc, reason) {
+        (Some(loc), Some(reason)) => format!("{loc}: {reason}\n{full}"),
+        _ => full.to_string(),
+    }
+}
+
+fn compile_err(path: &str, err: impl std::fmt::Display) -> Error {
+    let msg = located(err);
+    if path.is_empty() || msg.contains(path) {
+        Error::PolicyCompile(msg)
+    } else {
+        Error::PolicyCompile(format!("{path}: {msg}"))
+    }
+}
+
+fn eval_err(err: impl std::fmt::Display) -> Error {
+    Error::PolicyEval(located(err))
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// One component of a Data API path. As OPA's server does (`stringPathToRef`), a component
+/// that parses as an integer is a number (an array index, or a number key), others strings.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(i64),
+}
+
+impl Seg {
+    fn value(&self) -> Value {
+        match self {
+            Seg::Key(k) => Value::from(k.as_str()),
+            Seg::Index(i) => Value::from(*i),
+        }
+    }
+}
+
+/// `"a/b/c"` (OPA's Data API) or `"a.b.c"` (leading `data` optional) → its components.
+fn segments(path: &str) -> Vec<Seg> {
+    let slash = path.contains('/');
+    let sep: &[char] = if slash { &['/'] } else { &['.'] };
+    let mut parts: Vec<&str> = path.split(sep).filter(|p| !p.is_empty()).collect();
+    if !slash && parts.first() == Some(&"data") {
+        parts.remove(0);
+    }
+    parts
+        .into_iter()
+        .map(|p| match p.parse::<i64>() {
+            Ok(i) => Seg::Index(i),
+            Err(_) => Seg::Key(p.to_string()),
+        })
+        .collect()
+}
+
+/// The Rego ref `data.a["x-y"][0]` of `segs`.
+fn rego_ref(segs: &[Seg]) -> String {
+    let mut out = String::from("data");
+    for seg in segs {
+        match seg {
+            Seg::Key(k) if is_ident(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Key(k) => {
+                out.push('[');
+                out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                out.push(']');
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) fn data_ref(path: &str) -> String {
+    rego_ref(&segments(path))
+}
+
+/// How a path is evaluated, found once per (revision, path).
+#[derive(Debug, Clone)]
+enum Plan {
+    /// `eval_rule` of a rule path, then the remaining components are looked up in its value.
+    Rule { rule: String, tail: Vec<Value> },
+    /// A general query (`data`, a package, a base-document path) up to the first numeric
+    /// component, then the rest looked up in its value (regorus would look a number up in a
+    /// data object as a string key; OPA does not).
+    Query { query: String, tail: Vec<Value> },
+}
+
+/// Paths remembered per revision (Data API paths come from clients: keep the map bounded).
+const MAX_PLANS: usize = 4096;
+
+fn is_not_rule_path(err: &impl std::fmt::Display) -> bool {
+    format!("{err}").contains("not a valid rule path")
+}
+
+impl CompiledBundle {
+    /// Parse and analyse `modules` (file path inside the bundle, Rego v1 text) and load
+    /// `data_json` (the bundle's merged data document, a JSON object; empty = `{}`).
+    /// Errors name the file, line and column and the reason.
+    pub fn compile(modules: &[(String, String)], data_json: &str) -> Result<CompiledBundle> {
+        let mut engine = Engine::new();
+        engine.set_rego_v0(false);
+        // OPA's default: a built-in error makes the expression undefined instead of failing.
+        engine.set_strict_builtin_errors(false);
+        let mut packages = Vec::with_capacity(modules.len());
+        for (path, rego) in modules {
+            let pkg = engine
+                .add_policy(path.clone(), rego.clone())
+                .map_err(|e| compile_err(path, e))?;
+            let pkg = pkg.strip_prefix("data.").unwrap_or(&pkg).to_string();
+            if !packages.contains(&pkg) {
+                packages.push(pkg);
+            }
+        }
+        let data_json = data_json.trim();
+        if !data_json.is_empty() {
+            let data = Value::from_json_str(data_json).map_err(|e| compile_err("data", e))?;
+            if !matches!(data, Value::Object(_)) {
+                return Err(Error::PolicyCompile(
+                    "data: the data document must be a JSON object".into(),
+                ));
+            }
+            engine.add_data(data).map_err(|e| compile_err("data", e))?;
+        }
+        // Analyse the modules now (schedule, rule gathering, imports) so that errors surface at
+        // compile time and every clone starts prepared.
+        engine
+            .eval_query("true".to_string(), false)
+            .map_err(|e| compile_err("", e))?;
+        let id = NEXT_COMPILE_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(CompiledBundle {
+            inner: Arc::new(Inner {
+                id,
+                template: engine,
+                packages,
+                plans: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Unique id of this compilation (keys the per-thread engines).
+    pub fn compile_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Packages defined by the modules, dotted, without the `data.` prefix (e.g. `provgraph.authz`).
+    pub fn packages(&self) -> Vec<String> {
+        self.inner.packages.clone()
+    }
+
+    fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let id = self.inner.id;
+        // Take the engine out while it runs so a panic or re-entrant call cannot observe it.
+        let taken = ENGINES.with(|cell| {
+            let mut list = cell.borrow_mut();
+            list.iter()
+                .position(|(k, _)| *k == id)
+                .map(|i| list.remove(i).1)
+        });
+        let mut engine = taken.unwrap_or_else(|| self.inner.template.clone());
+        let out = f(&mut engine);
+        ENGINES.with(|cell| {
+            let mut list = cell.borrow_mut();
+            list.insert(0, (id, engine));
+            list.truncate(ENGINES_PER_THREAD);
+        });
+        out
+    }
+
+    /// Find how to evaluate `path`: the longest prefix that is a rule (then look the rest up in
+    /// its value, as OPA does for paths below a rule) or else a general query. Evaluates on the
+    /// way and returns the value when the plan is a rule.
+    fn plan(&self, engine: &mut Engine, path: &str) -> Result<(Arc<Plan>, Option<Value>)> {
+        if let Some(plan) = self.inner.plans.read().get(path) {
+            return Ok((plan.clone(), None));
+        }
+        let segs = segments(path);
+        let mut found = None;
+        // Rules live at data.<package...>.<name>: at least two components.
+        for k in (2..=segs.len()).rev() {
+            if segs[..k].iter().any(|s| matches!(s, Seg::Index(_))) {
+                continue;
+            }
+            let rule = rego_ref(&segs[..k]);
+            match engine.eval_rule(rule.clone()) {
+                Ok(v) => {
+                    let tail = segs[k..].iter().map(Seg::value).collect();
+                    found = Some((Plan::Rule { rule, tail }, Some(v)));
+                    break;
+                }
+                Err(e) if is_not_rule_path(&e) => continue,
+                Err(e) => {
+                    // A rule whose evaluation failed: remember the plan, report the error.
+                    let tail = segs[k..].iter().map(Seg::value).collect();
+                    self.remember(path, Plan::Rule { rule, tail });
+                    return Err(eval_err(e));
+                }
+            }
+        }
+        let (plan, value) = found.unwrap_or_else(|| {
+            let k = segs
+                .iter()
+                .position(|s| matches!(s, Seg::Index(_)))
+                .unwrap_or(segs.len());
+            let tail = segs[k..].iter().map(Seg::value).collect();
+            (
+                Plan::Query {
+                    query: rego_ref(&segs[..k]),
+                    tail,
+                },
+                None,
+            )
+        });
+        Ok((self.remember(path, plan), value))
+    }
+
+    fn remember(&self, path: &str, plan: Plan) -> Arc<Plan> {
+        let plan = Arc::new(plan);
+        let mut plans = self.inner.plans.write();
+        if plans.len() < MAX_PLANS {
+            plans.insert(path.to_string(), plan.clone());
+        }
+        plan
+    }
+
+    /// Evaluate `data.<path>` with `input` already parsed; `Value::Undefined` when undefined.
+    fn eval_value(&self, path: &str, input: Value) -> Result<Value> {
+        self.with_engine(|engine| {
+            engine.set_input(input);
+            let (plan, value) = self.plan(engine, path)?;
+            let (mut value, tail) = match &*plan {
+                Plan::Rule { rule, tail } => {
+                    let value = match value {
+                        Some(v) => v,
+                        None => engine.eval_rule(rule.clone()).map_err(eval_err)?,
+                    };
+                    (value, tail)
+                }
+                Plan::Query { query, tail } => {
+                    let results = engine.eval_query(query.clone(), false).map_err(eval_err)?;
+                    let value = results
+                        .result
+                        .into_iter()
+                        .next()
+                        .and_then(|r| r.expressions.into_iter().next())
+                        .map(|e| e.value)
+                        .unwrap_or(Value::Undefined);
+                    (value, tail)
+                }
+            };
+            for key in tail {
+                if value == Value::Undefined {
+                    break;
+                }
+                let next = value[key].clone();
+                value = next;
+            }
+            Ok(value)
+        })
+    }
+
+    /// Evaluate `data.<path>` (`"a/b/c"` as in OPA's Data API, or `"a.b.c"`; empty = the whole
+    /// data document) with `input_json` as `input` (None = no input). Returns the result as
+    /// JSON text, or `None` when undefined.
+    pub fn eval_json(&self, path: &str, input_json: Option<&str>) -> Result<Option<String>> {
+        let input = match input_json {
+            Some(text) => Value::from_json_str(text)
+                .map_err(|e| Error::InvalidArgument(format!("input: {e:#}")))?,
+            None => Value::Undefined,
+        };
+        let value = self.eval_value(path, input)?;
+        if value == Value::Undefined {
+            return Ok(None);
+        }
+        serde_json::to_string(&value).map(Some).map_err(eval_err)
+    }
+
+    /// Like [`Self::eval_json`] with `serde_json` values.
+    pub fn eval(
+        &self,
+        path: &str,
+        input: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>> {
+        let input_text = input.map(|v| v.to_string());
+        match self.eval_json(path, input_text.as_deref())? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(eval_err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bundle(rego: &str, data: &str) -> CompiledBundle {
+        CompiledBundle::compile(&[("authz/policy.rego".into(), rego.into())], data).unwrap()
+    }
+
+    #[test]
+    fn data_ref_forms() {
+        assert_eq!(data_ref(""), "data");
+        assert_eq!(data_ref("a/b/c"), "data.a.b.c");
+        assert_eq!(data_ref("a.b"), "data.a.b");
+        assert_eq!(data_ref("/a/x-y/"), "data.a[\"x-y\"]");
+        assert_eq!(data_ref("data.a"), "data.a");
+        assert_eq!(data_ref("a/0/b"), "data.a[0].b");
+    }
+
+    #[test]
+    fn v1_rules_packages_and_paths() {
+        let b = bundle(
+            "package authz\ndefault allow := false\nallow if input.user == \"alice\"\ndeny contains msg if { input.user == \"bob\"; msg := \"bob\" }\ndecision := {\"allow\": allow}\n",
+            r#"{"roles": {"admin": ["alice"]}}"#,
+        );
+        assert_eq!(b.packages(), vec!["authz".to_string()]);
+        assert_eq!(
+            b.eval("authz/allow", Some(json!({"user": "alice"})))
+                .unwrap(),
+            Some(json!(true))
+        );
+        assert_eq!(
+            b.eval("authz.allow", Some(json!({"user": "carol"})))
+                .unwrap(),
+            Some(json!(false))
+        );
+        assert_eq!(
+            b.eval("authz/deny", Some(json!({"user": "bob"}))).unwrap(),
+            Some(json!(["bob"]))
+        );
+        assert_eq!(
+            b.eval("authz/decision/allow", Some(json!({"user": "alice"})))
+                .unwrap(),
+            Some(json!(true))
+        );
+        assert_eq!(b.eval("roles/admin", None).unwrap(), Some(json!(["alice"])));
+        assert_eq!(b.eval("nope/x", None).unwrap(), None);
+        let all = b.eval("", Some(json!({"user": "alice"}))).unwrap().unwrap();
+        assert_eq!(all["authz"]["allow"], json!(true));
+        assert_eq!(all["roles"]["admin"], json!(["alice"]));
+        let pkg = b
+            .eval("authz", Some(json!({"user": "x"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pkg["allow"], json!(false));
+    }
+
+    #[test]
+    fn compile_error_names_file_line_col() {
+        let err = CompiledBundle::compile(
+            &[(
+                "authz/bad.rego".into(),
+                "package authz\n\nallow if {\n  input.x ==\n".into(),
+            )],
+            "{}",
+        )
+        .err()
+        .unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("authz/bad.rego:"), "{msg}");
+    }
+
+    #[test]
+    fn conflict_is_eval_error() {
+        let b = bundle("package p\nx := 1 if true\nx := 2 if true\n", "{}");
+        assert!(matches!(
+            b.eval_json("p/x", None),
+            Err(Error::PolicyEval(_))
+        ));
+    }
+
+    #[test]
+    fn threads_agree() {
+        let b = bundle("package p\nallow if input.n > 10\n", "{}");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let b = b.clone();
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let n = i + t;
+                        let r = b.eval("p/allow", Some(json!({"n": n}))).unwrap();
+                        assert_eq!(r, if n > 10 { Some(json!(true)) } else { None });
+                    }
+                });
+            }
+        });
+    }
+}
