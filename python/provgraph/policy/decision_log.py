@@ -96,7 +96,9 @@ class DecisionLog:
             elif not cur.prev():
                 return out
             while len(out) < limit and cur.key()[:4] == lo:
-                out.append(orjson.loads(cur.value()))
+                entry = orjson.loads(cur.value())
+                entry["ts_ns"] = _KEY.unpack(cur.key())[1]  # page on with before_ns=<oldest ts_ns>
+                out.append(entry)
                 if not cur.prev():
                     break
         return out
