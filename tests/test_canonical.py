@@ -13,7 +13,7 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from provgraph._core import canonical_hash, canonicalize, canonicalize_json
+from provgraph._core import canonical_hash, canonical_hashes, canonicalize, canonicalize_json
 from provgraph.errors import InvalidArgumentError
 
 RFC_SAMPLE = rb"""{
@@ -259,3 +259,89 @@ def test_any_int_is_its_double(n: int) -> None:
         return
     assert canonicalize(n) == canonicalize(f)
     assert float(canonicalize(n)) == f
+
+
+# --- fast paths of the object encoder and the batch entry point ----------------------------
+
+
+def test_escapes_at_run_edges_match_reference() -> None:
+    # The string writer copies clean runs found 8 bytes at a time: escapes at the start,
+    # middle and end of runs and on either side of the word boundaries.
+    specials = ['"', "\\", "\n", "\x01", "\x1f", "\x7f", " ", "#", "]", "é", "\U0001f600"]
+    for n in range(18):
+        for pos in range(n + 1):
+            for sp in specials:
+                s = "a" * pos + sp + "b" * (n - pos)
+                for v in (s, sp + s + sp, {s: s}):
+                    assert canonicalize(v) == rfc8785.dumps(v), repr(v)
+
+
+def test_member_order_mixing_ascii_bmp_and_astral_names() -> None:
+    names = ["b", "a", "ab", "\u07ff", "\ud7ff", "\ue000", "\uffff", "\U00010000", "\U0001f600",
+             "a\uffff", "a\U0001f600", "a\ue000x", "a\U0010ffff", ""]
+    value = {n: i for i, n in enumerate(names)}
+    order = sorted(names, key=lambda n: n.encode("utf-16-be"))
+    assert list(json.loads(canonicalize(value))) == order
+    assert canonicalize(value) == rfc8785.dumps(value)
+    # Already in UTF-16 order, in code point order, and reversed: same bytes.
+    for keys in (order, sorted(names), order[::-1]):
+        assert canonicalize({n: value[n] for n in keys}) == canonicalize(value)
+
+
+def test_subclasses_take_the_general_path() -> None:
+    from collections import OrderedDict, UserDict
+
+    class L(list[Any]):
+        pass
+
+    class T(tuple[Any, ...]):
+        pass
+
+    class F(float):
+        pass
+
+    class I(int):
+        def __float__(self) -> float:  # not consulted: the int value is used
+            return 0.0
+
+    value = OrderedDict([("b", L([T((1,)), F(2.5)])), ("a", I(2**64))])
+    assert canonicalize(value) == b'{"a":18446744073709552000,"b":[[1],2.5]}'
+    with pytest.raises(InvalidArgumentError):
+        canonicalize(UserDict(a=1))
+
+
+def test_duplicate_names_from_str_subclasses_rejected() -> None:
+    class Alias(str):
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            return other is self
+
+    with pytest.raises(InvalidArgumentError, match="duplicate"):
+        canonicalize({"a": 1, Alias("a"): 2})
+
+
+def test_canonical_hashes_batch() -> None:
+    objs: list[Any] = [
+        {"actor": {"id": f"user:{i}", "roles": ["analyst", "cleared"]},
+         "resource": {"id": f"r{i}", "attributes": {"classification": "internal"}},
+         "context": {"purpose": "analysis", "n": i / 3}}
+        for i in range(300)
+    ] + [None, "x", [], {}, 1.5]
+    expected = [canonical_hash(o) for o in objs]
+    assert canonical_hashes(objs) == expected
+    assert canonical_hashes(tuple(objs)) == expected
+    assert canonical_hashes(o for o in objs) == expected
+    assert canonical_hashes([]) == []
+    assert len(set(expected)) == len(expected)
+    with pytest.raises(InvalidArgumentError, match=r"objs\[2\]"):
+        canonical_hashes([{}, [], {"a": float("nan")}])
+    with pytest.raises(TypeError):
+        canonical_hashes(5)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_json, max_size=8))
+def test_canonical_hashes_match_reference(values: list[Any]) -> None:
+    assert canonical_hashes(values) == [blake3.blake3(rfc8785.dumps(v)).digest() for v in values]

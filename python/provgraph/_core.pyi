@@ -1,11 +1,19 @@
 """Typed stub of the native module `provgraph._core` (Rust, built by maturin from rust/provgraph-py)."""
 
-from typing import Literal, final, overload
+from collections.abc import Iterable
+from typing import Any, Literal, final, overload
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CsrGraph", "__version__", "canonical_hash", "canonicalize", "canonicalize_json"]
+__all__ = [
+    "CsrGraph",
+    "__version__",
+    "canonical_hash",
+    "canonical_hashes",
+    "canonicalize",
+    "canonicalize_json",
+]
 
 __version__: str
 
@@ -29,6 +37,13 @@ def canonicalize_json(data: bytes) -> bytes:
 
 def canonical_hash(obj: object) -> bytes:
     """The 32-byte BLAKE3 digest of `canonicalize(obj)`."""
+
+def canonical_hashes(objs: Iterable[object]) -> list[bytes]:
+    """`[canonical_hash(o) for o in objs]` in one call (lists and tuples are read directly).
+
+    Saves the per-call overhead when hashing many keys; the first invalid item raises
+    `provgraph.errors.InvalidArgumentError` with its index (`objs[i]: ...`).
+    """
 
 @final
 class CsrGraph:
@@ -199,3 +214,65 @@ class DecisionCache:
 
     def stats(self) -> dict[str, int]:
         """hits, misses, stale (other epoch), inserts, invalidations, entries."""
+
+__all__ += ["ReceiptSigner", "uuid7", "verify_chain", "verify_receipt"]
+
+@final
+class ReceiptSigner:
+    """The issuer's Ed25519 key (RFC 8032): signs batches of receipts into a tenant's chain.
+
+    `key_id` is the first 16 hex characters of BLAKE3(public_key). Receipt format and the
+    verification recipe: docs/receipts.md and API.md ("Actions and receipts").
+    """
+
+    def __new__(cls, seed: bytes | None = None) -> ReceiptSigner:
+        """The key of a 32-byte secret `seed`, or a fresh key from the OS CSPRNG."""
+
+    @property
+    def seed(self) -> bytes:
+        """The 32-byte secret seed (store with restrictive permissions)."""
+
+    @property
+    def public_key(self) -> bytes:
+        """The 32-byte Ed25519 public key."""
+
+    @property
+    def key_id(self) -> str:
+        """hex(BLAKE3(public_key))[:16]."""
+
+    def sign_batch(self, prev_hash: bytes, next_seq: int,
+                   receipts: list[bytes]) -> tuple[list[tuple[int, str, bytes, bytes]], bytes]:
+        """Sign `receipts` (JSON objects as bytes) in order as seq `next_seq`, `next_seq + 1`, ...
+
+        Each receipt needs `receipt_id` and `tenant_id` and must not carry `seq`, `prev_hash`,
+        `signer` or `signature` (the issuer sets them). `prev_hash` is the chain head (32 bytes:
+        BLAKE3 of the previous receipt's signed bytes; 32 zero bytes exactly when `next_seq`
+        is 1). Returns `[(seq, receipt_id, signed_hash, receipt_json)]` (receipt_json: RFC 8785
+        canonical bytes, signature included) and the new head. The GIL is released; a bad
+        input raises `provgraph.errors.InvalidArgumentError` and signs nothing.
+        """
+
+def verify_receipt(receipt_json: bytes, public_key: bytes) -> bytes:
+    """Verify one receipt's Ed25519 signature; return BLAKE3 of its signed bytes (32 bytes).
+
+    Raises `provgraph.errors.InvalidArgumentError` (a `ValueError`) naming what failed:
+    bad JSON, missing signature, bad signature (base64 / length), unsupported signer.alg,
+    signature mismatch.
+    """
+
+def verify_chain(receipts: list[bytes], keys: dict[str, bytes], start_seq: int = 1,
+                 prev_hash: bytes | None = None) -> dict[str, Any]:
+    """Verify one tenant's receipts in seq order: every signature (key by `signer.key_id`
+    from `keys`, key_id -> 32-byte public key), one `tenant_id`, seq continuity and the
+    prev_hash links. By default the chain starts at seq 1 after 64 zero hex digits; pass
+    `start_seq` and the previous page's `head` as `prev_hash` to check a segment.
+
+    Returns {"ok": bool, "checked": int, "first_bad_seq": int | None, "reason": str | None,
+    "head": bytes}. `first_bad_seq` is the position where the chain breaks (for a gap, the
+    missing seq); `reason` starts with one of: bad JSON, missing signature, bad signature,
+    unsupported signer.alg, unknown key_id, signature mismatch, tenant_id mismatch,
+    seq mismatch, prev_hash mismatch. `head` is BLAKE3 of the last verified signed bytes.
+    """
+
+def uuid7() -> str:
+    """A fresh time-ordered UUIDv7 (RFC 9562), lowercase hyphenated."""

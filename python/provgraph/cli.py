@@ -24,7 +24,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     flags = Config.parse_flag_assignments(args.flag or [])
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
-                    decision_cache_ttl_s=args.decision_cache_ttl)
+                    decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
+                    preflight_ttl_s=args.preflight_ttl)
     uvloop.install()
     web.run_app(create_app(config), host=args.host, port=args.port, access_log=None,
                 print=lambda msg: print(msg, flush=True))
@@ -51,6 +52,58 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check every signature and the whole hash chain of a tenant's receipts."""
+    import base64
+
+    import orjson
+
+    from provgraph._core import verify_chain
+
+    receipts: list[bytes] = []
+    if args.url:
+        from urllib.parse import urlsplit
+
+        from provgraph.bench.server import JsonClient
+
+        url = urlsplit(args.url)
+        key = args.key or os.environ.get("PROVGRAPH_KEY")
+        client = JsonClient(url.port or 80, key, url.hostname or "127.0.0.1")
+        keys = {k["key_id"]: base64.b64decode(k["public_key"]) for k in client.ok("GET", "/v1/keys")["keys"]}
+        after = 0
+        while True:
+            page = client.ok("GET", f"/v1/tenants/{args.tenant}/receipts?after_seq={after}&limit=1000")
+            receipts += [orjson.dumps(r) for r in page["receipts"]]
+            if not page["receipts"]:
+                break
+            after = page["next_after_seq"]
+    else:
+        from provgraph.actions.pipeline import ReceiptLog
+        from provgraph.store import Store
+        from provgraph.tenancy import Registry
+
+        store = Store(_data_dir(args.data_dir))
+        try:
+            tenant = Registry(store).tenant(args.tenant)
+            with store.read() as txn:
+                keys = {bytes(k).decode(): base64.b64decode(orjson.loads(v)["public_key"])
+                        for k, v in txn.cursor(db=store.db("signing_keys"))}
+            log = ReceiptLog(store)
+            after = 0
+            while page := log.page(tenant.num, after, 10_000):
+                receipts += page
+                after += len(page)
+        finally:
+            store.close()
+    report = verify_chain(receipts, keys)
+    if report["ok"]:
+        print(f"tenant {args.tenant}: {report['checked']} receipts, every signature and the chain verify")
+        return 0
+    print(f"tenant {args.tenant}: FAILED at seq {report['first_bad_seq']}: {report['reason']} "
+          f"({report['checked']} checked)", file=sys.stderr)
+    return 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from provgraph.bench.demo import run_demo
 
@@ -71,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                        "answers /decide")
     serve.add_argument("--decision-cache-ttl", type=float, default=5.0,
                        help="seconds a cached decision lives (a bundle's manifest may override it)")
+    serve.add_argument("--preflight-ttl", type=float, default=900.0, help="seconds a preflight stays executable")
+    serve.add_argument("--enable-fault-injection", action="store_true",
+                       help="allow PUT /v1/admin/faults (drills only)")
     serve.set_defaults(fn=cmd_serve)
 
     load = sub.add_parser("load", help="bulk-load a CSV or .npz edge file (server stopped)")
@@ -78,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--data-dir", default=None)
     load.add_argument("file")
     load.set_defaults(fn=cmd_load)
+
+    verify = sub.add_parser("verify", help="verify a tenant's receipts: signatures and hash chain")
+    verify.add_argument("--tenant", required=True)
+    where = verify.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", default=None, help="read the LMDB store directly (default)")
+    where.add_argument("--url", default=None, help="read through a running server's API")
+    verify.add_argument("--key", default=None, help="API key for --url (or $PROVGRAPH_KEY)")
+    verify.set_defaults(fn=cmd_verify)
 
     demo = sub.add_parser("demo", help="before/after benchmark of the hot paths on a temporary server")
     demo.add_argument("--quick", action="store_true", help="a small version in under a minute")

@@ -16,9 +16,10 @@ __all__ = ["Config", "FLAG_CHOICES", "DEFAULT_FLAGS", "baseline_flags"]
 FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "graph.engine": ("csr", "lmdb"),
     "policy.cache": ("on", "off"),
+    "orchestration.batching": ("on", "off"),
 }
 DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
-BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off"}
+BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "orchestration.batching": "off"}
 
 
 def baseline_flags() -> dict[str, str]:
@@ -65,6 +66,11 @@ class Config:
     decision_log_retention: int = 100_000
     # The longest a bundle download may wait for a change (OPA long polling).
     long_poll_max_s: float = 300.0
+    # Actions: how long a preflight can be executed; failed receipt batches retried this often
+    # before their intents go to the dead-letter queue; drills may inject failures.
+    preflight_ttl_s: float = 900.0
+    issuer_max_attempts: int = 5
+    fault_injection: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

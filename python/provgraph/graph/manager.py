@@ -142,20 +142,32 @@ class GraphManager:
     def _submit(self, job: Callable[[lmdb.Transaction], tuple[Any, Callable[[], None] | None]]) -> Future[Any]:
         return self.writer.submit(job)
 
-    def write_edges(self, tenant: int, batch: EdgeBatch) -> Future[int]:
+    def stage_edges(self, txn: lmdb.Transaction, tenant: int, batch: EdgeBatch) -> Callable[[], None]:
+        """Write `batch` in the caller's transaction; returns the step that publishes it after commit."""
         g = self.graph(tenant)
+        self.tables.put_edges(txn, tenant, batch)
 
-        def job(txn: lmdb.Transaction) -> tuple[int, Callable[[], None]]:
-            self.tables.put_edges(txn, tenant, batch)
+        def publish() -> None:
+            g.upsert_edges(batch.src, batch.dst, batch.w, batch.etype)
+            self.edges_written += len(batch)
+            self.maybe_rebuild(tenant)
 
-            def publish() -> None:
-                g.upsert_edges(batch.src, batch.dst, batch.w, batch.etype)
-                self.edges_written += len(batch)
-                self.maybe_rebuild(tenant)
+        return publish
 
-            return len(batch), publish
+    def stage_delete(self, txn: lmdb.Transaction, tenant: int,
+                     batch: DeleteBatch) -> tuple[dict[str, int], Callable[[], None]]:
+        g = self.graph(tenant)
+        edges, nodes = self.tables.delete(txn, tenant, batch)
 
-        return self._submit(job)
+        def publish() -> None:
+            g.delete_edges(batch.src, batch.dst)
+            g.delete_nodes(batch.nodes)
+            self.maybe_rebuild(tenant)
+
+        return {"edges_deleted": edges, "nodes_deleted": nodes}, publish
+
+    def write_edges(self, tenant: int, batch: EdgeBatch) -> Future[int]:
+        return self._submit(lambda txn: (len(batch), self.stage_edges(txn, tenant, batch)))
 
     def write_nodes(self, tenant: int, batch: NodeBatch) -> Future[int]:
         g = self.graph(tenant)
@@ -172,19 +184,7 @@ class GraphManager:
         return self._submit(job)
 
     def delete(self, tenant: int, batch: DeleteBatch) -> Future[dict[str, int]]:
-        g = self.graph(tenant)
-
-        def job(txn: lmdb.Transaction) -> tuple[dict[str, int], Callable[[], None]]:
-            edges, nodes = self.tables.delete(txn, tenant, batch)
-
-            def publish() -> None:
-                g.delete_edges(batch.src, batch.dst)
-                g.delete_nodes(batch.nodes)
-                self.maybe_rebuild(tenant)
-
-            return {"edges_deleted": edges, "nodes_deleted": nodes}, publish
-
-        return self._submit(job)
+        return self._submit(lambda txn: self.stage_delete(txn, tenant, batch))
 
     def maybe_rebuild(self, tenant: int) -> None:
         g = self.graphs[tenant]

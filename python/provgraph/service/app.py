@@ -7,13 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provgraph.actions.manager import ActionManager
+from provgraph.actions.pipeline import Issuer, ReceiptLog
+from provgraph.actions.signing import KeyRing
 from provgraph.config import Config
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
-from provgraph.service.keys import (CONFIG, GENERATED_ADMIN_KEY, GRAPH, METRICS, POLICY, READY, REGISTRY,
-                                    STORE, WRITER)
+from provgraph.service.keys import (ACTIONS, CONFIG, GENERATED_ADMIN_KEY, GRAPH, ISSUER, KEYRING, METRICS, POLICY,
+                                    READY, RECEIPTS, REGISTRY, STORE, WRITER)
 from provgraph.service.metrics import Metrics
 from provgraph.service.middleware import error_and_metrics_middleware
+from provgraph.service.routes_actions import issuer_ctx, setup_action_routes
 from provgraph.service.routes_admin import setup_admin_routes
 from provgraph.service.routes_graph import setup_graph_routes
 from provgraph.service.routes_health import setup_health_routes
@@ -46,6 +50,11 @@ def setup_storage(app: web.Application) -> None:
                                on_eval_error=app[METRICS].policy_eval_errors.inc)
         app[STORE], app[WRITER], app[REGISTRY], app[GRAPH], app[POLICY] = store, writer, registry, graph, policy
         metrics = app[METRICS]
+        keyring = KeyRing(store)
+        issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
+                        on_issued=metrics.observe_issued)
+        app[KEYRING], app[ISSUER], app[RECEIPTS] = keyring, issuer, ReceiptLog(store)
+        app[ACTIONS] = ActionManager(store, writer, policy, graph, issuer, config.preflight_ttl_s)
 
         def refresh() -> None:
             metrics.set_graph_stats(graph.stats())
@@ -54,6 +63,8 @@ def setup_storage(app: web.Application) -> None:
             for stat, value in policy.cache.stats().items():
                 metrics.policy_cache.labels(stat).set(value)
             metrics.policy_log_dropped.set(policy.log.dropped)
+            metrics.outbox_depth.set(issuer.depth("outbox"))
+            metrics.dlq_depth.set(issuer.depth("dlq"))
 
         metrics.on_scrape(refresh)
         app[READY]["ready"] = True
@@ -65,6 +76,7 @@ def setup_storage(app: web.Application) -> None:
 
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(policy_ctx)  # after storage: it needs the policy manager
+    app.cleanup_ctx.append(issuer_ctx)  # drains the outbox before the server listens, and on shutdown
 
 
 def create_app(config: Config | None = None) -> web.Application:
@@ -79,4 +91,5 @@ def create_app(config: Config | None = None) -> web.Application:
     setup_admin_routes(app)
     setup_graph_routes(app)
     setup_policy_routes(app)
+    setup_action_routes(app)
     return app

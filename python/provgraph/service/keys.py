@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from provgraph.actions.manager import ActionManager
+from provgraph.actions.pipeline import Issuer, ReceiptLog
+from provgraph.actions.signing import KeyRing
 from provgraph.config import Config
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
@@ -11,7 +14,8 @@ from provgraph.service.metrics import Metrics
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
-__all__ = ["CONFIG", "STORE", "WRITER", "REGISTRY", "GRAPH", "POLICY", "METRICS", "READY", "GENERATED_ADMIN_KEY"]
+__all__ = ["CONFIG", "STORE", "WRITER", "REGISTRY", "GRAPH", "POLICY", "ACTIONS", "ISSUER", "KEYRING", "RECEIPTS",
+           "METRICS", "READY", "GENERATED_ADMIN_KEY"]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
@@ -19,6 +23,10 @@ WRITER = web.AppKey("writer", Writer)
 REGISTRY = web.AppKey("registry", Registry)
 GRAPH = web.AppKey("graph", GraphManager)
 POLICY = web.AppKey("policy", PolicyManager)
+ACTIONS = web.AppKey("actions", ActionManager)
+ISSUER = web.AppKey("issuer", Issuer)
+KEYRING = web.AppKey("keyring", KeyRing)
+RECEIPTS = web.AppKey("receipts", ReceiptLog)
 METRICS = web.AppKey("metrics", Metrics)
 READY = web.AppKey("ready", dict)
 GENERATED_ADMIN_KEY = web.AppKey("generated_admin_key", str)

@@ -42,6 +42,13 @@ class Metrics:
         self.policy_cache = Gauge("provgraph_policy_cache", "Decision cache counters", ["stat"], registry=r)
         self.policy_log_dropped = Gauge("provgraph_policy_decision_log_dropped",
                                         "Decision log entries shed because the writer fell behind", registry=r)
+        self.receipts_issued = Counter("provgraph_receipts_issued_total", "Receipts signed, chained, committed",
+                                       registry=r)
+        self.issuance_lag = Histogram("provgraph_receipt_issuance_lag_seconds", "issued_at - executed_at",
+                                      buckets=_BUCKETS, registry=r)
+        self.outbox_depth = Gauge("provgraph_receipt_outbox_depth", "Receipt intents waiting to be issued",
+                                  registry=r)
+        self.dlq_depth = Gauge("provgraph_receipt_dlq_depth", "Receipt intents in the dead-letter queue", registry=r)
         self._refreshers: list[Callable[[], None]] = []
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
@@ -52,6 +59,11 @@ class Metrics:
         for fn in self._refreshers:
             fn()
         return generate_latest(self.registry)
+
+    def observe_issued(self, lags: list[float]) -> None:
+        self.receipts_issued.inc(len(lags))
+        for lag in lags:
+            self.issuance_lag.observe(lag)
 
     def set_graph_stats(self, stats: dict[str, Any]) -> None:
         self.graph_nodes.set(stats["nodes"])

@@ -30,6 +30,14 @@ TABLES: dict[str, str] = {
     "bundle_meta": "name 0x00 revision -> bundle revision record (digest, times, manifest)",
     "bundle_active": "name -> active revision",
     "decision_log": "tenant|time ns|seq -> decision log entry",
+    "preflights": "tenant|preflight id (16 bytes) -> preflight record (decision, approvals, execution)",
+    "idempotency": "tenant|BLAKE3(Idempotency-Key) -> first execute answer",
+    "outbox": "tenant|receipt id (16 bytes, UUIDv7: time-ordered) -> receipt intent",
+    "dlq": "tenant|receipt id -> receipt intent that failed K times, with the last error",
+    "receipts": "tenant|seq (8 bytes BE) -> signed receipt (RFC 8785 JSON with signature)",
+    "receipt_index": "receipt id (16 bytes) -> tenant|seq",
+    "chain_heads": "tenant (4 bytes) -> seq (8 bytes BE) + BLAKE3 of the last signed bytes (32)",
+    "signing_keys": "key id -> public key record (seeds live in <data-dir>/keys, mode 0600)",
 }
 
 # A write job runs inside a (nested) write transaction and returns its result plus an

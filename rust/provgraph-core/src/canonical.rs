@@ -64,10 +64,33 @@ pub fn canonicalize_json(bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// BLAKE3 of the canonical bytes of `value`.
+///
+/// The canonical bytes are written into a per-thread scratch buffer (kept between calls
+/// unless it grew past 64 KiB) and hashed in one `blake3::hash` call, which for the
+/// ~200-byte decision-cache keys beats streaming `Hasher::update`s.
 pub fn canonical_hash(value: &Value) -> [u8; 32] {
-    let mut out = Vec::with_capacity(256);
-    canonicalize_into(value, &mut out);
-    *blake3::hash(&out).as_bytes()
+    with_scratch(|out| {
+        canonicalize_into(value, out);
+        *blake3::hash(out).as_bytes()
+    })
+}
+
+/// Scratch buffers above this capacity are dropped instead of being kept for the next call.
+const KEEP_SCRATCH_BYTES: usize = 1 << 16;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` on an empty per-thread byte buffer (re-entrant: a nested call gets a fresh one).
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(std::cell::Cell::take);
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= KEEP_SCRATCH_BYTES {
+        SCRATCH.with(|c| c.set(buf));
+    }
+    r
 }
 
 /// Parse JSON text into a `Value`, rejecting duplicate member names (RFC 8785 §3.1 /
@@ -82,60 +105,59 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value> {
 ///
 /// UTF-8 byte order equals code point order; it differs from UTF-16 order only where a
 /// supplementary-plane character (surrogate pair 0xD800..0xDFFF) meets one of U+E000..U+FFFF,
-/// so only the first differing characters need remapping.
+/// so the first differing bytes decide, with that one case flipped.
 pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
     let (ab, bb) = (a.as_bytes(), b.as_bytes());
     let Some(i) = ab.iter().zip(bb).position(|(x, y)| x != y) else {
         return ab.len().cmp(&bb.len());
     };
-    // Back up to the start of the character holding the first differing byte (the common
-    // prefix is identical in both strings, so the boundary is the same in both).
-    let mut start = i;
-    while !a.is_char_boundary(start) {
-        start -= 1;
+    let (x, y) = (ab[i], bb[i]);
+    // Byte order is UTF-16 order except where one character is in U+E000..U+FFFF (lead byte
+    // 0xEE/0xEF) and the other is supplementary (lead byte 0xF0..0xF4): there the
+    // supplementary one (surrogate pair, 0xD800..) comes first. Bytes >= 0xEE are lead bytes
+    // (continuation bytes are 0x80..0xBF), so `i` then starts a character in both strings;
+    // when `i` is inside a character the common lead byte puts both in the same class.
+    if x >= 0xEE && y >= 0xEE && (x >= 0xF0) != (y >= 0xF0) {
+        return if x >= 0xF0 {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
-    let ca = a[start..].chars().next().map_or(0, utf16_rank);
-    let cb = b[start..].chars().next().map_or(0, utf16_rank);
-    ca.cmp(&cb)
-}
-
-/// A key of `c` whose order is the order of its first UTF-16 code unit (then its second).
-#[inline]
-fn utf16_rank(c: char) -> u32 {
-    let c = c as u32;
-    if (0xE000..0x10000).contains(&c) {
-        c + 0x20_0000 // above every supplementary code point (whose lead unit is < 0xDC00)
-    } else {
-        c
-    }
+    x.cmp(&y)
 }
 
 fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
-    out.push(b'{');
     // Without serde_json's `preserve_order` the map is a BTreeMap iterated in UTF-8 byte
     // order, which is already UTF-16 order unless an astral name meets one in U+E000..U+FFFF.
-    // Checking adjacent names keeps this right even if a dependency turns `preserve_order` on.
-    let mut keys = map.keys();
-    let in_order = match keys.next() {
-        None => true,
-        Some(first) => keys
-            .try_fold(first, |prev, k| {
-                (cmp_utf16(prev, k) == Ordering::Less).then_some(k)
-            })
-            .is_some(),
-    };
-    if !in_order {
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-        entries.sort_unstable_by(|x, y| cmp_utf16(x.0, y.0));
-        write_members(entries.into_iter(), out);
-    } else {
-        write_members(map.iter(), out);
+    // Members are written in map order while checking that adjacent names ascend (which also
+    // keeps this right should a dependency turn `preserve_order` on); on the rare disorder
+    // the partial output is dropped and the members are written sorted.
+    let start = out.len();
+    out.push(b'{');
+    let mut prev: Option<&str> = None;
+    for (k, v) in map {
+        if let Some(p) = prev {
+            if cmp_utf16(p, k) != Ordering::Less {
+                out.truncate(start);
+                return write_object_sorted(map, out);
+            }
+            out.push(b',');
+        }
+        prev = Some(k);
+        write_string(k, out);
+        out.push(b':');
+        canonicalize_into(v, out);
     }
     out.push(b'}');
 }
 
-fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
-    for (i, (k, v)) in members.enumerate() {
+#[cold]
+fn write_object_sorted(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|x, y| cmp_utf16(x.0, y.0));
+    out.push(b'{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -143,44 +165,88 @@ fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out
         out.push(b':');
         canonicalize_into(v, out);
     }
+    out.push(b'}');
 }
 
 /// Append `s` as a JSON string escaped per RFC 8785 §3.2.2.2.
+///
+/// Runs of bytes needing no escape are found eight at a time (SWAR test for `"`, `\\` and
+/// bytes below 0x20) and copied with one `extend_from_slice` each.
+#[inline]
 pub fn write_string(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: u8 = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0C => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x00..=0x1F => 0,
-            _ => continue,
-        };
+    loop {
+        let i = find_escape(bytes, run);
         out.extend_from_slice(&bytes[run..i]);
+        let Some(&b) = bytes.get(i) else { break };
+        write_escape(b, out);
         run = i + 1;
-        if short != 0 {
-            out.extend_from_slice(&[b'\\', short]);
-        } else {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xF) as usize],
-            ]);
-        }
     }
-    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+#[inline(always)]
+fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Whether any of the eight bytes of `w` is below 0x20, `"` or `\\` (exact: the classic
+/// "has zero byte"/"has byte less than n" tests can only err in lanes above a true hit).
+#[inline(always)]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let lt = w.wrapping_sub(ONES * 0x20);
+    let q = w ^ (ONES * b'"' as u64);
+    let bs = w ^ (ONES * b'\\' as u64);
+    // In the lowest hit lane `w < 0x80`, so the shared `& !w` keeps it.
+    ((lt | (q.wrapping_sub(ONES) & !q) | (bs.wrapping_sub(ONES) & !bs)) & !w & HIGH) != 0
+}
+
+/// Index of the first byte at or after `i` that needs an escape, or `bytes.len()`.
+#[inline(always)]
+fn find_escape(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if word_needs_escape(w) {
+            break;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && !byte_needs_escape(bytes[i]) {
+        i += 1;
+    }
+    i
+}
+
+#[cold]
+fn write_escape(b: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        0x0C => b'f',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        _ => 0,
+    };
+    if short != 0 {
+        out.extend_from_slice(&[b'\\', short]);
+    } else {
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[(b >> 4) as usize],
+            HEX[(b & 0xF) as usize],
+        ]);
+    }
 }
 
 /// Append a `serde_json::Number` as its IEEE-754 double in ECMAScript form.

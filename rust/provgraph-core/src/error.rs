@@ -18,6 +18,9 @@ pub enum Error {
     /// A policy evaluation that failed (conflicting outputs, strict built-in error, ...).
     #[error("policy evaluation error: {0}")]
     PolicyEval(String),
+    /// A receipt that fails verification (bad JSON, missing or malformed signature, signature mismatch).
+    #[error("invalid receipt: {0}")]
+    InvalidReceipt(String),
 }
 
 /// Crate-wide result alias.

@@ -6,5 +6,6 @@ pub mod canonical;
 pub mod error;
 pub mod graph;
 pub mod policy;
+pub mod receipt;
 
 pub use error::{Error, Result};

@@ -477,6 +477,135 @@ fn bench_policy_input() {
     });
 }
 
+/// The decision-cache key shape (~200 canonical bytes); same command as above.
+#[test]
+#[ignore = "timing, run by hand"]
+fn bench_decision_key() {
+    let keys: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"actor": {"id": format!("user:{}", i * 7919 % 1_000_003), "roles": ["analyst", "cleared"]},
+                   "resource": {"id": format!("r{i}"), "attributes": {"classification": "internal",
+                                "owner": format!("team-{}", i % 50), "score": i as f64 / 7.0}},
+                   "context": {"purpose": "analysis", "ts": 1_700_000_000 + i}})
+        })
+        .collect();
+    let len: usize = keys.iter().map(|k| canonicalize(k).len()).sum::<usize>() / keys.len();
+    println!("mean canonical bytes: {len}");
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let mut sink = 0u8;
+        for _ in 0..300 {
+            for k in &keys {
+                sink ^= canonical_hash(std::hint::black_box(k))[0];
+            }
+        }
+        let per = t.elapsed().as_secs_f64() / (300.0 * keys.len() as f64);
+        println!(
+            "canonical_hash(&Value) {:7.3} us/key {:10.0} keys/s ({sink})",
+            per * 1e6,
+            1.0 / per
+        );
+    }
+}
+
+#[test]
+fn escapes_at_run_edges() {
+    // Escapes at the start, middle and end of runs, and across the 8-byte word boundaries
+    // of the run scanner, checked against a byte-at-a-time reference.
+    fn reference(s: &str) -> Vec<u8> {
+        let mut out = vec![b'"'];
+        for c in s.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\u{8}' => out.extend_from_slice(b"\\b"),
+                '\u{c}' => out.extend_from_slice(b"\\f"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 => {
+                    out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+                }
+                c => out.extend_from_slice(c.to_string().as_bytes()),
+            }
+        }
+        out.push(b'"');
+        out
+    }
+    let specials = [
+        "\"",
+        "\\",
+        "\n",
+        "\u{1}",
+        "\u{1f}",
+        "\u{7f}",
+        " ",
+        "!",
+        "#",
+        "[",
+        "]",
+        "\u{e9}",
+        "\u{1f600}",
+    ];
+    for len in 0..20 {
+        for pos in 0..=len {
+            for sp in specials {
+                let s = format!("{}{sp}{}", "a".repeat(pos), "b".repeat(len - pos));
+                let mut out = Vec::new();
+                write_string(&s, &mut out);
+                assert_eq!(out, reference(&s), "{s:?}");
+                let doubled = format!("{sp}{s}{sp}");
+                out.clear();
+                write_string(&doubled, &mut out);
+                assert_eq!(out, reference(&doubled), "{doubled:?}");
+            }
+        }
+    }
+    // Every byte value next to clean runs of every length up to two words.
+    for b in 0u8..0x80 {
+        for len in [0, 1, 7, 8, 9, 15, 16, 17] {
+            let s = format!("{}{}{}", "x".repeat(len), b as char, "y".repeat(len));
+            let mut out = Vec::new();
+            write_string(&s, &mut out);
+            assert_eq!(out, reference(&s), "{s:?}");
+        }
+    }
+}
+
+#[test]
+fn utf16_order_mixed_ascii_and_astral_names() {
+    // ASCII, BMP-below-U+D800, U+E000..U+FFFF and supplementary names in one object: the
+    // orders differ only between the last two classes.
+    let names = [
+        "b",
+        "a",
+        "ab",
+        "\u{7ff}",
+        "\u{d7ff}",
+        "\u{e000}",
+        "\u{ffff}",
+        "\u{10000}",
+        "\u{1f600}",
+        "a\u{ffff}",
+        "a\u{1f600}",
+        "a\u{e000}x",
+        "a\u{10ffff}",
+        "",
+    ];
+    let mut m = Map::new();
+    for n in names {
+        m.insert(n.to_owned(), Value::Null);
+    }
+    let mut expected: Vec<&str> = names.to_vec();
+    expected.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+    let mut got = Vec::new();
+    collect_member_order(&canonicalize(&Value::Object(m)), &mut got);
+    assert_eq!(
+        got,
+        vec![expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()]
+    );
+}
+
 #[test]
 fn object_order_independent_of_map_feature() {
     // Insertion order must not leak whichever Map flavour serde_json was built with.

@@ -1,6 +1,7 @@
 //! PyO3 bindings for provgraph-core: type conversion and the one place errors become Python exceptions.
 mod canonical;
 mod policy;
+mod receipt;
 use std::sync::Arc;
 
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
@@ -267,6 +268,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CsrGraph>()?;
     canonical::register(m)?;
     policy::register(m)?;
+    receipt::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

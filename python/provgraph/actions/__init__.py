@@ -1,0 +1,1 @@
+"""Governed actions: preflight → approvals → execute, and the signed-receipt pipeline behind them."""

@@ -1,0 +1,291 @@
+"""Preflight → (approvals) → execute, each execution writing its effect and a receipt intent atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import blake3
+import lmdb
+import orjson
+
+from provgraph._core import uuid7
+from provgraph.actions.model import ActionRequest, hash_hex, parse_action, rfc3339
+from provgraph.actions.pipeline import Issuer
+from provgraph.errors import (BadRequestError, ConflictError, ForbiddenError, NotFoundError, ProvgraphError)
+from provgraph.graph.manager import GraphManager
+from provgraph.graph.model import parse_delete, parse_edges
+from provgraph.policy.manager import PolicyManager
+from provgraph.store import Store, Writer
+from provgraph.store.keys import tenant_prefix
+from provgraph.tenancy import KeyRecord, Tenant
+
+__all__ = ["ActionManager", "GoneError"]
+
+MAX_BATCH = 1000
+
+
+class GoneError(ProvgraphError):
+    status, code = 410, "preflight_expired"
+
+
+def _pf_key(tenant: int, preflight_id: str) -> bytes:
+    try:
+        return tenant_prefix(tenant) + uuid.UUID(preflight_id).bytes
+    except ValueError:
+        raise NotFoundError(f"unknown preflight {preflight_id!r}", {"preflight_id": preflight_id}) from None
+
+
+def _required_approvers(obligations: list[Any]) -> int:
+    return max((int(o.get("required_approvers", 0)) for o in obligations
+                if isinstance(o, dict) and o.get("type") == "dual_control"), default=0)
+
+
+class ActionManager:
+    def __init__(self, store: Store, writer: Writer, policy: PolicyManager, graph: GraphManager, issuer: Issuer,
+                 preflight_ttl_s: float = 900.0) -> None:
+        self.store, self.writer, self.policy, self.graph, self.issuer = store, writer, policy, graph, issuer
+        self.preflight_ttl_s = preflight_ttl_s
+        self.db = store.db("preflights")
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def _load(self, txn: lmdb.Transaction, tenant: int, preflight_id: str) -> dict[str, Any]:
+        raw = txn.get(_pf_key(tenant, preflight_id), db=self.db)
+        if raw is None:
+            raise NotFoundError(f"unknown preflight {preflight_id!r}", {"preflight_id": preflight_id})
+        record: dict[str, Any] = orjson.loads(raw)
+        return record
+
+    def _decide(self, key: KeyRecord, tenant: Tenant, req: ActionRequest, use_cache: bool) -> dict[str, Any]:
+        response, entry = self.policy.decide(tenant.tenant_id, key.actor, key.roles, req.decide_body(), use_cache)
+        if entry:
+            self.policy.log.record(tenant.num, entry)
+        return response
+
+    def _new_preflight(self, key: KeyRecord, tenant: Tenant, req: ActionRequest,
+                       decision: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "preflight_id": uuid7(), "tenant_id": tenant.tenant_id,
+            "actor": {"id": key.actor, "roles": list(key.roles)},
+            "action": req.action, "resource": req.receipt_resource(), "request_hash": req.request_hash,
+            "decision": decision["decision"], "reasons": decision["reasons"],
+            "obligations": decision["obligations"],
+            "policy": {"bundle": decision["bundle"], "revision": decision["revision"],
+                       "decision_id": decision["decision_id"], "decision": decision["decision"]},
+            "created_at": now, "expires_ts": now + self.preflight_ttl_s, "expires_at": rfc3339(now + self.preflight_ttl_s),
+            "status": "pending", "approvals": [], "rejection": None, "execution": None,
+        }
+
+    @staticmethod
+    def _preflight_answer(pf: dict[str, Any]) -> dict[str, Any]:
+        return {"preflight_id": pf["preflight_id"], "decision": pf["decision"], "reasons": pf["reasons"],
+                "request_hash": pf["request_hash"], "obligations": pf["obligations"], "expires_at": pf["expires_at"],
+                "required_approvers": _required_approvers(pf["obligations"])}
+
+    # ---- preflight -------------------------------------------------------------------------------
+    async def preflight(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool) -> dict[str, Any]:
+        req = parse_action(body)
+        pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
+
+        await asyncio.wrap_future(self.writer.submit(self._store_job(tenant, pf)))
+        return self._preflight_answer(pf)
+
+    # ---- execute ---------------------------------------------------------------------------------
+    def _check_executable(self, pf: dict[str, Any], req: ActionRequest, now: float) -> None:
+        if pf["request_hash"] != req.request_hash:
+            raise ConflictError("request does not match the preflight",
+                                {"expected": pf["request_hash"], "actual": req.request_hash})
+        if pf["status"] == "executed":
+            raise ConflictError("preflight already executed", {"receipt_id": pf["execution"]["receipt_id"]})
+        if now > pf["expires_ts"]:
+            raise GoneError("preflight expired", {"expires_at": pf["expires_at"]})
+        if pf["decision"] != "allow":
+            raise ForbiddenError("the policy denied this action", {"reasons": pf["reasons"]})
+        if pf["status"] == "rejected":
+            raise ForbiddenError("an approver rejected this action", {"rejection": pf["rejection"]})
+        need = _required_approvers(pf["obligations"])
+        if len(pf["approvals"]) < need:
+            raise ForbiddenError("dual control: approvals missing",
+                                 {"required_approvers": need, "approvals": len(pf["approvals"])})
+
+    def _effect(self, req: ActionRequest) -> Callable[[lmdb.Transaction, int], tuple[Any, Callable[[], None] | None]]:
+        """Validate the effect now (bad input writes nothing); return what applies it in the transaction."""
+        if req.action == "graph.write":
+            if not isinstance(req.payload, dict):
+                raise BadRequestError("graph.write needs edges in payload")
+            batch = parse_edges(req.payload)
+            return lambda txn, t: ({"written": len(batch)}, self.graph.stage_edges(txn, t, batch))
+        if req.action == "graph.delete":
+            dbatch = parse_delete(req.payload)
+            return lambda txn, t: self.graph.stage_delete(txn, t, dbatch)
+        return lambda txn, t: ({"payload_hash": hash_hex(req.payload)}, None)
+
+    def _execute_job(self, tenant: Tenant, pf_id: str | None, new_pf: dict[str, Any] | None, req: ActionRequest,
+                     idem: bytes | None) -> Callable[[lmdb.Transaction], tuple[dict[str, Any], Callable[[], None]]]:
+        effect = self._effect(req)
+        receipt_id = uuid7()
+
+        def job(txn: lmdb.Transaction) -> tuple[dict[str, Any], Callable[[], None]]:
+            now = time.time()
+            if idem is not None:
+                first = txn.get(idem, db=self.store.db("idempotency"))
+                if first is not None:
+                    answer = orjson.loads(first)
+                    if answer["preflight_id"] != (pf_id or ""):
+                        raise ConflictError("Idempotency-Key already used for another preflight")
+                    return answer["response"], lambda: None
+            pf = new_pf if new_pf is not None else self._load(txn, tenant.num, pf_id or "")
+            self._check_executable(pf, req, now)  # again inside the transaction: no double execution
+            result, publish = effect(txn, tenant.num)
+            intent = {
+                "receipt_id": receipt_id, "tenant_id": tenant.tenant_id, "executed_at": rfc3339(now),
+                "actor": pf["actor"], "action": pf["action"], "resource": pf["resource"], "policy": pf["policy"],
+                "preflight_id": pf["preflight_id"], "request_hash": pf["request_hash"],
+                "result_hash": hash_hex(result), "approvals": pf["approvals"], "evidence": req.evidence(),
+            }
+            self.issuer.put_intent(txn, tenant.num, intent, now)
+            pf = {**pf, "status": "executed",
+                  "execution": {"receipt_id": receipt_id, "executed_at": intent["executed_at"], "result": result}}
+            txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
+            response = {"receipt_id": receipt_id, "status": "executed", "preflight_id": pf["preflight_id"],
+                        "result_hash": intent["result_hash"]}
+            if idem is not None:
+                txn.put(idem, orjson.dumps({"preflight_id": pf_id or "", "response": response}),
+                        db=self.store.db("idempotency"))
+
+            def after() -> None:
+                if publish is not None:
+                    publish()
+                self.issuer.notify()
+
+            return response, after
+
+        return job
+
+    async def execute(self, key: KeyRecord, tenant: Tenant, preflight_id: str, body: Any,
+                      idempotency_key: str | None) -> dict[str, Any]:
+        req = parse_action(body)
+        idem = None
+        if idempotency_key is not None:
+            idem = tenant_prefix(tenant.num) + blake3.blake3(idempotency_key.encode()).digest()
+        with self.store.read() as txn:
+            pf = self._load(txn, tenant.num, preflight_id)  # 404 before anything else
+            first = txn.get(idem, db=self.store.db("idempotency")) if idem is not None else None
+        if first is not None and orjson.loads(first)["preflight_id"] == preflight_id:
+            response: dict[str, Any] = orjson.loads(first)["response"]
+            return response
+        self._check_executable(pf, req, time.time())
+        result: dict[str, Any] = await asyncio.wrap_future(
+            self.writer.submit(self._execute_job(tenant, preflight_id, None, req, idem)))
+        return result
+
+    # ---- approvals -------------------------------------------------------------------------------
+    async def review(self, key: KeyRecord, tenant: Tenant, preflight_id: str, grant: bool) -> dict[str, Any]:
+        """A grant or a reject by `key`'s actor; each is itself a receipt."""
+        receipt_id = uuid7()
+
+        def job(txn: lmdb.Transaction) -> tuple[dict[str, Any], Callable[[], None]]:
+            now = time.time()
+            pf = self._load(txn, tenant.num, preflight_id)
+            need = _required_approvers(pf["obligations"])
+            if need == 0:
+                raise ConflictError("this action needs no approval", {"preflight_id": preflight_id})
+            if pf["status"] != "pending":
+                raise ConflictError(f"preflight is {pf['status']}", {"status": pf["status"]})
+            if now > pf["expires_ts"]:
+                raise GoneError("preflight expired", {"expires_at": pf["expires_at"]})
+            if key.actor == pf["actor"]["id"]:
+                raise ForbiddenError("the requester cannot approve their own action", {"actor": key.actor})
+            if any(a["actor"] == key.actor for a in pf["approvals"]):
+                raise ConflictError("this approver has already granted", {"actor": key.actor})
+            at = rfc3339(now)
+            entry = {"actor": key.actor, "at": at, "receipt_id": receipt_id}
+            if grant:
+                pf["approvals"] = [*pf["approvals"], entry]
+                status = "approved" if len(pf["approvals"]) >= need else "pending_approval"
+            else:
+                pf["status"], pf["rejection"] = "rejected", entry
+                status = "rejected"
+            txn.put(_pf_key(tenant.num, preflight_id), orjson.dumps(pf), db=self.db)
+            intent = {
+                "receipt_id": receipt_id, "tenant_id": tenant.tenant_id, "executed_at": at,
+                "actor": {"id": key.actor, "roles": list(key.roles)},
+                "action": "approval.grant" if grant else "approval.reject", "resource": pf["resource"],
+                "policy": pf["policy"], "preflight_id": preflight_id, "request_hash": pf["request_hash"],
+                "result_hash": hash_hex({"preflight_id": preflight_id, "grant": grant, "actor": key.actor}),
+                "approvals": [], "evidence": [],
+            }
+            self.issuer.put_intent(txn, tenant.num, intent, now)
+            return ({"preflight_id": preflight_id, "receipt_id": receipt_id, "status": status,
+                     "approvals": len(pf["approvals"]), "required_approvers": need}, self.issuer.notify)
+
+        result: dict[str, Any] = await asyncio.wrap_future(self.writer.submit(job))
+        return result
+
+    def get_preflight(self, tenant: Tenant, preflight_id: str) -> dict[str, Any]:
+        with self.store.read() as txn:
+            pf = self._load(txn, tenant.num, preflight_id)
+        return {**self._preflight_answer(pf), "status": pf["status"], "approvals": pf["approvals"],
+                "execution": pf["execution"], "actor": pf["actor"]}
+
+    def _store_job(self, tenant: Tenant, pf: dict[str, Any]) -> Callable[[lmdb.Transaction], tuple[None, None]]:
+        def job(txn: lmdb.Transaction) -> tuple[None, None]:
+            txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
+            return None, None
+
+        return job
+
+    # ---- batch -----------------------------------------------------------------------------------
+    async def batch(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool,
+                    concurrent: bool) -> list[dict[str, Any]]:
+        """Preflight + execute for every item in one round trip; each item is atomic on its own.
+
+        `concurrent` (flag orchestration.batching): every item's job is queued at once, so the group
+        commit writes them in a few transactions; off, items run one after another (the baseline).
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
+            raise BadRequestError('expected {"actions": [...]}')
+        items = body["actions"]
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise BadRequestError(f"a batch holds 1 to {MAX_BATCH} actions", {"count": len(items)})
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        queued: list[tuple[int, Any]] = []
+
+        async def finish(i: int, fut: Any) -> None:
+            try:
+                value = await asyncio.wrap_future(fut)
+            except ProvgraphError as exc:
+                results[i] = exc.to_json()
+                return
+            if value is not None:  # an execution (a stored denied/pending preflight answers None)
+                results[i] = {"receipt_id": value["receipt_id"], "preflight_id": value["preflight_id"],
+                              "result_hash": value["result_hash"]}
+
+        for i, item in enumerate(items):
+            try:
+                req = parse_action(item)
+                pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
+                if pf["decision"] != "allow":
+                    results[i] = {"error": {"code": "forbidden", "message": "the policy denied this action",
+                                            "details": {"reasons": pf["reasons"], "preflight_id": pf["preflight_id"]}}}
+                    fut = self.writer.submit(self._store_job(tenant, pf))
+                elif _required_approvers(pf["obligations"]) > 0:
+                    results[i] = {"status": "pending_approval", "preflight_id": pf["preflight_id"]}
+                    fut = self.writer.submit(self._store_job(tenant, pf))
+                else:
+                    fut = self.writer.submit(self._execute_job(tenant, None, pf, req, None))
+            except ProvgraphError as exc:
+                results[i] = exc.to_json()
+                continue
+            if concurrent:
+                queued.append((i, fut))
+            else:
+                await finish(i, fut)
+        for i, fut in queued:
+            await finish(i, fut)
+        return [r if r is not None else {"error": {"code": "internal_error", "message": "no result"}}
+                for r in results]

@@ -1,0 +1,85 @@
+"""Action requests: parsing, the request hash, timestamps, and the receipt skeleton."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import blake3
+
+from provgraph._core import canonical_hash, canonicalize
+from provgraph.errors import BadRequestError
+
+__all__ = ["ActionRequest", "parse_action", "rfc3339", "hash_hex", "EFFECT_ACTIONS"]
+
+# Actions whose effect is applied to the tenant's graph; every other action records its payload hash.
+EFFECT_ACTIONS = frozenset({"graph.write", "graph.delete"})
+
+
+def rfc3339(ts: float) -> str:
+    """RFC 3339 UTC with microseconds and Z, as receipts carry it."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def hash_hex(value: Any) -> str:
+    """Hex BLAKE3 of the RFC 8785 form of `value`."""
+    return canonical_hash(value).hex()
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    action: str
+    resource: dict[str, Any]  # type, id, attributes (attributes go to the policy only)
+    payload: Any
+    context: dict[str, Any]
+
+    @property
+    def request_hash(self) -> str:
+        """BLAKE3 of the RFC 8785 form of {action, resource, payload}: what execute must repeat."""
+        return hash_hex({"action": self.action, "resource": self.resource, "payload": self.payload})
+
+    def decide_body(self) -> dict[str, Any]:
+        return {"action": self.action, "resource": self.resource, "context": self.context}
+
+    def receipt_resource(self) -> dict[str, Any]:
+        return {"type": self.resource["type"], "id": self.resource.get("id")}
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """Evidence references named by the payload (`payload.evidence`: [{hash, size}])."""
+        ev = self.payload.get("evidence", []) if isinstance(self.payload, dict) else []
+        return [{"hash": e["hash"], "size": e["size"]} for e in ev]
+
+
+def parse_action(body: Any) -> ActionRequest:
+    if not isinstance(body, dict):
+        raise BadRequestError("body must be a JSON object")
+    action = body.get("action")
+    if not isinstance(action, str) or not action:
+        raise BadRequestError("action must be a non-empty string", {"field": "action"})
+    resource = body.get("resource")
+    if not isinstance(resource, dict) or not isinstance(resource.get("type"), str) or not resource["type"]:
+        raise BadRequestError("resource must be an object with a non-empty string type", {"field": "resource"})
+    if resource.get("id") is not None and not isinstance(resource["id"], str):
+        raise BadRequestError("resource.id must be a string", {"field": "resource.id"})
+    if not isinstance(resource.get("attributes", {}), dict):
+        raise BadRequestError("resource.attributes must be an object", {"field": "resource.attributes"})
+    payload = body.get("payload", {})
+    try:
+        canonicalize(payload)  # JSON that RFC 8785 can express (no NaN, no huge ints)
+    except ValueError as exc:
+        raise BadRequestError(f"payload is not canonicalizable JSON: {exc}", {"field": "payload"}) from None
+    evidence = payload.get("evidence", []) if isinstance(payload, dict) else []
+    if not isinstance(evidence, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("hash"), str) and type(e.get("size")) is int
+            for e in evidence):
+        raise BadRequestError("payload.evidence must be a list of {hash: str, size: int}",
+                              {"field": "payload.evidence"})
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        raise BadRequestError("context must be an object", {"field": "context"})
+    return ActionRequest(action, resource, payload, context)
+
+
+def blake3_hex(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()

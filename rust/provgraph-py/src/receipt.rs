@@ -1,0 +1,140 @@
+//! Bindings of `provgraph_core::receipt`: Ed25519 receipt signing, verification and the
+//! per-tenant chain check. Parsing, canonicalization, hashing and signing run with the GIL
+//! released.
+use std::collections::HashMap;
+
+use provgraph_core::canonical::parse_strict;
+use provgraph_core::receipt::{self as core, SigningKey, GENESIS};
+use provgraph_core::Error as CoreError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict};
+use serde_json::Value;
+
+use crate::{to_py, InvalidArgumentError};
+
+fn array32(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| InvalidArgumentError::new_err(format!("{what} must be 32 bytes, got {}", bytes.len())))
+}
+
+/// The issuer's Ed25519 key: signs batches of receipts into a tenant's chain.
+#[pyclass(module = "provgraph._core", frozen)]
+struct ReceiptSigner {
+    key: SigningKey,
+}
+
+#[pymethods]
+impl ReceiptSigner {
+    #[new]
+    #[pyo3(signature = (seed=None))]
+    fn new(seed: Option<&[u8]>) -> PyResult<Self> {
+        let key = match seed {
+            Some(s) => SigningKey::from_seed(&array32(s, "seed")?),
+            None => SigningKey::generate(),
+        };
+        Ok(Self { key })
+    }
+
+    #[getter]
+    fn seed<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.key.seed())
+    }
+
+    #[getter]
+    fn public_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.key.public_key())
+    }
+
+    #[getter]
+    fn key_id(&self) -> String {
+        self.key.key_id()
+    }
+
+    fn sign_batch<'py>(
+        &self,
+        py: Python<'py>,
+        prev_hash: &[u8],
+        next_seq: u64,
+        receipts: Vec<PyBackedBytes>,
+    ) -> PyResult<(Vec<(u64, String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>, Bound<'py, PyBytes>)> {
+        let prev = array32(prev_hash, "prev_hash")?;
+        let key = &self.key;
+        let (signed, head) = py
+            .detach(|| {
+                let maps = receipts.iter().map(|b| match parse_strict(b) {
+                    Ok(Value::Object(m)) => Ok(m),
+                    Ok(_) => Err(CoreError::InvalidArgument("not a JSON object".into())),
+                    Err(e) => Err(CoreError::InvalidArgument(e.to_string())),
+                });
+                core::sign_iter(key, prev, next_seq, receipts.len(), maps)
+            })
+            .map_err(to_py)?;
+        let rows = signed
+            .into_iter()
+            .map(|s| (s.seq, s.receipt_id, PyBytes::new(py, &s.signed_hash), PyBytes::new(py, &s.json)))
+            .collect();
+        Ok((rows, PyBytes::new(py, &head)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ReceiptSigner(key_id={:?})", self.key.key_id())
+    }
+}
+
+/// Verify one receipt's signature; returns the BLAKE3 of its signed bytes.
+#[pyfunction]
+fn verify_receipt<'py>(py: Python<'py>, receipt_json: &[u8], public_key: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let pk = array32(public_key, "public_key")?;
+    let hash = py.detach(|| core::verify_receipt(receipt_json, &pk)).map_err(to_py)?;
+    Ok(PyBytes::new(py, &hash))
+}
+
+/// Verify one tenant's chain (signatures, seq continuity, prev_hash links).
+#[pyfunction]
+#[pyo3(signature = (receipts, keys, start_seq=1, prev_hash=None))]
+fn verify_chain<'py>(
+    py: Python<'py>,
+    receipts: Vec<PyBackedBytes>,
+    keys: HashMap<String, Vec<u8>>,
+    start_seq: u64,
+    prev_hash: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let keys = keys
+        .into_iter()
+        .map(|(k, v)| Ok((k.clone(), array32(&v, &format!("public key of {k:?}"))?)))
+        .collect::<PyResult<HashMap<String, [u8; 32]>>>()?;
+    let prev = match prev_hash {
+        Some(p) => array32(p, "prev_hash")?,
+        None => GENESIS,
+    };
+    if start_seq == 0 {
+        return Err(InvalidArgumentError::new_err("start_seq must be >= 1"));
+    }
+    let report = py.detach(|| {
+        let refs: Vec<&[u8]> = receipts.iter().map(|b| &b[..]).collect();
+        core::verify_chain_from(&refs, &keys, start_seq, prev)
+    });
+    let d = PyDict::new(py);
+    d.set_item("ok", report.ok)?;
+    d.set_item("checked", report.checked)?;
+    d.set_item("first_bad_seq", report.first_bad_seq)?;
+    d.set_item("reason", report.reason)?;
+    d.set_item("head", PyBytes::new(py, &report.head))?;
+    Ok(d)
+}
+
+/// A fresh UUIDv7 string.
+#[pyfunction]
+fn uuid7() -> String {
+    core::uuid7()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ReceiptSigner>()?;
+    m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(uuid7, m)?)?;
+    Ok(())
+}

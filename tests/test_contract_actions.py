@@ -1,0 +1,312 @@
+"""Contract tests of governed actions against a real server: preflight → approvals → execute → receipts."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from typing import Any
+
+import blake3
+import orjson
+import pytest
+import rfc8785
+from nacl.signing import VerifyKey
+
+from conftest import Api, Server
+from provgraph.policy.bundle import load_example_bundle
+
+GZ = {"Content-Type": "application/gzip"}
+
+
+class TenantApi(Api):
+    tenant = ""
+
+
+def tenant_key(admin: Api, tenant: str, roles: tuple[str, ...], actor: str,
+               scopes: tuple[str, ...] = ("read", "write", "approve")) -> TenantApi:
+    key = admin.ok("POST", "/v1/admin/keys", {"tenant_id": tenant, "scopes": list(scopes), "actor": actor,
+                                              "roles": list(roles)}, status=201)["key"]
+    api = TenantApi(admin.port, key)
+    api.tenant = tenant
+    return api
+
+
+def setup_tenant(srv: Server, tenant: str) -> dict[str, TenantApi]:
+    admin = srv.api()
+    status, _, body = admin.raw("PUT", "/v1/bundles/authz", load_example_bundle(), GZ)
+    assert status in (200, 201), body
+    admin.ok("POST", "/v1/admin/tenants", {"tenant_id": tenant}, status=201)
+    return {"op": tenant_key(admin, tenant, ("operator",), "user:olga"),
+            "analyst": tenant_key(admin, tenant, ("analyst",), "user:ana"),
+            "a1": tenant_key(admin, tenant, ("security",), "user:ann", ("read", "approve")),
+            "a2": tenant_key(admin, tenant, ("security",), "user:bob", ("read", "approve")),
+            "reader": tenant_key(admin, tenant, ("viewer",), "user:rita", ("read",))}
+
+
+def act(action: str, rtype: str, payload: Any = None, rid: str = "r1") -> dict[str, Any]:
+    return {"action": action, "resource": {"type": rtype, "id": rid}, "payload": payload if payload is not None else {}}
+
+
+def run_action(api: TenantApi, body: dict[str, Any], **headers: str) -> tuple[int, Any]:
+    pf = api.ok("POST", f"/v1/tenants/{api.tenant}/actions/preflight", body, status=201)
+    return api.call("POST", f"/v1/tenants/{api.tenant}/actions/{pf['preflight_id']}/execute", body,
+                    headers=headers or None)
+
+
+def wait_receipt(api: TenantApi, receipt_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = api.get(f"/v1/tenants/{api.tenant}/receipts/{receipt_id}")
+        if status == 200:
+            result: dict[str, Any] = body
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"receipt {receipt_id} not issued within {timeout} s")
+
+
+def all_receipts(api: TenantApi) -> list[dict[str, Any]]:
+    out, after = [], 0
+    while True:
+        page = api.ok("GET", f"/v1/tenants/{api.tenant}/receipts?after_seq={after}&limit=100")
+        out += page["receipts"]
+        if not page["receipts"]:
+            return out
+        after = page["next_after_seq"]
+
+
+def independent_verify(receipts: list[dict[str, Any]], keys: dict[str, bytes]) -> None:
+    """The API.md recipe with PyNaCl, rfc8785 and blake3 only — no provgraph code."""
+    prev = "0" * 64
+    for i, receipt in enumerate(receipts, start=1):
+        assert receipt["seq"] == i
+        assert receipt["prev_hash"] == prev
+        body = {k: v for k, v in receipt.items() if k != "signature"}
+        signed = rfc8785.dumps(body)
+        assert receipt["signer"]["alg"] == "Ed25519"
+        VerifyKey(keys[receipt["signer"]["key_id"]]).verify(signed, base64.b64decode(receipt["signature"]))
+        prev = blake3.blake3(signed).hexdigest()
+
+
+def public_keys(api: Api) -> dict[str, bytes]:
+    return {k["key_id"]: base64.b64decode(k["public_key"]) for k in api.ok("GET", "/v1/keys")["keys"]}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    s = Server(tmp_path_factory.mktemp("act") / "data", "pga_test_admin_key_0123456789", ["--preflight-ttl", "3"])
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(srv: Server) -> dict[str, TenantApi]:
+    return setup_tenant(srv, "acts")
+
+
+def test_execute_issues_a_verifiable_receipt_and_applies_the_effect(keys: dict[str, TenantApi]) -> None:
+    op = keys["op"]
+    body = act("graph.write", "graph", {"edges": [{"src": 1, "dst": 2, "w": 0.5}, {"src": 2, "dst": 3, "w": 1.0}]})
+    pf = op.ok("POST", f"/v1/tenants/{op.tenant}/actions/preflight", body, status=201)
+    assert pf["decision"] == "allow" and pf["obligations"] == [] and len(pf["request_hash"]) == 64
+    assert pf["expires_at"].endswith("Z")
+    assert pf["request_hash"] == blake3.blake3(rfc8785.dumps(body)).hexdigest()
+    got = op.ok("POST", f"/v1/tenants/{op.tenant}/actions/{pf['preflight_id']}/execute", body)
+    assert got["status"] == "executed"
+    receipt = wait_receipt(op, got["receipt_id"])
+    assert receipt["receipt_id"] == got["receipt_id"] and receipt["tenant_id"] == op.tenant
+    assert receipt["action"] == "graph.write" and receipt["resource"] == {"type": "graph", "id": "r1"}
+    assert receipt["actor"] == {"id": "user:olga", "roles": ["operator"]}
+    assert receipt["policy"]["decision"] == "allow" and receipt["policy"]["bundle"] == "authz"
+    assert receipt["preflight_id"] == pf["preflight_id"] and receipt["request_hash"] == pf["request_hash"]
+    assert receipt["approvals"] == [] and receipt["evidence"] == []
+    assert receipt["executed_at"] <= receipt["issued_at"]
+    # the effect: the edges are in the tenant's graph
+    q = op.ok("POST", f"/v1/tenants/{op.tenant}/graph/query", {"query": "path", "src": 1, "dst": 3})
+    assert q == {"path": [1, 2, 3]}
+    check = op.ok("GET", f"/v1/tenants/{op.tenant}/receipts/{got['receipt_id']}/verify")
+    assert check["valid"] and check["signature"] and check["chain"]
+
+
+def test_execute_error_paths(keys: dict[str, TenantApi], srv: Server) -> None:
+    op, analyst = keys["op"], keys["analyst"]
+    base = f"/v1/tenants/{op.tenant}/actions"
+    body = act("export.create", "export", {"format": "parquet"})
+    assert op.post(f"{base}/0190b3e2-0000-7000-8000-000000000000/execute", body)[0] == 404
+    assert op.post(f"{base}/not-a-uuid/execute", body)[0] == 404
+    pf = op.ok("POST", f"{base}/preflight", act("deploy", "service", {"v": 1}), status=201)
+    status, err = op.post(f"{base}/{pf['preflight_id']}/execute", act("deploy", "service", {"v": 2}))
+    assert status == 409 and err["error"]["details"]["expected"] == pf["request_hash"]
+    assert err["error"]["details"]["actual"] != pf["request_hash"]
+    # denied by the policy
+    denied = analyst.ok("POST", f"{base}/preflight", act("graph.delete", "graph"), status=201)
+    assert denied["decision"] == "deny"
+    assert analyst.post(f"{base}/{denied['preflight_id']}/execute", act("graph.delete", "graph"))[0] == 403
+    # executed once; again -> 409; same Idempotency-Key -> the first answer
+    body = act("deploy", "service", {"v": 3})
+    pf = op.ok("POST", f"{base}/preflight", body, status=201)
+    first = op.call("POST", f"{base}/{pf['preflight_id']}/execute", body, headers={"Idempotency-Key": "k-1"})
+    assert first[0] == 200
+    again = op.call("POST", f"{base}/{pf['preflight_id']}/execute", body, headers={"Idempotency-Key": "k-1"})
+    assert again == first
+    assert op.post(f"{base}/{pf['preflight_id']}/execute", body)[0] == 409
+    # another tenant's preflight is unknown; its key can't even use this tenant's path
+    other = setup_tenant(srv, "acts-other")["op"]
+    assert other.post(f"/v1/tenants/{other.tenant}/actions/{pf['preflight_id']}/execute", body)[0] == 404
+    assert other.post(f"{base}/{pf['preflight_id']}/execute", body)[0] == 403
+    # expired (the fixture server keeps preflights 3 s)
+    body = act("deploy", "service", {"v": 4})
+    pf = op.ok("POST", f"{base}/preflight", body, status=201)
+    time.sleep(3.2)
+    status, err = op.post(f"{base}/{pf['preflight_id']}/execute", body)
+    assert status == 410 and err["error"]["code"] == "preflight_expired"
+    # bad input writes nothing
+    assert op.post(f"{base}/preflight", {"action": "x"})[0] == 400
+    bad = act("graph.write", "graph", {"edges": [{"src": 1, "dst": 2, "w": 7}]})
+    pf = op.ok("POST", f"{base}/preflight", bad, status=201)
+    assert op.post(f"{base}/{pf['preflight_id']}/execute", bad)[0] == 422
+    assert op.ok("GET", f"{base}/{pf['preflight_id']}")["status"] == "pending"
+
+
+def test_dual_control(keys: dict[str, TenantApi]) -> None:
+    op, a1, a2 = keys["op"], keys["a1"], keys["a2"]
+    base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
+    body = act("graph.delete", "graph", {"edges": [[1, 2]]})
+    pf = op.ok("POST", f"{base}/preflight", body, status=201)
+    assert pf["obligations"] == [{"type": "dual_control", "required_approvers": 2}]
+    status, err = op.post(f"{base}/{pf['preflight_id']}/execute", body)
+    assert status == 403 and err["error"]["details"] == {"required_approvers": 2, "approvals": 0}
+    assert op.post(f"{appr}/{pf['preflight_id']}/grant")[0] == 403  # the requester can't approve
+    assert keys["reader"].post(f"{appr}/{pf['preflight_id']}/grant")[0] == 403  # no approve scope
+    g1 = a1.ok("POST", f"{appr}/{pf['preflight_id']}/grant")
+    assert (g1["status"], g1["approvals"]) == ("pending_approval", 1)
+    assert a1.post(f"{appr}/{pf['preflight_id']}/grant")[0] == 409  # a repeated approver
+    assert op.post(f"{base}/{pf['preflight_id']}/execute", body)[0] == 403
+    g2 = a2.ok("POST", f"{appr}/{pf['preflight_id']}/grant")
+    assert g2["status"] == "approved"
+    done = op.ok("POST", f"{base}/{pf['preflight_id']}/execute", body)
+    receipt = wait_receipt(op, done["receipt_id"])
+    assert [a["actor"] for a in receipt["approvals"]] == ["user:ann", "user:bob"]
+    assert [a["receipt_id"] for a in receipt["approvals"]] == [g1["receipt_id"], g2["receipt_id"]]
+    grant_receipt = wait_receipt(op, g1["receipt_id"])
+    assert grant_receipt["action"] == "approval.grant" and grant_receipt["preflight_id"] == pf["preflight_id"]
+    assert grant_receipt["actor"]["id"] == "user:ann"
+    # a reject finalizes
+    pf = op.ok("POST", f"{base}/preflight", act("graph.delete", "graph", {"nodes": [9]}), status=201)
+    rj = a1.ok("POST", f"{appr}/{pf['preflight_id']}/reject")
+    assert rj["status"] == "rejected"
+    assert wait_receipt(op, rj["receipt_id"])["action"] == "approval.reject"
+    assert a2.post(f"{appr}/{pf['preflight_id']}/grant")[0] == 409
+    assert op.post(f"{base}/{pf['preflight_id']}/execute", act("graph.delete", "graph", {"nodes": [9]}))[0] == 403
+
+
+def test_batch_and_invariants(keys: dict[str, TenantApi], srv: Server) -> None:
+    op = keys["op"]
+    items = [act("deploy", "service", {"n": i}, rid=f"s{i}") for i in range(40)]
+    items += [act("graph.delete", "graph", {"nodes": [i]}) for i in range(5)]  # need approvals
+    items += [act("key.rotate", "key")]  # the operator has no such role: denied
+    items += [{"action": 5}]  # malformed
+    got = op.ok("POST", f"/v1/tenants/{op.tenant}/actions:batch", {"actions": items})["results"]
+    assert len(got) == len(items)
+    assert all("receipt_id" in r for r in got[:40])
+    assert all(r["status"] == "pending_approval" for r in got[40:45])
+    assert got[45]["error"]["code"] == "forbidden" and got[46]["error"]["code"] == "bad_request"
+    for r in got[:40]:
+        wait_receipt(op, r["receipt_id"])
+    assert op.post(f"/v1/tenants/{op.tenant}/actions:batch", {"actions": []})[0] == 400
+    # invariants over everything this tenant did so far
+    receipts = all_receipts(op)
+    ids = [r["receipt_id"] for r in receipts]
+    assert len(ids) == len(set(ids))
+    executed = [r for r in receipts if not r["action"].startswith("approval.")]
+    assert all(r["policy"]["decision"] == "allow" for r in executed)
+    by_preflight = {}
+    for r in executed:
+        assert r["preflight_id"] not in by_preflight, "one receipt per executed action"
+        by_preflight[r["preflight_id"]] = r
+    independent_verify(receipts, public_keys(op))
+    # another tenant cannot read these receipts
+    other = setup_tenant(srv, "acts-peek")["reader"]
+    assert other.get(f"/v1/tenants/{other.tenant}/receipts/{ids[0]}")[0] == 404
+    assert other.get(f"/v1/tenants/{op.tenant}/receipts/{ids[0]}")[0] == 403
+
+
+def test_key_rotation_keeps_old_receipts_verifiable(keys: dict[str, TenantApi], srv: Server) -> None:
+    op, admin = keys["op"], srv.api()
+    before = op.ok("POST", f"/v1/tenants/{op.tenant}/actions:batch", {"actions": [act("deploy", "service")]})
+    rotated = admin.ok("POST", "/v1/admin/signing-keys/rotate", status=201)
+    after = op.ok("POST", f"/v1/tenants/{op.tenant}/actions:batch", {"actions": [act("deploy", "service")]})
+    r1 = wait_receipt(op, before["results"][0]["receipt_id"])
+    r2 = wait_receipt(op, after["results"][0]["receipt_id"])
+    assert r2["signer"]["key_id"] == rotated["key_id"] != r1["signer"]["key_id"]
+    assert len(public_keys(op)) >= 2
+    independent_verify(all_receipts(op), public_keys(op))
+
+
+def test_dlq_and_replay(server_factory: Any) -> None:
+    srv = server_factory(["--enable-fault-injection"])
+    k = setup_tenant(srv, "dlq")
+    op, admin = k["op"], srv.api()
+    assert k["op"].call("PUT", "/v1/admin/faults", {"sign": 1})[0] == 403
+    admin.ok("PUT", "/v1/admin/faults", {"sign": 1000})
+    ids = [run_action(op, act("deploy", "service", {"i": i}))[1]["receipt_id"] for i in range(3)]
+    deadline = time.monotonic() + 20
+    while admin.ok("GET", "/v1/admin/dlq")["depth"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dlq = admin.ok("GET", "/v1/admin/dlq")
+    assert dlq["depth"] == 3 and all("injected signing failure" in e["last_error"] for e in dlq["entries"])
+    _, metrics = admin.with_key(None).call("GET", "/metrics")
+    assert b"provgraph_receipt_dlq_depth 3.0" in metrics
+    admin.ok("PUT", "/v1/admin/faults", {"sign": 0, "commit": 2})  # storage fails twice, then recovers
+    assert admin.ok("POST", "/v1/admin/dlq/replay", {})["replayed"] == 3
+    for rid in ids:
+        wait_receipt(op, rid)
+    assert admin.ok("GET", "/v1/admin/dlq")["depth"] == 0
+    receipts = all_receipts(op)
+    assert sorted(r["receipt_id"] for r in receipts) == sorted(ids)  # each exactly once
+    independent_verify(receipts, public_keys(op))
+
+
+def test_kill_under_load_loses_no_acknowledged_execute(server_factory: Any) -> None:
+    srv = server_factory()
+    k = setup_tenant(srv, "crashy")
+    op = k["op"]
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(w: int) -> None:
+        api = op.with_key(op.key)
+        client = TenantApi(api.port, api.key)
+        client.tenant = op.tenant
+        i = 0
+        while not stop.is_set():
+            try:
+                status, body = run_action(client, act("deploy", "service", {"w": w, "i": i}))
+            except (OSError, RuntimeError):
+                return
+            if status == 200:
+                with lock:
+                    acked.append(body["receipt_id"])
+            i += 1
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 40 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    srv.kill()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    srv2 = server_factory(data_dir=srv.data_dir)
+    op2 = TenantApi(srv2.port, op.key)
+    op2.tenant = op.tenant
+    for rid in acked:
+        wait_receipt(op2, rid)
+    receipts = all_receipts(op2)
+    ids = [r["receipt_id"] for r in receipts]
+    assert len(ids) == len(set(ids)) and set(acked) <= set(ids)
+    independent_verify(receipts, public_keys(op2))
