@@ -1,0 +1,284 @@
+"""`python -m provgraph.bench actions`: receipts in-process, and the P1 mix over HTTP (1x, 3x peak, baseline)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+
+from provgraph.bench.decide import decision_bodies, prepare_policy
+from provgraph.bench.graph_http import q1_body, q2_body, start_loaded_server
+from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
+from provgraph.bench.workloads import generate_g1
+
+__all__ = ["main", "inproc_receipts"]
+
+PEAK_RPS = 300
+# P1 (WORKLOADS.md): share of requests per flow; the floor runs at the total rate beside them.
+P1 = {"q1": 0.40, "q2": 0.10, "decide": 0.25, "preflight_execute": 0.15, "approval": 0.05, "receipt_verify": 0.05}
+
+
+# ---- in-process: sign + chain + commit ---------------------------------------------------------------
+def inproc_receipts(count: int) -> dict[str, Any]:
+    """Receipts/s through the real pipeline (outbox → sign → chain → LMDB commit) on one core."""
+    from provgraph.actions.pipeline import Issuer
+    from provgraph.actions.signing import KeyRing
+    from provgraph.store import Store, Writer
+
+    out: dict[str, Any] = {"count": count}
+    for label, batch in (("batch_512", 512), ("one_by_one", 1)):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(Path(tmp))
+            writer = Writer(store)
+            issuer = Issuer(store, writer, KeyRing(store), batch_max=batch)
+            n = count if batch > 1 else max(count // 10, 200)
+            intents = [_intent(i) for i in range(n)]
+            store.write_direct(lambda txn: [issuer.put_intent(txn, 1, it, time.time()) for it in intents])
+            t0 = time.perf_counter()
+            cpu0 = time.process_time()
+            asyncio.run(issuer.drain())
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            assert issuer.issued == n
+            out[label] = {"receipts": n, "seconds": seconds, "receipts_per_s": n / seconds,
+                          "cpu_s_per_receipt_us": cpu / n * 1e6}
+            writer.close()
+            store.close()
+    out["batch_over_single"] = out["batch_512"]["receipts_per_s"] / out["one_by_one"]["receipts_per_s"]
+    return out
+
+
+def _intent(i: int) -> dict[str, Any]:
+    from provgraph._core import uuid7
+
+    return {"receipt_id": uuid7(), "tenant_id": "t1", "executed_at": "2026-11-26T07:00:00.000000Z",
+            "actor": {"id": f"user:{i % 20}", "roles": ["operator"]}, "action": "deploy",
+            "resource": {"type": "service", "id": f"svc-{i % 1000}"},
+            "policy": {"bundle": "authz", "revision": "2026-11-26.1", "decision_id": str(i), "decision": "allow"},
+            "preflight_id": uuid7(), "request_hash": os.urandom(32).hex(), "result_hash": os.urandom(32).hex(),
+            "approvals": [], "evidence": [{"hash": os.urandom(32).hex(), "size": 1000 + i}]}
+
+
+# ---- over HTTP: chained flows, open loop ---------------------------------------------------------------
+class Recorder:
+    def __init__(self) -> None:
+        self.lat: dict[str, list[int]] = {}
+        self.errors: dict[str, int] = {}
+        self.samples: dict[str, list[str]] = {}
+
+    def ok(self, flow: str, ns: int) -> None:
+        self.lat.setdefault(flow, []).append(ns)
+
+    def error(self, flow: str, what: str) -> None:
+        self.errors[flow] = self.errors.get(flow, 0) + 1
+        s = self.samples.setdefault(flow, [])
+        if len(s) < 3:
+            s.append(what[:300])
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, key: str | None, body: Any = None,
+                expect: int = 200) -> Any:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = orjson.dumps(body)
+    async with session.request(method, url, data=data, headers=headers) as resp:
+        raw = await resp.read()
+        if resp.status != expect:
+            raise RuntimeError(f"{method} {url} -> {resp.status}: {raw[:200]!r}")
+        return orjson.loads(raw) if raw else None
+
+
+def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[str, Callable[..., Awaitable[None]]]:
+    t = keys["tenant"]
+    op, a1, a2, reader = keys["op"], keys["a1"], keys["a2"], keys["reader"]
+    graph_keys, seeds = keys["graph_keys"], keys["seeds"]
+    decide_reqs = keys["decide"]
+    receipts: list[str] = keys["receipts"]
+
+    async def q(session: aiohttp.ClientSession, i: int, body_of: Callable[[int], Any]) -> None:
+        tenant, seed = seeds[i % len(seeds)]
+        await _call(session, "POST", f"{base}/v1/tenants/{tenant}/graph/query", graph_keys[tenant], body_of(seed))
+
+    async def decide(session: aiohttp.ClientSession, i: int) -> None:
+        path, body, key = decide_reqs[i % len(decide_reqs)]
+        await _call(session, "POST", base + path, key, orjson.loads(body))
+
+    async def preflight_execute(session: aiohttp.ClientSession, i: int) -> None:
+        body = {"action": "deploy", "resource": {"type": "service", "id": f"svc-{i % 500}"}, "payload": {"i": i}}
+        pf = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/preflight", op, body, 201)
+        got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/{pf['preflight_id']}/execute", op, body)
+        receipts.append(got["receipt_id"])
+
+    async def approval(session: aiohttp.ClientSession, i: int) -> None:
+        body = {"action": "graph.delete", "resource": {"type": "graph", "id": f"g{i}"},
+                "payload": {"nodes": [10_000_000 + i]}}
+        pf = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/preflight", op, body, 201)
+        pid = pf["preflight_id"]
+        await _call(session, "POST", f"{base}/v1/tenants/{t}/approvals/{pid}/grant", a1)
+        await _call(session, "POST", f"{base}/v1/tenants/{t}/approvals/{pid}/grant", a2)
+        got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/{pid}/execute", op, body)
+        receipts.append(got["receipt_id"])
+
+    async def receipt_verify(session: aiohttp.ClientSession, i: int) -> None:
+        if len(receipts) < 10:  # nothing issued yet to read: read the newest page instead
+            await _call(session, "GET", f"{base}/v1/tenants/{t}/receipts?limit=5", reader)
+            return
+        rid = receipts[-1 - (i % min(len(receipts) - 5, 200)) - 5]  # issued some time ago
+        await _call(session, "GET", f"{base}/v1/tenants/{t}/receipts/{rid}", reader)
+        got = await _call(session, "GET", f"{base}/v1/tenants/{t}/receipts/{rid}/verify", reader)
+        if not got["valid"]:
+            raise RuntimeError(f"receipt {rid} does not verify")
+
+    async def healthz(session: aiohttp.ClientSession, i: int) -> None:
+        await _call(session, "GET", f"{base}/healthz", None)
+
+    return {"q1": lambda s, i: q(s, i, q1_body), "q2": lambda s, i: q(s, i, q2_body), "decide": decide,
+            "preflight_execute": preflight_execute, "approval": approval, "receipt_verify": receipt_verify,
+            "healthz": healthz}
+
+
+async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float, warmup: float,
+                  max_inflight: int = 1024, seed: int = 5) -> dict[str, Any]:
+    """Open loop: arrival i at start + i/rate, flow drawn by P1 shares, /healthz at the same total rate."""
+    rng = np.random.default_rng(seed)
+    flows = _flows(base, keys, rng)
+    names = list(P1)
+    p = np.array([P1[n] for n in names])
+    rec = Recorder()
+    inflight = 0
+    dropped: dict[str, int] = {}
+    tasks: set[asyncio.Task[None]] = set()
+    conn = aiohttp.TCPConnector(limit=max_inflight, force_close=False)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        async def one(flow: str, i: int, intended: float, record: bool) -> None:
+            nonlocal inflight
+            try:
+                await flows[flow](session, i)
+                if record:
+                    rec.ok(flow, int((time.perf_counter() - intended) * 1e9))
+            except Exception as exc:  # noqa: BLE001 — every failure is counted per flow
+                if record:
+                    rec.error(flow, f"{type(exc).__name__}: {exc}")
+            finally:
+                inflight -= 1
+
+        total = int((duration + warmup) * rate)
+        picks = rng.choice(len(names), size=total, p=p)
+        start = time.perf_counter() + 0.01
+        for i in range(total):
+            for flow in (names[picks[i]], "healthz"):
+                intended = start + i / rate
+                delay = intended - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                record = i >= warmup * rate
+                if inflight >= max_inflight:
+                    if record:
+                        dropped[flow] = dropped.get(flow, 0) + 1
+                    continue
+                inflight += 1
+                task = asyncio.create_task(one(flow, i, intended, record))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+    rows = {}
+    for flow in [*names, "healthz"]:
+        lat = np.array(rec.lat.get(flow, []), dtype=np.int64)
+        pct = percentiles_us(lat)
+        rows[flow] = {"flow": flow, "ok": len(lat), "errors": rec.errors.get(flow, 0), "dropped": dropped.get(flow, 0),
+                      "p50_ms": pct["p50"] / 1e3, "p95_ms": pct["p95"] / 1e3, "p99_ms": pct["p99"] / 1e3,
+                      "max_ms": pct["max"] / 1e3, "error_samples": rec.samples.get(flow, [])}
+    return rows
+
+
+def _lag(base: str, keys: dict[str, Any]) -> dict[str, Any]:
+    """Issuance lag from the receipts themselves (issued_at - executed_at) and DLQ depth."""
+    from datetime import datetime
+
+    from provgraph.bench.server import JsonClient
+
+    url = base.rsplit(":", 1)
+    client = JsonClient(int(url[1]), keys["reader"])
+    lags, after = [], 0
+    while True:
+        page = client.ok("GET", f"/v1/tenants/{keys['tenant']}/receipts?after_seq={after}&limit=1000")
+        for r in page["receipts"]:
+            ex = datetime.strptime(r["executed_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            iss = datetime.strptime(r["issued_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            lags.append((iss - ex).total_seconds() * 1e9)
+        if not page["receipts"]:
+            break
+        after = page["next_after_seq"]
+    pct = percentiles_us(np.array(lags))
+    dlq = client.with_key(keys["admin"]).ok("GET", "/v1/admin/dlq")["depth"]
+    return {"receipts": len(lags), "lag_p50_ms": pct["p50"] / 1e3, "lag_p95_ms": pct["p95"] / 1e3,
+            "lag_p99_ms": pct["p99"] / 1e3, "dlq_depth": dlq}
+
+
+COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m provgraph.bench actions", description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--receipts", type=int, default=None, help="in-process receipts")
+    ap.add_argument("--out", default="bench-results/actions")
+    a = ap.parse_args(argv)
+    duration = a.duration or (4.0 if a.quick else 60.0)
+    warmup = 1.0 if a.quick else 3.0
+    out = Path(a.out)
+    report: dict[str, Any] = {"inproc": inproc_receipts(a.receipts or (2_000 if a.quick else 20_000))}
+    ip = report["inproc"]
+    print(f"in-process: {ip['batch_512']['receipts_per_s']:,.0f} receipts/s signed+chained+committed in batches "
+          f"of 512; one by one {ip['one_by_one']['receipts_per_s']:,.0f}/s ({ip['batch_over_single']:.1f}x)")
+    nodes, edges = (5_000, 50_000) if a.quick else (200_000, 2_000_000)
+    wl = generate_g1(nodes=nodes, edges=edges, tenants=20)
+    bench = start_loaded_server(wl)
+    rows: list[dict[str, Any]] = []
+    try:
+        admin = bench.server.client()
+        tenant = wl.tenants[0]
+        keys: dict[str, Any] = {"tenant": tenant, "admin": bench.server.admin_key, "receipts": [],
+                                "graph_keys": bench.keys,
+                                "seeds": [(t, int(s)) for t in wl.tenants for s in wl.seeds[t][:50].tolist()]}
+        decide_keys = prepare_policy(bench.server, wl.tenants[:4], create=False)
+        keys["decide"] = decision_bodies(decide_keys, 4096, 0.9)
+        for name, roles, scopes in (("op", ["operator"], ["read", "write"]), ("a1", ["security"], ["approve"]),
+                                    ("a2", ["security"], ["approve"]), ("reader", ["viewer"], ["read"])):
+            keys[name] = admin.ok("POST", "/v1/admin/keys", {"tenant_id": tenant, "scopes": scopes,
+                                                             "actor": f"user:{name}", "roles": roles}, status=201)["key"]
+        base = f"http://127.0.0.1:{bench.server.port}"
+        runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1), ("optimized 3x", "on", 3)]
+        if a.quick:
+            runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
+        for label, flags, factor in runs:
+            value = {"graph.engine": "lmdb" if flags == "off" else "csr", "policy.cache": flags,
+                     "orchestration.batching": flags}
+            admin.ok("PUT", "/v1/admin/flags", value)
+            rate = PEAK_RPS * factor
+            print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
+            res = asyncio.run(run_mix(base, keys, rate, duration, warmup))
+            report[label] = {"rate": rate, "flows": res}
+            rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
+        report["issuance"] = _lag(base, keys)
+    finally:
+        bench.close()
+    print(format_table(rows, COLUMNS))
+    iss = report["issuance"]
+    print(f"issuance lag over {iss['receipts']} receipts: p50 {iss['lag_p50_ms']:.1f} ms, p95 {iss['lag_p95_ms']:.1f} ms, "
+          f"p99 {iss['lag_p99_ms']:.1f} ms; DLQ depth {iss['dlq_depth']}")
+    write_json(out / "actions.json", report)
+    (out / "actions.md").write_text(to_markdown(rows, COLUMNS))
+    print(f"wrote {out / 'actions.json'}")
+    return 0
