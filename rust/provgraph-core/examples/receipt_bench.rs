@@ -73,23 +73,23 @@ fn main() {
             let mut maps = maps.into_iter();
             let mut jsons = Vec::with_capacity(n);
             let (wall, cpu) = timed(|| {
-            let (mut head, mut next) = (GENESIS, 1u64);
-            for start in (0..n).step_by(batch) {
-                let end = (start + batch).min(n);
-                let (signed, h) = if from_bytes {
-                    // What the Python binding does: parse each receipt and sign it right away.
-                    let maps = inputs_bytes[start..end].iter().map(|b| match parse_strict(b) {
-                        Ok(Value::Object(m)) => Ok(m),
-                        _ => unreachable!(),
-                    });
-                    sign_iter(&key, head, next, end - start, maps).unwrap()
-                } else {
-                    sign_batch(&key, head, next, maps.by_ref().take(end - start).collect()).unwrap()
-                };
-                head = h;
-                next += signed.len() as u64;
-                jsons.extend(signed.into_iter().map(|s| s.json));
-            }
+                let (mut head, mut next) = (GENESIS, 1u64);
+                for start in (0..n).step_by(batch) {
+                    let end = (start + batch).min(n);
+                    let (signed, h) = if from_bytes {
+                        // What the Python binding does: parse each receipt and sign it right away.
+                        let maps = inputs_bytes[start..end].iter().map(|b| match parse_strict(b) {
+                            Ok(Value::Object(m)) => Ok(m),
+                            _ => unreachable!(),
+                        });
+                        sign_iter(&key, head, next, end - start, maps).unwrap()
+                    } else {
+                        sign_batch(&key, head, next, maps.by_ref().take(end - start).collect()).unwrap()
+                    };
+                    head = h;
+                    next += signed.len() as u64;
+                    jsons.extend(signed.into_iter().map(|s| s.json));
+                }
             });
             best = (best.0.min(wall), best.1.min(cpu));
             out = jsons;
@@ -128,17 +128,31 @@ fn main() {
     let reps = 5_000;
     let per = |f: &dyn Fn()| timed(|| (0..reps).for_each(|_| f())).1 * 1e6 / reps as f64;
     let (b, e) = (msg.as_slice(), b"".as_slice());
-    println!("  Ed25519 sign of {} bytes: {:.2} µs", msg.len(), per(&|| {
-        std::hint::black_box(key.sign(std::hint::black_box(b)));
-    }));
-    println!("  Ed25519 sign of 0 bytes: {:.2} µs", per(&|| {
-        std::hint::black_box(key.sign(std::hint::black_box(e)));
-    }));
-    println!("  BLAKE3 of {} bytes: {:.2} µs", msg.len(), per(&|| {
-        std::hint::black_box(blake3::hash(std::hint::black_box(b)));
-    }));
+    println!(
+        "  Ed25519 sign of {} bytes: {:.2} µs",
+        msg.len(),
+        per(&|| {
+            std::hint::black_box(key.sign(std::hint::black_box(b)));
+        })
+    );
+    println!(
+        "  Ed25519 sign of 0 bytes: {:.2} µs",
+        per(&|| {
+            std::hint::black_box(key.sign(std::hint::black_box(e)));
+        })
+    );
+    println!(
+        "  BLAKE3 of {} bytes: {:.2} µs",
+        msg.len(),
+        per(&|| {
+            std::hint::black_box(blake3::hash(std::hint::black_box(b)));
+        })
+    );
     let v = Value::Object(inputs[0].clone());
-    println!("  canonicalize one receipt: {:.2} µs", per(&|| {
-        std::hint::black_box(provgraph_core::canonical::canonicalize(std::hint::black_box(&v)));
-    }));
+    println!(
+        "  canonicalize one receipt: {:.2} µs",
+        per(&|| {
+            std::hint::black_box(provgraph_core::canonical::canonicalize(std::hint::black_box(&v)));
+        })
+    );
 }

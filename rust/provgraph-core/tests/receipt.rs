@@ -69,8 +69,7 @@ fn edit(json: &[u8], f: impl FnOnce(&mut Map<String, Value>)) -> Vec<u8> {
 
 #[test]
 fn rfc8032_test_vector_1() {
-    let seed: [u8; 32] =
-        unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").try_into().unwrap();
+    let seed: [u8; 32] = unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").try_into().unwrap();
     let key = SigningKey::from_seed(&seed);
     assert_eq!(key.seed(), seed);
     assert_eq!(key.public_key().to_vec(), unhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));
@@ -132,7 +131,8 @@ fn chain_of_1000_in_uneven_batches() {
     let key = SigningKey::generate();
     let (mut all, mut head, mut next) = (Vec::new(), GENESIS, 1u64);
     for size in [1usize, 7, 256, 3, 500, 233] {
-        let (signed, h) = sign_batch(&key, head, next, (0..size).map(|i| receipt("t1", next + i as u64)).collect()).unwrap();
+        let (signed, h) =
+            sign_batch(&key, head, next, (0..size).map(|i| receipt("t1", next + i as u64)).collect()).unwrap();
         for (j, s) in signed.iter().enumerate() {
             assert_eq!(s.seq, next + j as u64);
         }
@@ -228,9 +228,19 @@ fn verify_receipt_errors_name_the_failure() {
     };
     assert!(msg(verify_receipt(b"{not json", &pk)).starts_with("bad JSON"));
     assert!(msg(verify_receipt(b"[1]", &pk)).starts_with("bad JSON"));
-    assert_eq!(msg(verify_receipt(&edit(j, |m| { m.remove("signature"); }), &pk)), "missing signature");
+    assert_eq!(
+        msg(verify_receipt(
+            &edit(j, |m| {
+                m.remove("signature");
+            }),
+            &pk
+        )),
+        "missing signature"
+    );
     assert!(msg(verify_receipt(&edit(j, |m| m["signature"] = json!("!!!")), &pk)).starts_with("bad signature: base64"));
-    assert!(msg(verify_receipt(&edit(j, |m| m["signature"] = json!("AAAA")), &pk)).starts_with("bad signature: 3 bytes"));
+    assert!(
+        msg(verify_receipt(&edit(j, |m| m["signature"] = json!("AAAA")), &pk)).starts_with("bad signature: 3 bytes")
+    );
     // Unpadded base64 is rejected (the contract is standard base64 with padding).
     let unpadded = edit(j, |m| {
         let s = m["signature"].as_str().unwrap().trim_end_matches('=').to_string();

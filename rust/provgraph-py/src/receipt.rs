@@ -14,10 +14,11 @@ use serde_json::Value;
 use crate::{to_py, InvalidArgumentError};
 
 fn array32(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| InvalidArgumentError::new_err(format!("{what} must be 32 bytes, got {}", bytes.len())))
+    bytes.try_into().map_err(|_| InvalidArgumentError::new_err(format!("{what} must be 32 bytes, got {}", bytes.len())))
 }
+
+/// `(seq, receipt_id, signed_hash, receipt_json)` as returned to Python.
+type SignedRow<'py> = (u64, String, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
 
 /// The issuer's Ed25519 key: signs batches of receipts into a tenant's chain.
 #[pyclass(module = "provgraph._core", frozen)]
@@ -58,7 +59,7 @@ impl ReceiptSigner {
         prev_hash: &[u8],
         next_seq: u64,
         receipts: Vec<PyBackedBytes>,
-    ) -> PyResult<(Vec<(u64, String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>, Bound<'py, PyBytes>)> {
+    ) -> PyResult<(Vec<SignedRow<'py>>, Bound<'py, PyBytes>)> {
         let prev = array32(prev_hash, "prev_hash")?;
         let key = &self.key;
         let (signed, head) = py

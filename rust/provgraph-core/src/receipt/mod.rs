@@ -218,10 +218,7 @@ pub(crate) fn check_receipt<'k>(
         .try_into()
         .map_err(|_| bad(format!("bad signature: {} bytes, expected 64", sig_bytes.len())))?;
     let (key_id, alg) = match map.get("signer") {
-        Some(Value::Object(s)) => (
-            s.get("key_id").and_then(Value::as_str),
-            s.get("alg").and_then(Value::as_str),
-        ),
+        Some(Value::Object(s)) => (s.get("key_id").and_then(Value::as_str), s.get("alg").and_then(Value::as_str)),
         _ => (None, None),
     };
     if alg != Some(ALG) {
@@ -235,9 +232,7 @@ pub(crate) fn check_receipt<'k>(
     let value = Value::Object(map);
     crate::canonical::with_scratch(|buf| {
         canonicalize_into(&value, buf);
-        verifying
-            .verify_strict(buf, &Signature::from_bytes(&sig_arr))
-            .map_err(|_| bad("signature mismatch"))?;
+        verifying.verify_strict(buf, &Signature::from_bytes(&sig_arr)).map_err(|_| bad("signature mismatch"))?;
         Ok(Parsed { seq, tenant_id, prev_hash, signed_hash: *blake3::hash(buf).as_bytes() })
     })
 }
