@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import blake3
-
 from provgraph._core import canonical_hash, canonicalize
 from provgraph.errors import BadRequestError
+from provgraph.policy.manager import parse_decision_request
 
 __all__ = ["ActionRequest", "parse_action", "rfc3339", "hash_hex", "EFFECT_ACTIONS"]
 
@@ -52,18 +51,9 @@ class ActionRequest:
 
 
 def parse_action(body: Any) -> ActionRequest:
-    if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object")
-    action = body.get("action")
-    if not isinstance(action, str) or not action:
-        raise BadRequestError("action must be a non-empty string", {"field": "action"})
-    resource = body.get("resource")
-    if not isinstance(resource, dict) or not isinstance(resource.get("type"), str) or not resource["type"]:
-        raise BadRequestError("resource must be an object with a non-empty string type", {"field": "resource"})
-    if resource.get("id") is not None and not isinstance(resource["id"], str):
-        raise BadRequestError("resource.id must be a string", {"field": "resource.id"})
-    if not isinstance(resource.get("attributes", {}), dict):
-        raise BadRequestError("resource.attributes must be an object", {"field": "resource.attributes"})
+    """Validate like /decide (action, resource, context), plus the payload and its evidence."""
+    action, _, context = parse_decision_request(body)
+    resource = body["resource"]  # as sent: the request hash covers exactly what the client sent
     payload = body.get("payload", {})
     try:
         canonicalize(payload)  # JSON that RFC 8785 can express (no NaN, no huge ints)
@@ -75,11 +65,6 @@ def parse_action(body: Any) -> ActionRequest:
             for e in evidence):
         raise BadRequestError("payload.evidence must be a list of {hash: str, size: int}",
                               {"field": "payload.evidence"})
-    context = body.get("context", {})
-    if not isinstance(context, dict):
-        raise BadRequestError("context must be an object", {"field": "context"})
     return ActionRequest(action, resource, payload, context)
 
 
-def blake3_hex(data: bytes) -> str:
-    return blake3.blake3(data).hexdigest()

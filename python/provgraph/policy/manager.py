@@ -23,7 +23,7 @@ from provgraph.policy.bundle import Bundle, parse_bundle
 from provgraph.policy.decision_log import DecisionLog
 from provgraph.store import Store, Writer
 
-__all__ = ["PolicyManager", "Revision", "DECISION_PATH"]
+__all__ = ["PolicyManager", "Revision", "DECISION_PATH", "parse_decision_request"]
 
 DECISION_PATH = "provgraph/authz/decision"
 DEFAULT_TTL_S = 5.0
@@ -266,7 +266,7 @@ class PolicyManager:
                use_cache: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         """The /decide path. Returns (response, log entry). Fails closed: any error is a deny."""
         t0 = time.perf_counter_ns()
-        action, resource, context = _decision_request(body)
+        action, resource, context = parse_decision_request(body)
         rtype = resource["type"]
         rev = self.active.get(self.decision_bundle)
         decision_id = new_decision_id()
@@ -328,7 +328,8 @@ class PolicyManager:
                 "obligations": obligations if isinstance(obligations, list) else [obligations]}, ns, True
 
 
-def _decision_request(body: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def parse_decision_request(body: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Validate {action, resource: {type, id?, attributes?}, context?}; returns them normalized."""
     if not isinstance(body, dict):
         raise BadRequestError("body must be a JSON object")
     action = body.get("action")
