@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from provgraph._core import DecisionCache, PolicyBundle, canonical_hash
+from provgraph._core import DecisionCache, PolicyBundle, canonical_hash, canonical_hashes
 from provgraph.bench.loadgen import Flow, FlowResult, health_flow, run, side_by_side
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.server import ServerProcess, pin_to_core
@@ -62,6 +62,9 @@ def run_inproc(samples: int, seed: int = 1) -> dict[str, Any]:
     t0 = clock()
     digests = [canonical_hash(k) for k in key_parts]
     hash_s = (clock() - t0) / 1e9
+    t0 = clock()
+    canonical_hashes(key_parts)  # one call for all keys: no per-call overhead
+    batch_hash_s = (clock() - t0) / 1e9
     cache = DecisionCache(1_000_000)
     value = b'{"allow":true,"reasons":["r"],"obligations":[]}'
     for x, d in zip(inputs, digests):
@@ -79,6 +82,7 @@ def run_inproc(samples: int, seed: int = 1) -> dict[str, Any]:
         lookup[i] = clock() - t0
     return {"samples": samples, "miss_eval": percentiles_us(miss), "hit_hash_and_lookup": percentiles_us(hit),
             "hit_lookup_only": percentiles_us(lookup), "key_hashes_per_s": samples / hash_s,
+            "key_hashes_per_s_batch": samples / batch_hash_s,
             "miss_over_hit_p50": float(np.percentile(miss, 50) / np.percentile(hit, 50))}
 
 
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                for k, v in inproc.items() if isinstance(v, dict)]
     print("in-process (µs, Python call included):")
     print(format_table(rows_in, ["measure", "p50", "p95", "p99", "max"]))
-    print(f"key hashing: {inproc['key_hashes_per_s']:,.0f} keys/s; miss/hit p50 ratio {inproc['miss_over_hit_p50']:.1f}")
+    print(f"key hashing: {inproc['key_hashes_per_s']:,.0f} keys/s one call each, "
+          f"{inproc['key_hashes_per_s_batch']:,.0f} keys/s batched; miss/hit p50 ratio {inproc['miss_over_hit_p50']:.1f}")
 
     server, keys, workdir = start_policy_server()
     pin_to_core(1)
