@@ -10,10 +10,8 @@ from provgraph._core import canonical_hash, canonicalize
 from provgraph.errors import BadRequestError
 from provgraph.policy.manager import parse_decision_request
 
-__all__ = ["ActionRequest", "parse_action", "rfc3339", "hash_hex", "EFFECT_ACTIONS"]
+__all__ = ["ActionRequest", "parse_action", "rfc3339", "hash_hex"]
 
-# Actions whose effect is applied to the tenant's graph; every other action records its payload hash.
-EFFECT_ACTIONS = frozenset({"graph.write", "graph.delete"})
 
 
 def rfc3339(ts: float) -> str:

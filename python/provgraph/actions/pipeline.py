@@ -69,11 +69,6 @@ class ReceiptLog:
                     out.append(bytes(value))
         return out
 
-    def count(self, tenant: int) -> int:
-        with self.store.read() as txn:
-            head = txn.get(tenant_prefix(tenant), db=self.store.db("chain_heads"))
-        return 0 if head is None else int(_SEQ.unpack(bytes(head[:8]))[0])
-
 
 class Issuer:
     """Drains the outbox: batch → sign in Rust (GIL released) → chain → one commit. Failed intents are

@@ -19,6 +19,7 @@ from provgraph.bench.decide import decision_bodies, prepare_policy
 from provgraph.bench.graph_http import q1_body, q2_body, start_loaded_server
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
+from provgraph.config import DEFAULT_FLAGS, baseline_flags
 
 __all__ = ["main", "inproc_receipts"]
 
@@ -263,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.quick:
             runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
         for label, flags, factor in runs:
-            value = {"graph.engine": "lmdb" if flags == "off" else "csr", "policy.cache": flags,
-                     "orchestration.batching": flags}
-            admin.ok("PUT", "/v1/admin/flags", value)
+            admin.ok("PUT", "/v1/admin/flags", baseline_flags() if flags == "off" else DEFAULT_FLAGS)
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             res = asyncio.run(run_mix(base, keys, rate, duration, warmup))
