@@ -7,7 +7,8 @@ Each case is a dict with
   input     the input document, or NO_INPUT (the query runs without `input`)
   query     the Data API path ("pkg/rule" = `data.pkg.rule`; "" = `data`)
   expected  the JSON result, UNDEFINED (OPA answers without `result`) or ERROR (evaluation error)
-  deviation (optional) why regorus answers differently from OPA here: the test is a strict xfail
+  deviation (optional) why regorus's interpreter answers differently from OPA here: the test is a
+              strict xfail on the interpreter (the bytecode VM answers as OPA does)
 
 The expected values were written from OPA v1.x's documented semantics (policy language and
 built-in reference) -- the OPA binary is not available in this environment, so they were not

@@ -263,6 +263,35 @@ def test_eval_error_fails_closed(server_factory: Any) -> None:
     _, text = admin.with_key(None).call("GET", "/metrics")
     line = next(ln for ln in text.decode().splitlines() if ln.startswith("provgraph_policy_eval_errors_total"))
     assert float(line.split()[-1]) >= 3
+    # two definitions of decision with different values can conflict: never on the bytecode VM,
+    # whose regorus version would not report the conflict
+    assert admin.ok("GET", "/v1/bundles/boom/stats")["vm_eligible"] is False
+
+
+def test_vm_flag_gives_the_interpreters_decisions(policy_server: Server) -> None:
+    """policy.vm on (bytecode VM) and off (interpreter, the baseline) decide alike, uncached."""
+    admin = policy_server.api()
+    assert admin.ok("GET", "/v1/bundles/authz/stats")["vm_eligible"] is True
+    apis = [tenant_api(admin, f"vm-{i}", roles) for i, roles in
+            enumerate((("analyst",), ("viewer",), ("operator",), ("analyst", "cleared"), ("security",)))]
+    requests = [(a, r, attrs, ctx) for a, r in (("graph.read", "graph"), ("graph.write", "graph"),
+                                                ("graph.delete", "graph"), ("export.create", "export"),
+                                                ("deploy", "service"), ("nope", "graph"), ("graph.read", "alien"))
+                for attrs in ({}, {"classification": "restricted"}) for ctx in ({}, {"purpose": "legal-hold"})]
+    answers: dict[str, list[Any]] = {}
+    try:
+        for vm in ("off", "on", "on"):  # "on" twice: the first on-call of a path plans it
+            admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "off", "policy.vm": vm})
+            answers[vm] = [(got["decision"], got["reasons"], got["obligations"])
+                           for api in apis for a, r, attrs, ctx in requests
+                           for got in [decide(api, a, r, attrs, ctx)]]
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "on", "policy.vm": "on"})
+    assert answers["on"] == answers["off"]
+    assert {d for d, _, _ in answers["on"]} == {"allow", "deny"}
+    _, text = admin.with_key(None).call("GET", "/metrics")
+    line = next(ln for ln in text.decode().splitlines() if ln.startswith("provgraph_policy_vm_fallbacks"))
+    assert float(line.split()[-1]) == 0
 
 
 def test_decision_log_and_stats(analyst: TenantApi, policy_server: Server) -> None:

@@ -39,24 +39,51 @@ def compile_case(c: dict[str, Any]) -> PolicyBundle:
     return PolicyBundle.compile(list(c["modules"].items()), json.dumps(c["data"]).encode())
 
 
+def test_most_cases_run_on_the_vm() -> None:
+    """The vm-* cases above test the VM only where it runs: count them, and check that the
+    conflict cases (which the VM would not report) are kept on the interpreter."""
+    on_vm, off = 0, []
+    for c in CASES:
+        bundle = compile_case(c)
+        input_json = None if c["input"] is NO_INPUT else json.dumps(c["input"]).encode()
+        try:
+            bundle.eval(c["query"], input_json, vm=True)
+        except PolicyEvalError:
+            pass
+        if bundle.uses_vm(c["query"]):
+            on_vm += 1
+        else:
+            off.append(c["name"])
+        if c["name"].startswith("conflict_"):
+            assert not bundle.vm_eligible, c["name"]
+    assert on_vm >= 0.75 * len(CASES), f"only {on_vm}/{len(CASES)} on the VM; not: {off}"
+
+
 def test_enough_cases() -> None:
     assert len(CASES) >= 60
     assert len({c["name"] for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("c", [
-    pytest.param(c, id=c["name"], marks=[pytest.mark.xfail(strict=True, reason=c["deviation"])])
-    if c["deviation"] else pytest.param(c, id=c["name"])
+@pytest.mark.parametrize("c, vm", [
+    pytest.param(c, vm, id=f"{'vm' if vm else 'interpreter'}-{c['name']}",
+                 marks=[pytest.mark.xfail(strict=True, reason=c["deviation"])]
+                 if c["deviation"] and not vm else [])
+    for vm in (False, True)
     for c in CASES
 ])
-def test_semantics(c: dict[str, Any]) -> None:
+def test_semantics(c: dict[str, Any], vm: bool) -> None:
     bundle = compile_case(c)
     input_json = None if c["input"] is NO_INPUT else json.dumps(c["input"]).encode()
+    if vm:  # the first evaluation of a path plans it (interpreter); later ones run the VM
+        try:
+            bundle.eval(c["query"], input_json, vm=True)
+        except PolicyEvalError:
+            pass
     if c["expected"] is ERROR:
         with pytest.raises(PolicyEvalError):
-            bundle.eval(c["query"], input_json)
+            bundle.eval(c["query"], input_json, vm=vm)
         return
-    out = bundle.eval(c["query"], input_json)
+    out = bundle.eval(c["query"], input_json, vm=vm)
     if c["expected"] is UNDEFINED:
         assert out is None, out
         return

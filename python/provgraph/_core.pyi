@@ -157,7 +157,7 @@ class CsrGraph:
     @property
     def memory_bytes(self) -> int: ...
 
-__all__ += ["PolicyBundle", "DecisionCache"]
+__all__ += ["PolicyBundle", "DecisionCache", "policy_vm_fallbacks"]
 
 @final
 class PolicyBundle:
@@ -174,13 +174,25 @@ class PolicyBundle:
         object; empty bytes = `{}`). Raises `provgraph.errors.PolicyCompileError` naming
         file:line:col and the reason."""
 
-    def eval(self, path: str, input_json: bytes | None = None) -> bytes | None:
+    def eval(self, path: str, input_json: bytes | None = None, vm: bool = True) -> bytes | None:
         """JSON of `data.<path>` (`"a/b/c"` or `"a.b.c"`; `""` = the whole data document) with
         `input_json` as `input`; None when undefined. Raises `provgraph.errors.PolicyEvalError`
-        on evaluation errors (e.g. conflicting outputs), `InvalidArgumentError` on bad input JSON."""
+        on evaluation errors (e.g. conflicting outputs), `InvalidArgumentError` on bad input JSON.
+        `vm=True` (flag `policy.vm`) runs a rule path on regorus's bytecode VM once it has been
+        planned (the first evaluation of a path and rules the VM cannot run use the interpreter;
+        so does any evaluation the VM fails); `vm=False` always uses the interpreter."""
 
-    def eval_timed(self, path: str, input_json: bytes | None = None) -> tuple[bytes | None, int]:
+    def eval_timed(self, path: str, input_json: bytes | None = None, vm: bool = True) -> tuple[bytes | None, int]:
         """`eval` plus the evaluation time in nanoseconds (input parsing included)."""
+
+    @property
+    def vm_eligible(self) -> bool:
+        """Whether rules of this revision may run on the bytecode VM: no rule can conflict (the VM
+        does not report OPA's conflict errors, so a bundle where one is possible stays on the
+        interpreter)."""
+
+    def uses_vm(self, path: str) -> bool:
+        """Whether `path`, evaluated once already, runs on the bytecode VM."""
 
     @property
     def packages(self) -> list[str]:
@@ -276,3 +288,7 @@ def verify_chain(receipts: list[bytes], keys: dict[str, bytes], start_seq: int =
 
 def uuid7() -> str:
     """A fresh time-ordered UUIDv7 (RFC 9562), lowercase hyphenated."""
+
+
+def policy_vm_fallbacks() -> int:
+    """Evaluations that fell back from the bytecode VM to the interpreter since the process started."""

@@ -16,10 +16,12 @@ __all__ = ["Config", "FLAG_CHOICES", "DEFAULT_FLAGS", "baseline_flags"]
 FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "graph.engine": ("csr", "lmdb"),
     "policy.cache": ("on", "off"),
+    "policy.vm": ("on", "off"),
     "orchestration.batching": ("on", "off"),
 }
 DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
-BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "orchestration.batching": "off"}
+BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "policy.vm": "off",
+                                  "orchestration.batching": "off"}
 
 
 def baseline_flags() -> dict[str, str]:

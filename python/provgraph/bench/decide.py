@@ -52,12 +52,21 @@ def run_inproc(samples: int, seed: int = 1) -> dict[str, Any]:
                                                     "attributes": x["resource"]["attributes"]},
                   "context": x["context"]} for x in inputs]
     clock = time.perf_counter_ns
-    # miss: a full evaluation of data.provgraph.authz.decision
+    # miss: a full evaluation of data.provgraph.authz.decision, on the bytecode VM (flag policy.vm=on)
+    # and on the interpreter (the baseline), alternating per input; both must give the same decision.
+    path = "provgraph/authz/decision"
+    compiled.eval(path, encoded[0], vm=True)  # plans the path; later calls run the VM
     miss = np.empty(samples, dtype=np.int64)
+    miss_interp = np.empty(samples, dtype=np.int64)
+    mismatches = 0
     for i, raw in enumerate(encoded):
         t0 = clock()
-        compiled.eval("provgraph/authz/decision", raw)
-        miss[i] = clock() - t0
+        got = compiled.eval(path, raw, vm=True)
+        t1 = clock()
+        want = compiled.eval(path, raw, vm=False)
+        miss_interp[i] = clock() - t1
+        miss[i] = t1 - t0
+        mismatches += got != want
     # key hashing: BLAKE3 of the RFC 8785 form of what enters the key
     t0 = clock()
     digests = [canonical_hash(k) for k in key_parts]
@@ -80,7 +89,9 @@ def run_inproc(samples: int, seed: int = 1) -> dict[str, Any]:
         t0 = clock()
         cache.get("t1", x["action"], x["resource"]["type"], d, 1)
         lookup[i] = clock() - t0
-    return {"samples": samples, "miss_eval": percentiles_us(miss), "hit_hash_and_lookup": percentiles_us(hit),
+    return {"samples": samples, "miss_eval": percentiles_us(miss), "miss_eval_interpreter": percentiles_us(miss_interp),
+            "miss_vm_eligible": compiled.uses_vm(path), "miss_vm_mismatches": mismatches,
+            "hit_hash_and_lookup": percentiles_us(hit),
             "hit_lookup_only": percentiles_us(lookup), "key_hashes_per_s": samples / hash_s,
             "key_hashes_per_s_batch": samples / batch_hash_s,
             "miss_over_hit_p50": float(np.percentile(miss, 50) / np.percentile(hit, 50))}
@@ -141,9 +152,9 @@ def decide_flow(reqs: list[tuple[str, bytes, str]], weight: float = 1.0) -> Flow
     return Flow("decide", weight, build, 200)
 
 
-def run_decide_load(server: ServerProcess, reqs: list[tuple[str, bytes, str]], cache: str, rate: float,
+def run_decide_load(server: ServerProcess, reqs: list[tuple[str, bytes, str]], flags: dict[str, str], rate: float,
                     duration: float, warmup: float) -> dict[str, FlowResult]:
-    server.client().ok("PUT", "/v1/admin/flags", {"policy.cache": cache})
+    server.client().ok("PUT", "/v1/admin/flags", flags)
     server.client().ok("POST", "/v1/cache/invalidate", {})
     return run("127.0.0.1", server.port, [decide_flow(reqs), health_flow(1.0)], 2 * rate, duration,
                warmup_s=warmup, max_inflight=512, seed=11, prebuild=len(reqs))
@@ -155,7 +166,10 @@ def _outcomes(server: ServerProcess) -> tuple[int, int]:
     return int(cache["hits"]), int(cache["misses"])
 
 
-COLUMNS = ["cache", "name", "sent", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+# HTTP runs: the baseline (interpreter, no cache), the VM alone, the VM with the cache.
+RUNS = {"baseline": {"policy.cache": "off", "policy.vm": "off"}, "vm": {"policy.cache": "off", "policy.vm": "on"},
+        "vm+cache": {"policy.cache": "on", "policy.vm": "on"}}
+COLUMNS = ["run", "name", "sent", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms",
            "p99_vs_floor", "p50_minus_floor_ms"]
 
 
@@ -179,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                for k, v in inproc.items() if isinstance(v, dict)]
     print("in-process (µs, Python call included):")
     print(format_table(rows_in, ["measure", "p50", "p95", "p99", "max"]))
+    print(f"miss on the bytecode VM vs the interpreter: p99 {inproc['miss_eval']['p99']:.1f} vs "
+          f"{inproc['miss_eval_interpreter']['p99']:.1f} µs; VM used: {inproc['miss_vm_eligible']}, "
+          f"{inproc['miss_vm_mismatches']} different decisions")
     print(f"key hashing: {inproc['key_hashes_per_s']:,.0f} keys/s one call each, "
           f"{inproc['key_hashes_per_s_batch']:,.0f} keys/s batched; miss/hit p50 ratio {inproc['miss_over_hit_p50']:.1f}")
 
@@ -189,20 +206,22 @@ def main(argv: list[str] | None = None) -> int:
                               "runs": {}}
     try:
         reqs = decision_bodies(keys, max(4096, int(rate * (duration + warmup))), a.hit_ratio)
-        for cache in ("off", "on"):
+        for label, flags in RUNS.items():
             before = _outcomes(server)
-            res = run_decide_load(server, reqs, cache, rate, duration, warmup)
+            res = run_decide_load(server, reqs, flags, rate, duration, warmup)
             after = _outcomes(server)
             hits, misses = after[0] - before[0], after[1] - before[1]
-            report["runs"][cache] = {k: v.as_dict() for k, v in res.items()}
-            report["runs"][cache]["server_hit_rate"] = hits / max(hits + misses, 1)
-            rows += [{"cache": cache, **r} for r in side_by_side(res)]
+            report["runs"][label] = {k: v.as_dict() for k, v in res.items()}
+            report["runs"][label]["flags"] = flags
+            report["runs"][label]["server_hit_rate"] = hits / max(hits + misses, 1)
+            rows += [{"run": label, **r} for r in side_by_side(res)]
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nHTTP: /decide at {rate:g}/s open loop ({a.hit_ratio:.0%} repeat keys), /healthz at the same rate:")
     print(format_table(rows, COLUMNS))
-    print(f"server-side hit rate of the cache-on run (warm-up included): {report['runs']['on']['server_hit_rate']:.1%}")
+    print(f"server-side hit rate of the cache-on run (warm-up included): "
+          f"{report['runs']['vm+cache']['server_hit_rate']:.1%}")
     write_json(out / "decide.json", report)
     (out / "decide.md").write_text(to_markdown(rows, COLUMNS))
     print(f"wrote {out / 'decide.json'}")

@@ -112,7 +112,8 @@ class PolicyManager:
 
     def __init__(self, store: Store, writer: Writer, decision_bundle: str = "authz",
                  cache_entries: int = 100_000, default_ttl_s: float = DEFAULT_TTL_S,
-                 log_retention: int = 100_000, on_eval_error: Callable[[], None] = lambda: None) -> None:
+                 log_retention: int = 100_000, on_eval_error: Callable[[], None] = lambda: None,
+                 use_vm: Callable[[], bool] = lambda: True) -> None:
         self.store, self.writer = store, writer
         self.decision_bundle = decision_bundle
         self.default_ttl_s = default_ttl_s
@@ -123,6 +124,7 @@ class PolicyManager:
         self._changed: dict[str, asyncio.Event] = {}
         self.eval_errors = 0
         self._on_eval_error = on_eval_error
+        self.use_vm = use_vm  # flag policy.vm: rules on regorus's bytecode VM, else its interpreter
         self._load_active()
 
     # ---- storage ---------------------------------------------------------------------------
@@ -251,7 +253,7 @@ class PolicyManager:
         if rev is None or rev.compiled is None:
             return None, 0, None
         try:
-            result, ns = rev.compiled.eval_timed(path, input_json)
+            result, ns = rev.compiled.eval_timed(path, input_json, self.use_vm())
         except PolicyEvalError:
             self._count_error(rev)
             raise
@@ -310,7 +312,7 @@ class PolicyManager:
         """Evaluate the decision rule; an error or a malformed decision is a deny (never cached)."""
         assert rev.compiled is not None
         try:
-            raw, ns = rev.compiled.eval_timed(DECISION_PATH, orjson.dumps(policy_input))
+            raw, ns = rev.compiled.eval_timed(DECISION_PATH, orjson.dumps(policy_input), self.use_vm())
         except PolicyEvalError as exc:
             self._count_error(rev)
             return {"allow": False, "reasons": [f"policy evaluation error: {exc.message}"],

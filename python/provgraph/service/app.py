@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provgraph._core import policy_vm_fallbacks
 from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
@@ -47,7 +48,8 @@ def setup_storage(app: web.Application) -> None:
             graph.load_tenant(tenant.num)
         policy = PolicyManager(store, writer, config.policy_bundle, config.decision_cache_entries,
                                config.decision_cache_ttl_s, config.decision_log_retention,
-                               on_eval_error=app[METRICS].policy_eval_errors.inc)
+                               on_eval_error=app[METRICS].policy_eval_errors.inc,
+                               use_vm=lambda: config.flags["policy.vm"] == "on")
         app[STORE], app[WRITER], app[REGISTRY], app[GRAPH], app[POLICY] = store, writer, registry, graph, policy
         metrics = app[METRICS]
         keyring = KeyRing(store)
@@ -63,6 +65,7 @@ def setup_storage(app: web.Application) -> None:
             for stat, value in policy.cache.stats().items():
                 metrics.policy_cache.labels(stat).set(value)
             metrics.policy_log_dropped.set(policy.log.dropped)
+            metrics.policy_vm_fallbacks.set(policy_vm_fallbacks())
             metrics.outbox_depth.set(issuer.depth("outbox"))
             metrics.dlq_depth.set(issuer.depth("dlq"))
 

@@ -39,6 +39,9 @@ class Metrics:
                                                  ["bundle", "revision", "cache"], buckets=_BUCKETS, registry=r)
         self.policy_eval_errors = Counter("provgraph_policy_eval_errors_total",
                                           "Policy evaluations that failed (decided as deny)", registry=r)
+        self.policy_vm_fallbacks = Gauge("provgraph_policy_vm_fallbacks",
+                                         "Evaluations the bytecode VM failed and the interpreter redid, since start",
+                                         registry=r)
         self.policy_cache = Gauge("provgraph_policy_cache", "Decision cache counters", ["stat"], registry=r)
         self.policy_log_dropped = Gauge("provgraph_policy_decision_log_dropped",
                                         "Decision log entries shed because the writer fell behind", registry=r)

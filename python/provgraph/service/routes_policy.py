@@ -103,8 +103,9 @@ async def bundle_stats(request: web.Request) -> web.Response:
     rev = pm.active.get(name)
     if rev is None:
         raise NotFoundError(f"no active bundle {name!r}", {"name": name})
+    vm_eligible = rev.compiled is not None and rev.compiled.vm_eligible
     return json_response({"name": name, "revision": rev.revision, "stats": rev.stats.summary(),
-                          "cache": pm.cache.stats()})
+                          "cache": pm.cache.stats(), "vm_eligible": vm_eligible})
 
 
 async def data_api(request: web.Request) -> web.Response:

@@ -94,17 +94,23 @@ fn main() {
     let b = CompiledBundle::compile(&modules, &data).unwrap();
     let xs = inputs(2000);
     let path = "provgraph/authz/decision";
-    println!("{}", b.eval_json(path, Some(&xs[0])).unwrap().unwrap());
+    println!(
+        "{}",
+        b.eval_json(path, Some(&xs[0]), true).unwrap().unwrap()
+    );
     let n = 20_000;
 
-    time("miss: eval_json decision", n, |i| {
-        b.eval_json(path, Some(&xs[i % xs.len()])).unwrap();
+    time("miss: eval_json decision (bytecode VM)", n, |i| {
+        b.eval_json(path, Some(&xs[i % xs.len()]), true).unwrap();
+    });
+    time("miss: eval_json decision (interpreter)", n, |i| {
+        b.eval_json(path, Some(&xs[i % xs.len()]), false).unwrap();
     });
     time("  parse input (regorus)", n, |i| {
         std::hint::black_box(regorus::Value::from_json_str(&xs[i % xs.len()]).unwrap());
     });
     time("  eval_json trivial rule", n, |i| {
-        b.eval_json("provgraph/authz/allow", Some(&xs[i % xs.len()]))
+        b.eval_json("provgraph/authz/allow", Some(&xs[i % xs.len()]), false)
             .unwrap();
     });
 
@@ -125,9 +131,15 @@ fn main() {
         .collect();
     time("  regorus set_input+eval_rule", n, |i| {
         engine.set_input(parsed[i % parsed.len()].clone());
-        std::hint::black_box(engine.eval_rule("data.provgraph.authz.decision".into()).unwrap());
+        std::hint::black_box(
+            engine
+                .eval_rule("data.provgraph.authz.decision".into())
+                .unwrap(),
+        );
     });
-    let out = engine.eval_rule("data.provgraph.authz.decision".into()).unwrap();
+    let out = engine
+        .eval_rule("data.provgraph.authz.decision".into())
+        .unwrap();
     time("  serialize result", n, |_| {
         std::hint::black_box(serde_json::to_string(&out).unwrap());
     });

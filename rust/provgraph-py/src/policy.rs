@@ -41,6 +41,7 @@ impl PolicyBundle {
         py: Python<'py>,
         path: &str,
         input_json: Option<&PyBackedBytes>,
+        use_vm: bool,
     ) -> PyResult<(Option<Bound<'py, PyBytes>>, u64)> {
         let input = match input_json {
             Some(b) => Some(utf8(b, "input_json")?),
@@ -49,7 +50,7 @@ impl PolicyBundle {
         let bundle = &self.inner;
         let (out, nanos) = py.detach(|| {
             let t0 = Instant::now();
-            let out = bundle.eval_json(path, input);
+            let out = bundle.eval_json(path, input, use_vm);
             (out, t0.elapsed().as_nanos() as u64)
         });
         let out = out.map_err(policy_err)?;
@@ -73,24 +74,37 @@ impl PolicyBundle {
         Ok(Self { inner })
     }
 
-    #[pyo3(signature = (path, input_json=None))]
+    #[pyo3(signature = (path, input_json=None, vm=true))]
     fn eval<'py>(
         &self,
         py: Python<'py>,
         path: &str,
         input_json: Option<PyBackedBytes>,
+        vm: bool,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        Ok(self.run(py, path, input_json.as_ref())?.0)
+        Ok(self.run(py, path, input_json.as_ref(), vm)?.0)
     }
 
-    #[pyo3(signature = (path, input_json=None))]
+    #[pyo3(signature = (path, input_json=None, vm=true))]
     fn eval_timed<'py>(
         &self,
         py: Python<'py>,
         path: &str,
         input_json: Option<PyBackedBytes>,
+        vm: bool,
     ) -> PyResult<(Option<Bound<'py, PyBytes>>, u64)> {
-        self.run(py, path, input_json.as_ref())
+        self.run(py, path, input_json.as_ref(), vm)
+    }
+
+    /// Whether rules of this revision may run on the bytecode VM (none can conflict).
+    #[getter]
+    fn vm_eligible(&self) -> bool {
+        self.inner.vm_eligible()
+    }
+
+    /// Whether `path`, evaluated once already, runs on the bytecode VM.
+    fn uses_vm(&self, path: &str) -> bool {
+        self.inner.uses_vm(path)
     }
 
     #[getter]
@@ -189,7 +203,14 @@ impl DecisionCache {
     }
 }
 
+/// Evaluations that fell back from the bytecode VM to the interpreter since the process started.
+#[pyfunction]
+fn policy_vm_fallbacks() -> u64 {
+    provgraph_core::policy::vm_fallbacks()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(policy_vm_fallbacks, m)?)?;
     m.add_class::<PolicyBundle>()?;
     m.add_class::<DecisionCache>()?;
     Ok(())

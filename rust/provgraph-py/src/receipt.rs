@@ -14,7 +14,9 @@ use serde_json::Value;
 use crate::{to_py, InvalidArgumentError};
 
 fn array32(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
-    bytes.try_into().map_err(|_| InvalidArgumentError::new_err(format!("{what} must be 32 bytes, got {}", bytes.len())))
+    bytes.try_into().map_err(|_| {
+        InvalidArgumentError::new_err(format!("{what} must be 32 bytes, got {}", bytes.len()))
+    })
 }
 
 /// `(seq, receipt_id, signed_hash, receipt_json)` as returned to Python.
@@ -74,7 +76,14 @@ impl ReceiptSigner {
             .map_err(to_py)?;
         let rows = signed
             .into_iter()
-            .map(|s| (s.seq, s.receipt_id, PyBytes::new(py, &s.signed_hash), PyBytes::new(py, &s.json)))
+            .map(|s| {
+                (
+                    s.seq,
+                    s.receipt_id,
+                    PyBytes::new(py, &s.signed_hash),
+                    PyBytes::new(py, &s.json),
+                )
+            })
             .collect();
         Ok((rows, PyBytes::new(py, &head)))
     }
@@ -86,9 +95,15 @@ impl ReceiptSigner {
 
 /// Verify one receipt's signature; returns the BLAKE3 of its signed bytes.
 #[pyfunction]
-fn verify_receipt<'py>(py: Python<'py>, receipt_json: &[u8], public_key: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+fn verify_receipt<'py>(
+    py: Python<'py>,
+    receipt_json: &[u8],
+    public_key: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
     let pk = array32(public_key, "public_key")?;
-    let hash = py.detach(|| core::verify_receipt(receipt_json, &pk)).map_err(to_py)?;
+    let hash = py
+        .detach(|| core::verify_receipt(receipt_json, &pk))
+        .map_err(to_py)?;
     Ok(PyBytes::new(py, &hash))
 }
 

@@ -1,10 +1,12 @@
 //! One compiled revision of a policy bundle and its per-thread evaluation engines.
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
-use regorus::{Engine, Value};
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::{Program, RegoVM};
+use regorus::{CompiledPolicy, Engine, Value};
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -14,9 +16,31 @@ const ENGINES_PER_THREAD: usize = 4;
 
 static NEXT_COMPILE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Per thread, the bytecode VMs of the most recently used (revision, rule) programs.
+const VMS_PER_THREAD: usize = 8;
+
+/// Evaluations that went to the interpreter because the bytecode VM failed (process-wide).
+static VM_FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     /// (compile id, engine) most recently used first.
     static ENGINES: RefCell<Vec<(u64, Engine)>> = const { RefCell::new(Vec::new()) };
+    /// (id of the rule's `VmProgram`, VM loaded with it) most recently used first.
+    static VMS: RefCell<Vec<(u64, RegoVM)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Evaluations that fell back from the bytecode VM to the interpreter since the process started.
+pub fn vm_fallbacks() -> u64 {
+    VM_FALLBACKS.load(Ordering::Relaxed)
+}
+
+/// A rule compiled to regorus's bytecode (RVM), shared by the threads that evaluate it.
+struct VmProgram {
+    /// Unique (keys the per-thread VMs; never reused, unlike an address).
+    id: u64,
+    program: Arc<Program>,
+    policy: CompiledPolicy,
+    data: Value,
 }
 
 /// One revision of a bundle: parsed, analysed modules plus the data document. Immutable;
@@ -31,6 +55,10 @@ struct Inner {
     /// Prepared template; cloned once per (thread, revision). `Engine` is `Send + Sync` with
     /// regorus's `arc` feature, cloning needs only `&Engine`.
     template: Engine,
+    /// The merged data document (what `set_data` of a VM gets).
+    data: Value,
+    /// No rule can conflict, so the bytecode VM (which does not report conflicts) is allowed.
+    vm_eligible: bool,
     packages: Vec<String>,
     plans: RwLock<HashMap<String, Arc<Plan>>>,
 }
@@ -142,10 +170,15 @@ pub(crate) fn data_ref(path: &str) -> String {
 }
 
 /// How a path is evaluated, found once per (revision, path).
-#[derive(Debug, Clone)]
 enum Plan {
     /// `eval_rule` of a rule path, then the remaining components are looked up in its value.
-    Rule { rule: String, tail: Vec<Value> },
+    Rule {
+        rule: String,
+        tail: Vec<Value>,
+        /// The rule as RVM bytecode, compiled on first use with the VM; `None` inside when the
+        /// rule uses something the RVM compiler does not support (the interpreter runs it).
+        vm: Arc<OnceLock<Option<Arc<VmProgram>>>>,
+    },
     /// A general query (`data`, a package, a base-document path) up to the first numeric
     /// component, then the rest looked up in its value (regorus would look a number up in a
     /// data object as a string key; OPA does not).
@@ -154,6 +187,51 @@ enum Plan {
 
 /// Paths remembered per revision (Data API paths come from clients: keep the map bounded).
 const MAX_PLANS: usize = 4096;
+
+/// `value[tail[0]][tail[1]]…` (the components of a Data API path below a rule).
+fn lookup(mut value: Value, tail: &[Value]) -> Value {
+    for key in tail {
+        if value == Value::Undefined {
+            break;
+        }
+        let next = value[key].clone();
+        value = next;
+    }
+    value
+}
+
+impl VmProgram {
+    fn new_vm(&self) -> std::result::Result<RegoVM, String> {
+        let mut vm = RegoVM::new_with_policy(self.policy.clone());
+        vm.load_program(self.program.clone());
+        // OPA's default, as for the interpreter: a built-in error makes the expression undefined.
+        vm.set_strict_builtin_errors(false);
+        vm.set_data(self.data.clone()).map_err(|e| e.to_string())?;
+        Ok(vm)
+    }
+
+    /// Execute on this thread's VM for the program (created on first use).
+    fn run(&self, input: Value) -> std::result::Result<Value, String> {
+        let taken = VMS.with(|cell| {
+            let mut list = cell.borrow_mut();
+            list.iter()
+                .position(|(k, _)| *k == self.id)
+                .map(|i| list.remove(i).1)
+        });
+        let mut vm = match taken {
+            Some(vm) => vm,
+            None => self.new_vm()?,
+        };
+        vm.set_input(input);
+        let out = vm.execute().map_err(|e| e.to_string());
+        VMS.with(|cell| {
+            let mut list = cell.borrow_mut();
+            list.insert(0, (self.id, vm));
+            list.truncate(VMS_PER_THREAD);
+        });
+        out
+    }
+}
 
 fn is_not_rule_path(err: &impl std::fmt::Display) -> bool {
     format!("{err}").contains("not a valid rule path")
@@ -179,6 +257,7 @@ impl CompiledBundle {
             }
         }
         let data_json = data_json.trim();
+        let mut data_doc = Value::new_object();
         if !data_json.is_empty() {
             let data = Value::from_json_str(data_json).map_err(|e| compile_err("data", e))?;
             if !matches!(data, Value::Object(_)) {
@@ -186,6 +265,7 @@ impl CompiledBundle {
                     "data: the data document must be a JSON object".into(),
                 ));
             }
+            data_doc = data.clone();
             engine.add_data(data).map_err(|e| compile_err("data", e))?;
         }
         // Analyse the modules now (schedule, rule gathering, imports) so that errors surface at
@@ -198,6 +278,8 @@ impl CompiledBundle {
             inner: Arc::new(Inner {
                 id,
                 template: engine,
+                data: data_doc,
+                vm_eligible: super::vm_gate::conflict_free(modules),
                 packages,
                 plans: RwLock::new(HashMap::new()),
             }),
@@ -207,6 +289,18 @@ impl CompiledBundle {
     /// Unique id of this compilation (keys the per-thread engines).
     pub fn compile_id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// Whether rules of this revision may run on the bytecode VM (no rule can conflict; see
+    /// `vm_gate`). Rules the RVM compiler rejects still run on the interpreter.
+    pub fn vm_eligible(&self) -> bool {
+        self.inner.vm_eligible
+    }
+
+    /// Whether `path`, already evaluated once, runs on the bytecode VM (a rule of an eligible
+    /// revision that the RVM compiler accepts).
+    pub fn uses_vm(&self, path: &str) -> bool {
+        self.vm_plan(path).is_some()
     }
 
     /// Packages defined by the modules, dotted, without the `data.` prefix (e.g. `provgraph.authz`).
@@ -251,14 +345,16 @@ impl CompiledBundle {
             match engine.eval_rule(rule.clone()) {
                 Ok(v) => {
                     let tail = segs[k..].iter().map(Seg::value).collect();
-                    found = Some((Plan::Rule { rule, tail }, Some(v)));
+                    let vm = Arc::default();
+                    found = Some((Plan::Rule { rule, tail, vm }, Some(v)));
                     break;
                 }
                 Err(e) if is_not_rule_path(&e) => continue,
                 Err(e) => {
                     // A rule whose evaluation failed: remember the plan, report the error.
                     let tail = segs[k..].iter().map(Seg::value).collect();
-                    self.remember(path, Plan::Rule { rule, tail });
+                    let vm = Arc::default();
+                    self.remember(path, Plan::Rule { rule, tail, vm });
                     return Err(eval_err(e));
                 }
             }
@@ -289,13 +385,63 @@ impl CompiledBundle {
         plan
     }
 
+    /// Compile `rule` to RVM bytecode; `None` when the RVM compiler does not support the rule
+    /// (or its data): then the interpreter keeps evaluating it.
+    fn compile_vm(&self, rule: &str) -> Option<Arc<VmProgram>> {
+        if !self.inner.vm_eligible {
+            return None;
+        }
+        let mut engine = self.inner.template.clone();
+        let policy = engine.compile_with_entrypoint(&rule.into()).ok()?;
+        let program = Compiler::compile_from_policy(&policy, &[rule]).ok()?;
+        let vm = VmProgram {
+            id: NEXT_COMPILE_ID.fetch_add(1, Ordering::Relaxed),
+            program,
+            policy,
+            data: self.inner.data.clone(),
+        };
+        // Loading the data checks it against the rule tree: do it once here, not per thread.
+        vm.new_vm().ok()?;
+        Some(Arc::new(vm))
+    }
+
+    /// The bytecode VM for a path already planned as a rule (`None`: not planned yet, not a
+    /// rule, or not compilable to bytecode).
+    fn vm_plan(&self, path: &str) -> Option<(Arc<VmProgram>, Arc<Plan>)> {
+        let plan = self.inner.plans.read().get(path).cloned()?;
+        match &*plan {
+            Plan::Rule { rule, vm, .. } => {
+                let program = vm.get_or_init(|| self.compile_vm(rule)).clone()?;
+                Some((program, plan))
+            }
+            Plan::Query { .. } => None,
+        }
+    }
+
     /// Evaluate `data.<path>` with `input` already parsed; `Value::Undefined` when undefined.
-    fn eval_value(&self, path: &str, input: Value) -> Result<Value> {
+    /// With `use_vm`, a rule runs on regorus's bytecode VM; should the VM fail, the interpreter
+    /// evaluates it again (it defines the semantics, and reports the error if there is one).
+    fn eval_value(&self, path: &str, input: Value, use_vm: bool) -> Result<Value> {
+        if use_vm {
+            if let Some((program, plan)) = self.vm_plan(path) {
+                match program.run(input.clone()) {
+                    Ok(value) => {
+                        let tail = match &*plan {
+                            Plan::Rule { tail, .. } | Plan::Query { tail, .. } => tail,
+                        };
+                        return Ok(lookup(value, tail));
+                    }
+                    Err(_) => {
+                        VM_FALLBACKS.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
         self.with_engine(|engine| {
             engine.set_input(input);
             let (plan, value) = self.plan(engine, path)?;
-            let (mut value, tail) = match &*plan {
-                Plan::Rule { rule, tail } => {
+            let (value, tail) = match &*plan {
+                Plan::Rule { rule, tail, .. } => {
                     let value = match value {
                         Some(v) => v,
                         None => engine.eval_rule(rule.clone()).map_err(eval_err)?,
@@ -314,27 +460,26 @@ impl CompiledBundle {
                     (value, tail)
                 }
             };
-            for key in tail {
-                if value == Value::Undefined {
-                    break;
-                }
-                let next = value[key].clone();
-                value = next;
-            }
-            Ok(value)
+            Ok(lookup(value, tail))
         })
     }
 
     /// Evaluate `data.<path>` (`"a/b/c"` as in OPA's Data API, or `"a.b.c"`; empty = the whole
     /// data document) with `input_json` as `input` (None = no input). Returns the result as
     /// JSON text, or `None` when undefined.
-    pub fn eval_json(&self, path: &str, input_json: Option<&str>) -> Result<Option<String>> {
+    /// `use_vm` selects regorus's bytecode VM for rules (flag `policy.vm`), else the interpreter.
+    pub fn eval_json(
+        &self,
+        path: &str,
+        input_json: Option<&str>,
+        use_vm: bool,
+    ) -> Result<Option<String>> {
         let input = match input_json {
             Some(text) => Value::from_json_str(text)
                 .map_err(|e| Error::InvalidArgument(format!("input: {e:#}")))?,
             None => Value::Undefined,
         };
-        let value = self.eval_value(path, input)?;
+        let value = self.eval_value(path, input, use_vm)?;
         if value == Value::Undefined {
             return Ok(None);
         }
@@ -346,9 +491,10 @@ impl CompiledBundle {
         &self,
         path: &str,
         input: Option<serde_json::Value>,
+        use_vm: bool,
     ) -> Result<Option<serde_json::Value>> {
         let input_text = input.map(|v| v.to_string());
-        match self.eval_json(path, input_text.as_deref())? {
+        match self.eval_json(path, input_text.as_deref(), use_vm)? {
             None => Ok(None),
             Some(text) => serde_json::from_str(&text).map(Some).map_err(eval_err),
         }
@@ -376,37 +522,51 @@ mod tests {
 
     #[test]
     fn v1_rules_packages_and_paths() {
+        // Twice per mode: the first evaluation of a path plans it, later ones run the VM.
+        for vm in [false, true, true] {
+            v1_rules_packages_and_paths_with(vm);
+        }
+    }
+
+    fn v1_rules_packages_and_paths_with(vm: bool) {
         let b = bundle(
             "package authz\ndefault allow := false\nallow if input.user == \"alice\"\ndeny contains msg if { input.user == \"bob\"; msg := \"bob\" }\ndecision := {\"allow\": allow}\n",
             r#"{"roles": {"admin": ["alice"]}}"#,
         );
         assert_eq!(b.packages(), vec!["authz".to_string()]);
         assert_eq!(
-            b.eval("authz/allow", Some(json!({"user": "alice"})))
+            b.eval("authz/allow", Some(json!({"user": "alice"})), vm)
                 .unwrap(),
             Some(json!(true))
         );
         assert_eq!(
-            b.eval("authz.allow", Some(json!({"user": "carol"})))
+            b.eval("authz.allow", Some(json!({"user": "carol"})), vm)
                 .unwrap(),
             Some(json!(false))
         );
         assert_eq!(
-            b.eval("authz/deny", Some(json!({"user": "bob"}))).unwrap(),
+            b.eval("authz/deny", Some(json!({"user": "bob"})), vm)
+                .unwrap(),
             Some(json!(["bob"]))
         );
         assert_eq!(
-            b.eval("authz/decision/allow", Some(json!({"user": "alice"})))
+            b.eval("authz/decision/allow", Some(json!({"user": "alice"})), vm)
                 .unwrap(),
             Some(json!(true))
         );
-        assert_eq!(b.eval("roles/admin", None).unwrap(), Some(json!(["alice"])));
-        assert_eq!(b.eval("nope/x", None).unwrap(), None);
-        let all = b.eval("", Some(json!({"user": "alice"}))).unwrap().unwrap();
+        assert_eq!(
+            b.eval("roles/admin", None, vm).unwrap(),
+            Some(json!(["alice"]))
+        );
+        assert_eq!(b.eval("nope/x", None, vm).unwrap(), None);
+        let all = b
+            .eval("", Some(json!({"user": "alice"})), vm)
+            .unwrap()
+            .unwrap();
         assert_eq!(all["authz"]["allow"], json!(true));
         assert_eq!(all["roles"]["admin"], json!(["alice"]));
         let pkg = b
-            .eval("authz", Some(json!({"user": "x"})))
+            .eval("authz", Some(json!({"user": "x"})), vm)
             .unwrap()
             .unwrap();
         assert_eq!(pkg["allow"], json!(false));
@@ -430,10 +590,12 @@ mod tests {
     #[test]
     fn conflict_is_eval_error() {
         let b = bundle("package p\nx := 1 if true\nx := 2 if true\n", "{}");
-        assert!(matches!(
-            b.eval_json("p/x", None),
-            Err(Error::PolicyEval(_))
-        ));
+        for vm in [false, true, true] {
+            assert!(matches!(
+                b.eval_json("p/x", None, vm),
+                Err(Error::PolicyEval(_))
+            ));
+        }
     }
 
     #[test]
@@ -445,11 +607,63 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..200 {
                         let n = i + t;
-                        let r = b.eval("p/allow", Some(json!({"n": n}))).unwrap();
+                        let vm = i % 2 == 0;
+                        let r = b.eval("p/allow", Some(json!({"n": n})), vm).unwrap();
                         assert_eq!(r, if n > 10 { Some(json!(true)) } else { None });
                     }
                 });
             }
         });
+    }
+
+    #[test]
+    fn vm_agrees_with_interpreter() {
+        let rego = r#"package authz
+default allow := false
+allow if {
+    some role in input.user.roles
+    some grant in data.grants[role]
+    grant.action == input.action
+    glob.match(grant.resource, ["/"], input.resource)
+}
+reasons contains sprintf("no grant for %s", [input.action]) if not allow
+needs := {r | some r in input.user.roles; startswith(r, "need-")}
+default all_small := false
+all_small if { every x in input.xs { x < 10 } }
+decision := {"allow": allow, "reasons": reasons, "needs": needs, "all_small": all_small, "n": count(input.xs)}
+"#;
+        let data = r#"{"grants": {"admin": [{"action": "write", "resource": "/svc/*"}],
+                                  "viewer": [{"action": "read", "resource": "/svc/*"}]}}"#;
+        let b = bundle(rego, data);
+        let before = vm_fallbacks();
+        let mut allowed = 0;
+        for i in 0..300 {
+            let roles = match i % 4 {
+                0 => json!(["admin"]),
+                1 => json!(["viewer", "need-x"]),
+                2 => json!([]),
+                _ => json!(["need-a", "need-b"]),
+            };
+            let input = json!({
+                "user": {"roles": roles},
+                "action": if i % 3 == 0 { "write" } else { "read" },
+                "resource": format!("/svc/{}", i % 7),
+                "xs": (0..(i % 5)).map(|k| k * (i % 13)).collect::<Vec<_>>(),
+            });
+            let want = b
+                .eval("authz/decision", Some(input.clone()), false)
+                .unwrap();
+            let got = b.eval("authz/decision", Some(input), true).unwrap();
+            assert_eq!(got, want, "input #{i}");
+            if want.as_ref().unwrap()["allow"] == json!(true) {
+                allowed += 1;
+            }
+        }
+        assert!(allowed > 50 && allowed < 250, "{allowed}");
+        assert_eq!(
+            vm_fallbacks(),
+            before,
+            "the VM failed on a supported policy"
+        );
     }
 }
