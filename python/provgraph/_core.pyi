@@ -252,6 +252,14 @@ class ReceiptSigner:
     def key_id(self) -> str:
         """hex(BLAKE3(public_key))[:16]."""
 
+    def issue_outbox(self, prev_hash: bytes, next_seq: int, records: list[bytes],
+                     issued_at: str) -> tuple[list[tuple[int, bytes, bytes]], bytes, list[float]]:
+        """The issuer's path over raw outbox values `{"receipt": {...}, "executed_ts": t, ...}`:
+        each receipt gets `issued_at` and is signed as by `sign_batch`. Returns
+        `[(seq, receipt_id as 16 UUID bytes, receipt_json)]`, the new head and each record's
+        `executed_ts`. The GIL is released; a bad record raises `InvalidArgumentError` and
+        signs nothing."""
+
     def sign_batch(self, prev_hash: bytes, next_seq: int,
                    receipts: list[bytes]) -> tuple[list[tuple[int, str, bytes, bytes]], bytes]:
         """Sign `receipts` (JSON objects as bytes) in order as seq `next_seq`, `next_seq + 1`, ...

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import lmdb
@@ -70,19 +71,36 @@ class ReceiptLog:
         return out
 
 
+@dataclass
+class _Batch:
+    """One tenant's intents on their way through signing and commit."""
+
+    tenant: int
+    keys: list[bytes]
+    records: list[bytes]
+    issued_at: float
+    signed: list[tuple[int, bytes, bytes]] | None = None
+    head: bytes = b""
+    executed: list[float] = field(default_factory=list)
+    commit: asyncio.Future[Any] | None = None
+
+
 class Issuer:
     """Drains the outbox: batch → sign in Rust (GIL released) → chain → one commit. Failed intents are
     retried with backoff and after `max_attempts` moved to the dead-letter queue."""
 
-    def __init__(self, store: Store, writer: Writer, keys: KeyRing, batch_max: int = 512,
+    def __init__(self, store: Store, writer: Writer, keys: KeyRing, batch_max: int = 512, pipeline: int = 4,
                  max_attempts: int = 5, on_issued: Callable[[list[float]], None] = lambda lags: None) -> None:
         self.store, self.writer, self.keys = store, writer, keys
-        self.batch_max, self.max_attempts = batch_max, max_attempts
+        self.batch_max, self.pipeline, self.max_attempts = batch_max, pipeline, max_attempts
         self.on_issued = on_issued
-        self.heads: dict[int, tuple[int, bytes]] = {}
+        # Chain heads (last seq, BLAKE3 of its signed bytes) per tenant: `committed` as in LMDB,
+        # `heads` including batches signed whose commit is still pending.
+        self.committed: dict[int, tuple[int, bytes]] = {}
         with store.read() as txn:
             for k, v in txn.cursor(db=store.db("chain_heads")):
-                self.heads[struct.unpack(">I", bytes(k))[0]] = (_SEQ.unpack(bytes(v[:8]))[0], bytes(v[8:40]))
+                self.committed[struct.unpack(">I", bytes(k))[0]] = (_SEQ.unpack(bytes(v[:8]))[0], bytes(v[8:40]))
+        self.heads = dict(self.committed)
         self.faults = {"sign": 0, "commit": 0}  # injected failures (tests and drills only)
         self.issued = 0
         self.failures = 0
@@ -124,72 +142,106 @@ class Issuer:
             backoff = 0.0 if ok else min(max(backoff * 2, 0.01), 1.0)
 
     async def drain(self) -> bool:
-        """Issue everything in the outbox; False if a batch failed (the caller backs off)."""
-        while True:
-            batch = self._read_outbox()
-            if not batch:
-                return True
-            for tenant, intents in batch.items():
-                if not await self._issue(tenant, intents):
-                    return False
+        """Issue everything in the outbox; False if a batch failed (the caller backs off).
 
-    def _read_outbox(self) -> OrderedDict[int, list[tuple[bytes, dict[str, Any]]]]:
-        groups: OrderedDict[int, list[tuple[bytes, dict[str, Any]]]] = OrderedDict()
+        Pipelined: up to `pipeline` batches are read at once; batch k+1 is signed (in Rust, without
+        the GIL) while batch k commits, since k's chain head is known once k is signed. A read
+        happens only when no commit is pending, so an intent is never read twice."""
+        while True:
+            chunk = self._read_outbox(self.batch_max * self.pipeline)
+            if not chunk:
+                return True
+            if not await self._issue_chunk(chunk):
+                return False
+
+    def _read_outbox(self, limit: int) -> OrderedDict[int, tuple[list[bytes], list[bytes]]]:
+        """Up to `limit` intents in key order, by tenant: (outbox keys, raw records). The records
+        are parsed in Rust, where they are signed."""
+        groups: OrderedDict[int, tuple[list[bytes], list[bytes]]] = OrderedDict()
         n = 0
         with self.store.read() as txn:
             for key, value in txn.cursor(db=self.store.db("outbox")):
                 k = bytes(key)
-                groups.setdefault(struct.unpack(">I", k[:4])[0], []).append((k, orjson.loads(value)))
+                keys, records = groups.setdefault(struct.unpack(">I", k[:4])[0], ([], []))
+                keys.append(k)
+                records.append(bytes(value))
                 n += 1
-                if n >= self.batch_max:
+                if n >= limit:
                     break
         return groups
 
-    def _sign(self, tenant: int, receipts: list[dict[str, Any]]) -> tuple[list[Any], bytes]:
+    def _sign(self, tenant: int, records: list[bytes], issued_at: str) -> tuple[list[Any], bytes, list[float]]:
         if self.faults["sign"] > 0:
             self.faults["sign"] -= 1
             raise RuntimeError("injected signing failure")
         seq, head = self.heads.get(tenant, (0, ZERO_HASH))
-        return self.keys.active.sign_batch(head, seq + 1, [orjson.dumps(r) for r in receipts])
+        return self.keys.active.issue_outbox(head, seq + 1, records, issued_at)
 
-    async def _issue(self, tenant: int, intents: list[tuple[bytes, dict[str, Any]]]) -> bool:
-        issued_at = time.time()
-        receipts = [{**rec["receipt"], "issued_at": rfc3339(issued_at)} for _, rec in intents]
+    async def _issue_chunk(self, chunk: OrderedDict[int, tuple[list[bytes], list[bytes]]]) -> bool:
         loop = asyncio.get_running_loop()
+        pending: _Batch | None = None  # signed, its commit submitted, not yet confirmed
+        for tenant, (keys, records) in chunk.items():
+            for i in range(0, len(keys), self.batch_max):
+                batch = _Batch(tenant, keys[i:i + self.batch_max], records[i:i + self.batch_max], time.time())
+                try:
+                    batch.signed, batch.head, batch.executed = await loop.run_in_executor(
+                        None, self._sign, tenant, batch.records, rfc3339(batch.issued_at))
+                except Exception as exc:
+                    if pending is not None:
+                        await self._confirm(pending)
+                    await self._fail(batch, exc)
+                    return False
+                self.heads[tenant] = (batch.signed[-1][0], batch.head)  # provisional until committed
+                if pending is not None and not await self._confirm(pending):
+                    return False  # this batch was signed on an uncommitted head: dropped, still queued
+                batch.commit = asyncio.wrap_future(
+                    self.writer.submit(self._commit_job(tenant, batch.keys, batch.signed, batch.head)))
+                pending = batch
+        return pending is None or await self._confirm(pending)
+
+    async def _confirm(self, batch: _Batch) -> bool:
+        """Wait for a batch's commit. On failure the chain heads go back to the committed ones
+        (batches signed after it are dropped: their intents are still in the outbox)."""
+        assert batch.commit is not None and batch.signed is not None
         try:
-            signed, head = await loop.run_in_executor(None, self._sign, tenant, receipts)
-            await asyncio.wrap_future(self.writer.submit(self._commit_job(tenant, intents, signed, head)))
+            await batch.commit
         except Exception as exc:
-            self.failures += 1
-            log.warning("issuing %d receipts of tenant %d failed: %s", len(intents), tenant, exc)
-            await asyncio.wrap_future(self.writer.submit(self._failed_job(intents, str(exc))))
+            self.heads = dict(self.committed)
+            await self._fail(batch, exc)
             return False
-        self.heads[tenant] = (signed[-1][0], head)
-        self.issued += len(signed)
-        self.on_issued([issued_at - rec["executed_ts"] for _, rec in intents])
+        self.committed[batch.tenant] = (batch.signed[-1][0], batch.head)
+        self.issued += len(batch.signed)
+        self.on_issued([batch.issued_at - ts for ts in batch.executed])
         return True
 
-    def _commit_job(self, tenant: int, intents: list[tuple[bytes, dict[str, Any]]], signed: list[Any],
+    async def _fail(self, batch: _Batch, exc: Exception) -> None:
+        self.failures += 1
+        log.warning("issuing %d receipts of tenant %d failed: %s", len(batch.keys), batch.tenant, exc)
+        await asyncio.wrap_future(self.writer.submit(self._failed_job(batch.keys, batch.records, str(exc))))
+
+    def _commit_job(self, tenant: int, keys: list[bytes], signed: list[tuple[int, bytes, bytes]],
                     head: bytes) -> Any:
         def job(txn: lmdb.Transaction) -> tuple[None, None]:
             if self.faults["commit"] > 0:
                 self.faults["commit"] -= 1
                 raise RuntimeError("injected storage failure")
             receipts, index, outbox = (self.store.db(n) for n in ("receipts", "receipt_index", "outbox"))
-            for (key, _), (seq, receipt_id, _, body) in zip(intents, signed):
-                rk = receipt_key(tenant, seq)
-                txn.put(rk, body, db=receipts)
-                txn.put(uuid.UUID(receipt_id).bytes, rk, db=index)
+            prefix = tenant_prefix(tenant)
+            rows = [(prefix + _SEQ.pack(seq), rid, body) for seq, rid, body in signed]
+            txn.cursor(db=receipts).putmulti([(rk, body) for rk, _, body in rows])
+            txn.cursor(db=index).putmulti([(rid, rk) for rk, rid, _ in rows])
+            for key in keys:
                 txn.delete(key, db=outbox)
-            txn.put(tenant_prefix(tenant), _SEQ.pack(signed[-1][0]) + head, db=self.store.db("chain_heads"))
+            txn.put(prefix, _SEQ.pack(signed[-1][0]) + head, db=self.store.db("chain_heads"))
             return None, None
 
         return job
 
-    def _failed_job(self, intents: list[tuple[bytes, dict[str, Any]]], error: str) -> Any:
+    def _failed_job(self, keys: list[bytes], records: list[bytes], error: str) -> Any:
         def job(txn: lmdb.Transaction) -> tuple[int, None]:
             moved = 0
-            for key, rec in intents:
+            for key, raw in zip(keys, records):
+                rec = orjson.loads(raw)
                 rec = {**rec, "attempts": rec["attempts"] + 1, "last_error": error}
                 if rec["attempts"] >= self.max_attempts:
                     txn.delete(key, db=self.store.db("outbox"))

@@ -1,9 +1,11 @@
-"""`python -m provgraph.bench actions`: receipts in-process, and the P1 mix over HTTP (1x, 3x peak, baseline)."""
+"""`python -m provgraph.bench actions`: receipts in-process, the P1 mix over HTTP (1x, 3x peak, baseline), and
+actions:batch vs single preflight+execute calls at the same action rate."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import tempfile
 import time
@@ -16,31 +18,40 @@ import numpy as np
 import orjson
 
 from provgraph.bench.decide import decision_bodies, prepare_policy
-from provgraph.bench.graph_http import q1_body, q2_body, start_loaded_server
+from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loaded_server
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
 from provgraph.config import DEFAULT_FLAGS, baseline_flags
 
-__all__ = ["main", "inproc_receipts"]
+__all__ = ["main", "inproc_receipts", "action_keys", "run_mix", "run_batch_vs_single", "batch_vs_single_summary",
+           "issuance_lag"]
 
 PEAK_RPS = 300
+ACTION_RATE = 300  # actions/s of the batch-vs-single comparison
+BURST = 20  # actions that become ready together: one actions:batch request, or BURST single flows
 # P1 (WORKLOADS.md): share of requests per flow; the floor runs at the total rate beside them.
 P1 = {"q1": 0.40, "q2": 0.10, "decide": 0.25, "preflight_execute": 0.15, "approval": 0.05, "receipt_verify": 0.05}
 
 
 # ---- in-process: sign + chain + commit ---------------------------------------------------------------
 def inproc_receipts(count: int) -> dict[str, Any]:
-    """Receipts/s through the real pipeline (outbox → sign → chain → LMDB commit) on one core."""
+    """Receipts/s through the real pipeline (outbox → sign → chain → LMDB commit), the process pinned
+    to one core: batches of 512 with 4 in flight (signing the next while the last commits) vs one
+    receipt at a time, each signed then committed before the next."""
     from provgraph.actions.pipeline import Issuer
     from provgraph.actions.signing import KeyRing
+    from provgraph.bench.server import pin_to_core
     from provgraph.store import Store, Writer
 
     out: dict[str, Any] = {"count": count}
-    for label, batch in (("batch_512", 512), ("one_by_one", 1)):
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    pin_to_core(min(affinity) if affinity else None)
+    out["cores"] = len(os.sched_getaffinity(0)) if affinity else os.cpu_count()
+    for label, batch, pipeline in (("batch_512", 512, 4), ("one_by_one", 1, 1)):
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp))
             writer = Writer(store)
-            issuer = Issuer(store, writer, KeyRing(store), batch_max=batch)
+            issuer = Issuer(store, writer, KeyRing(store), batch_max=batch, pipeline=pipeline)
             n = count if batch > 1 else max(count // 10, 200)
             intents = [_intent(i) for i in range(n)]
             store.write_direct(lambda txn: [issuer.put_intent(txn, 1, it, time.time()) for it in intents])
@@ -53,6 +64,8 @@ def inproc_receipts(count: int) -> dict[str, Any]:
                           "cpu_s_per_receipt_us": cpu / n * 1e6}
             writer.close()
             store.close()
+    if affinity:
+        os.sched_setaffinity(0, affinity)
     out["batch_over_single"] = out["batch_512"]["receipts_per_s"] / out["one_by_one"]["receipts_per_s"]
     return out
 
@@ -97,6 +110,25 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str, key: str 
         if resp.status != expect:
             raise RuntimeError(f"{method} {url} -> {resp.status}: {raw[:200]!r}")
         return orjson.loads(raw) if raw else None
+
+
+def action_keys(bench: GraphBench, decide_keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """What the P1 flows need on a loaded server: an operator, two approvers and a reader key on the first
+    tenant, /decide bodies (example bundle uploaded unless `decide_keys` says it is done), graph keys and seeds."""
+    wl = bench.workload
+    admin = bench.admin()
+    tenant = wl.tenants[0]
+    keys: dict[str, Any] = {"tenant": tenant, "admin": bench.server.admin_key, "receipts": [],
+                            "graph_keys": bench.keys,
+                            "seeds": [(t, int(s)) for t in wl.tenants for s in wl.seeds[t][:50].tolist()]}
+    if decide_keys is None:
+        decide_keys = prepare_policy(bench.server, wl.tenants[:4], create=False)
+    keys["decide"] = decision_bodies(decide_keys, 4096, 0.9)
+    for name, roles, scopes in (("op", ["operator"], ["read", "write"]), ("a1", ["security"], ["approve"]),
+                                ("a2", ["security"], ["approve"]), ("reader", ["viewer"], ["read"])):
+        keys[name] = admin.ok("POST", "/v1/admin/keys", {"tenant_id": tenant, "scopes": scopes,
+                                                         "actor": f"user:{name}", "roles": roles}, status=201)["key"]
+    return keys
 
 
 def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[str, Callable[..., Awaitable[None]]]:
@@ -202,7 +234,142 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
     return rows
 
 
-def _lag(base: str, keys: dict[str, Any]) -> dict[str, Any]:
+# ---- actions:batch vs single calls: the same bursts of actions, open loop ------------------------------
+def _deploy(mode: str, k: int, j: int) -> dict[str, Any]:
+    """A non-hazardous action the example policy allows an operator without approvals."""
+    return {"action": "deploy", "resource": {"type": "service", "id": f"svc-{(k * 31 + j) % 500}"},
+            "payload": {"mode": mode, "burst": k, "item": j}}
+
+
+async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: float, burst: int, duration: float,
+                      warmup: float, max_inflight: int) -> dict[str, Any]:
+    """Burst k of `burst` actions is ready at start + k*burst/action_rate; "single" runs each as preflight +
+    execute (2 round trips), "batch" sends the burst as one actions:batch request. Latency per action is from
+    the burst's intended ready time (coordinated omission corrected); round trips counted in the window."""
+    t, op = keys["tenant"], keys["op"]
+    receipts: list[str] = keys["receipts"]
+    period = burst / action_rate
+    total = max(int((duration + warmup) / period + 1e-9), 1)
+    first = min(math.ceil(warmup / period - 1e-9), total - 1)  # the first measured burst
+    rec = Recorder()
+    inflight = trips = dropped = 0
+    tasks: set[asyncio.Task[None]] = set()
+    conn = aiohttp.TCPConnector(limit=max_inflight, force_close=False)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        async def single(k: int, j: int, intended: float, record: bool) -> None:
+            nonlocal inflight, trips
+            body = _deploy(mode, k, j)
+            try:
+                trips += record
+                pf = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/preflight", op, body, 201)
+                trips += record
+                got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/{pf['preflight_id']}/execute",
+                                  op, body)
+                receipts.append(got["receipt_id"])
+                if record:
+                    rec.ok(mode, int((time.perf_counter() - intended) * 1e9))
+            except Exception as exc:  # noqa: BLE001 — every failure is counted
+                if record:
+                    rec.error(mode, f"{type(exc).__name__}: {exc}")
+            finally:
+                inflight -= 1
+
+        async def batch(k: int, intended: float, record: bool) -> None:
+            nonlocal inflight, trips
+            body = {"actions": [_deploy(mode, k, j) for j in range(burst)]}
+            try:
+                trips += record
+                got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions:batch", op, body)
+                ns = int((time.perf_counter() - intended) * 1e9)
+                results = got["results"]
+                for item in results:
+                    if "receipt_id" in item:
+                        receipts.append(item["receipt_id"])
+                        if record:
+                            rec.ok(mode, ns)
+                    elif record:
+                        rec.error(mode, f"item: {orjson.dumps(item).decode()}")
+                for _ in range(burst - len(results)):
+                    if record:
+                        rec.error(mode, f"{len(results)} results for {burst} actions")
+            except Exception as exc:  # noqa: BLE001 — a failed request fails every action in it
+                if record:
+                    for _ in range(burst):
+                        rec.error(mode, f"{type(exc).__name__}: {exc}")
+            finally:
+                inflight -= burst
+
+        def spawn(coro: Awaitable[None]) -> None:
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        start = time.perf_counter() + 0.01
+        for k in range(total):
+            intended = start + k * period
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            record = k >= first
+            if mode == "batch":
+                if inflight + burst > max_inflight:
+                    dropped += burst if record else 0
+                    continue
+                inflight += burst
+                spawn(batch(k, intended, record))
+                continue
+            for j in range(burst):
+                if inflight >= max_inflight:
+                    dropped += 1 if record else 0
+                    continue
+                inflight += 1
+                spawn(single(k, j, intended, record))
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+    lat = np.array(rec.lat.get(mode, []), dtype=np.int64)
+    pct = percentiles_us(lat)
+    errors = rec.errors.get(mode, 0)
+    return {"mode": mode, "bursts": total - first, "actions": len(lat), "errors": errors, "dropped": dropped,
+            "round_trips": trips, "round_trips_per_action": trips / max(len(lat) + errors, 1),
+            "p50_ms": pct["p50"] / 1e3, "p95_ms": pct["p95"] / 1e3, "p99_ms": pct["p99"] / 1e3,
+            "max_ms": pct["max"] / 1e3, "error_samples": rec.samples.get(mode, [])}
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 and not math.isnan(a) else float("nan")
+
+
+async def run_batch_vs_single(base: str, keys: dict[str, Any], action_rate: float = ACTION_RATE, burst: int = BURST,
+                              duration: float = 10.0, warmup: float = 2.0,
+                              max_inflight: int = 1024) -> dict[str, Any]:
+    """The same open-loop bursts (`action_rate` actions/s in bursts of `burst`) as single preflight+execute flows,
+    then as one actions:batch request per burst; ratios single/batch of round trips per action and of p95."""
+    res = {mode: await _run_bursts(base, keys, mode, action_rate, burst, duration, warmup, max_inflight)
+           for mode in ("single", "batch")}
+    s, b = res["single"], res["batch"]
+    rt_ratio = _ratio(s["round_trips_per_action"], b["round_trips_per_action"])
+    p95_ratio = _ratio(s["p95_ms"], b["p95_ms"])
+    return {"action_rate": action_rate, "burst": burst, "duration_s": duration, "warmup_s": warmup, **res,
+            "round_trips_single_over_batch": rt_ratio, "p95_single_over_batch": p95_ratio,
+            # the issue's acceptance: >= 10x fewer round trips and a lower p95 per action than single calls
+            "acceptance": {"round_trips_10x_fewer": rt_ratio >= 10, "p95_lower": p95_ratio > 1}}
+
+
+BVS_COLUMNS = ["mode", "actions", "errors", "dropped", "round_trips", "round_trips_per_action", "p50_ms", "p95_ms",
+               "p99_ms", "max_ms"]
+
+
+def batch_vs_single_summary(res: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """Table rows (one per mode) and a one-line verdict of `run_batch_vs_single`'s result."""
+    rows = [{k: v for k, v in res[m].items() if k != "error_samples"} for m in ("single", "batch")]
+    acc = res["acceptance"]
+    line = (f"batch vs single at {res['action_rate']:g} actions/s in bursts of {res['burst']}: "
+            f"{res['round_trips_single_over_batch']:.1f}x fewer round trips per action "
+            f"({'ok' if acc['round_trips_10x_fewer'] else 'FAIL'}: >= 10x), p95 single/batch "
+            f"{res['p95_single_over_batch']:.2f}x ({'ok' if acc['p95_lower'] else 'FAIL'}: batch lower)")
+    return rows, line
+
+
+def issuance_lag(base: str, keys: dict[str, Any]) -> dict[str, Any]:
     """Issuance lag from the receipts themselves (issued_at - executed_at) and DLQ depth."""
     from datetime import datetime
 
@@ -234,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--receipts", type=int, default=None, help="in-process receipts")
+    ap.add_argument("--action-rate", type=float, default=ACTION_RATE, help="actions/s, batch vs single")
+    ap.add_argument("--burst", type=int, default=BURST, help="actions per burst (one actions:batch request)")
     ap.add_argument("--out", default="bench-results/actions")
     a = ap.parse_args(argv)
     duration = a.duration or (4.0 if a.quick else 60.0)
@@ -241,25 +410,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     report: dict[str, Any] = {"inproc": inproc_receipts(a.receipts or (2_000 if a.quick else 20_000))}
     ip = report["inproc"]
-    print(f"in-process: {ip['batch_512']['receipts_per_s']:,.0f} receipts/s signed+chained+committed in batches "
-          f"of 512; one by one {ip['one_by_one']['receipts_per_s']:,.0f}/s ({ip['batch_over_single']:.1f}x)")
+    print(f"in-process, {ip['cores']} core: {ip['batch_512']['receipts_per_s']:,.0f} receipts/s signed+chained+committed "
+          f"in batches of 512 ({ip['batch_512']['cpu_s_per_receipt_us']:.1f} µs CPU each); one by one "
+          f"{ip['one_by_one']['receipts_per_s']:,.0f}/s ({ip['batch_over_single']:.1f}x)")
     nodes, edges = (5_000, 50_000) if a.quick else (200_000, 2_000_000)
     wl = generate_g1(nodes=nodes, edges=edges, tenants=20)
     bench = start_loaded_server(wl)
     rows: list[dict[str, Any]] = []
     try:
-        admin = bench.server.client()
-        tenant = wl.tenants[0]
-        keys: dict[str, Any] = {"tenant": tenant, "admin": bench.server.admin_key, "receipts": [],
-                                "graph_keys": bench.keys,
-                                "seeds": [(t, int(s)) for t in wl.tenants for s in wl.seeds[t][:50].tolist()]}
-        decide_keys = prepare_policy(bench.server, wl.tenants[:4], create=False)
-        keys["decide"] = decision_bodies(decide_keys, 4096, 0.9)
-        for name, roles, scopes in (("op", ["operator"], ["read", "write"]), ("a1", ["security"], ["approve"]),
-                                    ("a2", ["security"], ["approve"]), ("reader", ["viewer"], ["read"])):
-            keys[name] = admin.ok("POST", "/v1/admin/keys", {"tenant_id": tenant, "scopes": scopes,
-                                                             "actor": f"user:{name}", "roles": roles}, status=201)["key"]
+        keys = action_keys(bench)
         base = f"http://127.0.0.1:{bench.server.port}"
+        admin = bench.admin()
         runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1), ("optimized 3x", "on", 3)]
         if a.quick:
             runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
@@ -270,14 +431,24 @@ def main(argv: list[str] | None = None) -> int:
             res = asyncio.run(run_mix(base, keys, rate, duration, warmup))
             report[label] = {"rate": rate, "flows": res}
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
-        report["issuance"] = _lag(base, keys)
+        admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
+        print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
+              f"(flags on)")
+        report["batch_vs_single"] = asyncio.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,
+                                                                    warmup))
+        report["issuance"] = issuance_lag(base, keys)
     finally:
         bench.close()
     print(format_table(rows, COLUMNS))
+    bvs_rows, bvs_line = batch_vs_single_summary(report["batch_vs_single"])
+    print()
+    print(format_table(bvs_rows, BVS_COLUMNS))
+    print(bvs_line)
     iss = report["issuance"]
     print(f"issuance lag over {iss['receipts']} receipts: p50 {iss['lag_p50_ms']:.1f} ms, p95 {iss['lag_p95_ms']:.1f} ms, "
           f"p99 {iss['lag_p99_ms']:.1f} ms; DLQ depth {iss['dlq_depth']}")
     write_json(out / "actions.json", report)
-    (out / "actions.md").write_text(to_markdown(rows, COLUMNS))
+    (out / "actions.md").write_text("\n\n".join([to_markdown(rows, COLUMNS), to_markdown(bvs_rows, BVS_COLUMNS),
+                                                  bvs_line, ""]))
     print(f"wrote {out / 'actions.json'}")
     return 0

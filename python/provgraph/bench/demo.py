@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
+from provgraph.bench.actions import (
+    ACTION_RATE,
+    BURST,
+    action_keys,
+    batch_vs_single_summary,
+    issuance_lag,
+    run_batch_vs_single,
+    run_mix,
+)
 from provgraph.bench.decide import decision_bodies, prepare_policy, run_decide_load
 from provgraph.bench.graph_http import run_engine, start_loaded_server
 from provgraph.bench.loadgen import FlowResult
 from provgraph.bench.report import format_table, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
+from provgraph.config import DEFAULT_FLAGS, baseline_flags
 
 __all__ = ["run_demo"]
 
@@ -46,6 +57,23 @@ def _decide_table(runs: dict[str, dict[str, FlowResult]]) -> list[dict[str, Any]
     return [_row(labels[f], runs["off"][f], runs["on"][f]) for f in ("decide", "healthz")]
 
 
+def _flow_result(name: str, d: dict[str, Any]) -> FlowResult:
+    """A bench/actions.py result row (a P1 flow or a batch-vs-single mode) as a FlowResult."""
+    return FlowResult(name, ok=d.get("ok", d.get("actions", 0)), errors=d["errors"], dropped=d["dropped"],
+                      p50_ms=d["p50_ms"], p95_ms=d["p95_ms"], p99_ms=d["p99_ms"], max_ms=d["max_ms"],
+                      error_samples=d["error_samples"])
+
+
+def _actions_table(bvs: dict[str, Any], p1: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [_row(f"actions single (2 round trips each)→actions:batch (burst of {bvs['burst']})",
+                 _flow_result("single", bvs["single"]), _flow_result("batch", bvs["batch"]))]
+    labels = {"preflight_execute": "P1 preflight+execute (flags off→on)",
+              "approval": "P1 approval flow, 2 approvers (flags off→on)",
+              "receipt_verify": "P1 receipt read+verify (flags off→on)", "healthz": "/healthz floor (P1 runs)"}
+    return rows + [_row(label, _flow_result(f, p1["baseline"][f]), _flow_result(f, p1["optimized"][f]))
+                   for f, label in labels.items()]
+
+
 COLUMNS = ["flow", "base_p50_ms", "base_p95_ms", "base_p99_ms", "opt_p50_ms", "opt_p95_ms", "opt_p99_ms",
            "p50_better_%", "p95_better_%", "p99_better_%", "errors", "dropped"]
 
@@ -63,6 +91,8 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
     runs: dict[str, dict[str, FlowResult]] = {}
     decide_runs: dict[str, dict[str, FlowResult]] = {}
     decide_rate = PEAK_RPS * DECIDE_SHARE
+    p1_runs: dict[str, dict[str, Any]] = {}
+    bvs_duration = 3.0 if quick else duration
     try:
         for engine, label in (("lmdb", "baseline: graph.engine=lmdb"), ("csr", "optimized: graph.engine=csr")):
             print(f"  {label}: Q1 {0.8 * rate:g}/s + Q2 {0.2 * rate:g}/s open loop for {duration:g} s, "
@@ -76,11 +106,31 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
                   f"/healthz {decide_rate:g}/s beside it")
             flags = {"policy.cache": cache, "policy.vm": cache}
             decide_runs[cache] = run_decide_load(bench.server, reqs, flags, decide_rate, duration, warmup)
+        akeys = action_keys(bench, keys)
+        base = f"http://127.0.0.1:{bench.server.port}"
+        admin = bench.admin()
+        admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
+        print(f"  actions, all flags on: {ACTION_RATE} actions/s in bursts of {BURST}, each as preflight+execute "
+              f"then as one actions:batch request, {bvs_duration:g} s per mode")
+        bvs = asyncio.run(run_batch_vs_single(base, akeys, ACTION_RATE, BURST, bvs_duration, warmup))
+        for label, flags in (("baseline", baseline_flags()), ("optimized", DEFAULT_FLAGS)):
+            print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
+                  f"(flags {'off' if label == 'baseline' else 'on'})")
+            admin.ok("PUT", "/v1/admin/flags", flags)
+            p1_runs[label] = asyncio.run(run_mix(base, akeys, PEAK_RPS, duration, warmup))
+        issuance = issuance_lag(base, akeys)
     finally:
         bench.close()
-    rows = _table(runs) + _decide_table(decide_runs)
+    rows = _table(runs) + _decide_table(decide_runs) + _actions_table(bvs, p1_runs)
     print()
     print(format_table(rows, COLUMNS))
+    _, bvs_line = batch_vs_single_summary(bvs)
+    iss_line = (f"receipt issuance lag over {issuance['receipts']} receipts: p50 {issuance['lag_p50_ms']:.1f} ms, "
+                f"p95 {issuance['lag_p95_ms']:.1f} ms, p99 {issuance['lag_p99_ms']:.1f} ms; "
+                f"DLQ depth {issuance['dlq_depth']}")
+    print(f"{bvs_line}; round trips per action {bvs['single']['round_trips_per_action']:.2f} vs "
+          f"{bvs['batch']['round_trips_per_action']:.2f}")
+    print(iss_line)
     report = {
         "workload": {"name": "G1", "seed": seed, "nodes": nodes, "edges": edges, "tenants": 20},
         "profile": {"name": "P1 graph share", "rate": rate, "q1_rate": 0.8 * rate, "q2_rate": 0.2 * rate,
@@ -89,6 +139,10 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
         "runs": {e: {f: r.as_dict() for f, r in res.items()} for e, res in runs.items()},
         "decide": {"rate": decide_rate, "hit_ratio": HIT_RATIO,
                    "runs": {c: {f: r.as_dict() for f, r in res.items()} for c, res in decide_runs.items()}},
+        "actions": {"batch_vs_single": bvs,
+                    "p1": {"rate": PEAK_RPS, "floor_rate": PEAK_RPS, "duration_s": duration, "warmup_s": warmup,
+                           "runs": p1_runs},
+                    "issuance": issuance},
         "table": rows,
         "seconds": time.perf_counter() - t0,
     }
@@ -98,9 +152,16 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
           f"G1 seed {seed}: {nodes:,} nodes, {edges:,} edges, 20 tenants; ingest through the API "
           f"{bench.ingest['seconds']:.1f} s. Open loop, latency from intended send time; Q1 {0.8 * rate:g}/s, "
           f"Q2 {0.2 * rate:g}/s, /healthz {rate:g}/s for {duration:g} s per engine; /decide {decide_rate:g}/s with "
-          f"{HIT_RATIO:.0%} repeated keys, cache and bytecode VM off then on. Errors and drops: baseline/optimized.", "",
-          to_markdown(rows, COLUMNS)]
+          f"{HIT_RATIO:.0%} repeated keys, cache and bytecode VM off then on. Actions: {ACTION_RATE} actions/s in "
+          f"bursts of {BURST}, as preflight+execute pairs (baseline column) then one actions:batch request per burst "
+          f"(optimized column), all flags on, {bvs_duration:g} s each, latency per action from the burst's ready "
+          f"time; then the P1 mix at {PEAK_RPS} req/s (+ /healthz {PEAK_RPS}/s) with every flag off, then on, "
+          f"{duration:g} s each. Errors and drops: baseline/optimized.", "",
+          to_markdown(rows, COLUMNS), "", bvs_line + ".", "", iss_line + ".", ""]
     (out_dir / "demo.md").write_text("\n".join(md))
     print(f"\nwrote {out_dir / 'demo.json'} and {out_dir / 'demo.md'} ({report['seconds']:.0f} s)")
     errors = sum(r.errors for res in (runs["csr"], decide_runs["on"]) for r in res.values())
+    # the actions runs: both batch-vs-single modes run with every flag on, and the optimized P1 mix
+    errors += bvs["single"]["errors"] + bvs["batch"]["errors"]
+    errors += sum(r["errors"] for r in p1_runs["optimized"].values())
     return 1 if errors else 0

@@ -22,6 +22,13 @@ fn array32(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
 /// `(seq, receipt_id, signed_hash, receipt_json)` as returned to Python.
 type SignedRow<'py> = (u64, String, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
 
+/// `(seq, receipt_id as 16 bytes, receipt_json)`: what the issuer commits.
+type IssuedRow<'py> = (u64, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
+fn invalid(msg: impl Into<String>) -> CoreError {
+    CoreError::InvalidArgument(msg.into())
+}
+
 /// The issuer's Ed25519 key: signs batches of receipts into a tenant's chain.
 #[pyclass(module = "provgraph._core", frozen)]
 struct ReceiptSigner {
@@ -86,6 +93,58 @@ impl ReceiptSigner {
             })
             .collect();
         Ok((rows, PyBytes::new(py, &head)))
+    }
+
+    /// The issuer's path: `records` are outbox values `{"receipt": {…}, "executed_ts": t, …}`;
+    /// each receipt gets `issued_at` and is signed as in `sign_batch`. Returns the rows, the
+    /// new head and each record's `executed_ts` (for the issuance lag), with the GIL released
+    /// for all the parsing, canonicalization and signing.
+    fn issue_outbox<'py>(
+        &self,
+        py: Python<'py>,
+        prev_hash: &[u8],
+        next_seq: u64,
+        records: Vec<PyBackedBytes>,
+        issued_at: &str,
+    ) -> PyResult<(Vec<IssuedRow<'py>>, Bound<'py, PyBytes>, Vec<f64>)> {
+        let prev = array32(prev_hash, "prev_hash")?;
+        let key = &self.key;
+        let mut executed = Vec::with_capacity(records.len());
+        let (signed, head, ids) = py
+            .detach(|| {
+                let maps = records.iter().map(|b| {
+                    let Value::Object(mut rec) =
+                        parse_strict(b).map_err(|e| invalid(e.to_string()))?
+                    else {
+                        return Err(invalid("outbox record is not a JSON object"));
+                    };
+                    executed.push(rec.get("executed_ts").and_then(Value::as_f64).unwrap_or(f64::NAN));
+                    match rec.remove("receipt") {
+                        Some(Value::Object(mut receipt)) => {
+                            receipt.insert("issued_at".into(), Value::String(issued_at.to_owned()));
+                            Ok(receipt)
+                        }
+                        _ => Err(invalid("outbox record lacks its receipt object")),
+                    }
+                });
+                let (signed, head) = core::sign_iter(key, prev, next_seq, records.len(), maps)?;
+                let ids = signed
+                    .iter()
+                    .map(|s| {
+                        uuid::Uuid::parse_str(&s.receipt_id)
+                            .map(|u| *u.as_bytes())
+                            .map_err(|e| invalid(format!("receipt_id {:?}: {e}", s.receipt_id)))
+                    })
+                    .collect::<Result<Vec<[u8; 16]>, CoreError>>()?;
+                Ok::<_, CoreError>((signed, head, ids))
+            })
+            .map_err(to_py)?;
+        let rows = signed
+            .into_iter()
+            .zip(ids)
+            .map(|(s, id)| (s.seq, PyBytes::new(py, &id), PyBytes::new(py, &s.json)))
+            .collect();
+        Ok((rows, PyBytes::new(py, &head), executed))
     }
 
     fn __repr__(&self) -> String {
