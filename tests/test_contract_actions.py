@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import blake3
@@ -199,6 +200,22 @@ def test_dual_control(keys: dict[str, TenantApi]) -> None:
     assert wait_receipt(op, rj["receipt_id"])["action"] == "approval.reject"
     assert a2.post(f"{appr}/{pf['preflight_id']}/grant")[0] == 409
     assert op.post(f"{base}/{pf['preflight_id']}/execute", act("graph.delete", "graph", {"nodes": [9]}))[0] == 403
+
+
+def test_concurrent_grants_both_count(keys: dict[str, TenantApi]) -> None:
+    """Two approvers acting at the same moment (as the P1 approval flow does): neither grant is lost."""
+    op, a1, a2 = keys["op"], keys["a1"], keys["a2"]
+    base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
+    for n in range(10):
+        body = act("graph.delete", "graph", {"nodes": [1000 + n]})
+        pf = op.ok("POST", f"{base}/preflight", body, status=201)
+        with ThreadPoolExecutor(2) as pool:
+            grants = list(pool.map(lambda api: api.ok("POST", f"{appr}/{pf['preflight_id']}/grant"), (a1, a2)))
+        assert sorted(g["approvals"] for g in grants) == [1, 2]
+        assert sorted(g["status"] for g in grants) == ["approved", "pending_approval"]
+        done = op.ok("POST", f"{base}/{pf['preflight_id']}/execute", body)
+        receipt = wait_receipt(op, done["receipt_id"])
+        assert sorted(a["actor"] for a in receipt["approvals"]) == ["user:ann", "user:bob"]
 
 
 def test_batch_and_invariants(keys: dict[str, TenantApi], srv: Server) -> None:

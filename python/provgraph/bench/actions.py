@@ -157,8 +157,9 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
                 "payload": {"nodes": [10_000_000 + i]}}
         pf = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/preflight", op, body, 201)
         pid = pf["preflight_id"]
-        await _call(session, "POST", f"{base}/v1/tenants/{t}/approvals/{pid}/grant", a1)
-        await _call(session, "POST", f"{base}/v1/tenants/{t}/approvals/{pid}/grant", a2)
+        # the two approvers act independently, so at the same time (not one after the other)
+        await asyncio.gather(_call(session, "POST", f"{base}/v1/tenants/{t}/approvals/{pid}/grant", a1),
+                             _call(session, "POST", f"{base}/v1/tenants/{t}/approvals/{pid}/grant", a2))
         got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/{pid}/execute", op, body)
         receipts.append(got["receipt_id"])
 

@@ -11,7 +11,7 @@ from provgraph._core import policy_vm_fallbacks
 from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
-from provgraph.config import Config
+from provgraph.config import Config, apply_runtime_flags
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
 from provgraph.service.keys import (ACTIONS, CONFIG, GENERATED_ADMIN_KEY, GRAPH, ISSUER, KEYRING, METRICS, POLICY,
@@ -87,6 +87,7 @@ def create_app(config: Config | None = None) -> web.Application:
     # error_and_metrics is the only middleware: it wraps every handler, errors included.
     app = web.Application(middlewares=[error_and_metrics_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    apply_runtime_flags(config.flags)
     app[METRICS] = Metrics()
     app[READY] = {"ready": False}
     setup_storage(app)

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from provgraph.config import validate_flags
+from provgraph.config import apply_runtime_flags, validate_flags
 from provgraph.errors import BadRequestError
 from provgraph.service.http import authorize, json_response, read_json
 from provgraph.service.keys import CONFIG, GRAPH, REGISTRY
@@ -48,6 +48,7 @@ async def put_flags(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequestError('expected {"flag.name": "value", ...}')
     request.app[CONFIG].flags.update(validate_flags(body))
+    apply_runtime_flags(request.app[CONFIG].flags)
     return json_response({"flags": request.app[CONFIG].flags})
 
 
