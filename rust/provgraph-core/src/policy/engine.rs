@@ -29,6 +29,9 @@ thread_local! {
     static VMS: RefCell<Vec<(u64, RegoVM)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Instruction budget of one VM execution (beyond it the interpreter evaluates the rule).
+const VM_MAX_INSTRUCTIONS: usize = 50_000_000;
+
 /// Evaluations that fell back from the bytecode VM to the interpreter since the process started.
 pub fn vm_fallbacks() -> u64 {
     VM_FALLBACKS.load(Ordering::Relaxed)
@@ -206,6 +209,10 @@ impl VmProgram {
         vm.load_program(self.program.clone());
         // OPA's default, as for the interpreter: a built-in error makes the expression undefined.
         vm.set_strict_builtin_errors(false);
+        // regorus's default budget (25,000 instructions) would send data-heavy rules back to
+        // the interpreter on every call; the interpreter has no budget, so neither does this
+        // in practice.
+        vm.set_max_instructions(VM_MAX_INSTRUCTIONS);
         vm.set_data(self.data.clone()).map_err(|e| e.to_string())?;
         Ok(vm)
     }
@@ -614,6 +621,23 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn data_heavy_rule_stays_on_the_vm() {
+        let items: Vec<i64> = (0..30_000).map(|i| i % 7 - 3).collect();
+        let data = json!({"items": items}).to_string();
+        let b = bundle(
+            "package p\npositive := count([x | some x in data.items; x > input.min])\n",
+            &data,
+        );
+        let before = vm_fallbacks();
+        let want = b.eval("p/positive", Some(json!({"min": 0})), false).unwrap();
+        assert!(b.uses_vm("p/positive"));
+        let got = b.eval("p/positive", Some(json!({"min": 0})), true).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(want, Some(json!(12_856)));
+        assert_eq!(vm_fallbacks(), before, "the VM ran out of its instruction budget");
     }
 
     #[test]
