@@ -202,6 +202,24 @@ def test_dual_control(keys: dict[str, TenantApi]) -> None:
     assert op.post(f"{base}/{pf['preflight_id']}/execute", act("graph.delete", "graph", {"nodes": [9]}))[0] == 403
 
 
+@pytest.mark.parametrize("ack", ["applied", "durable"])
+def test_preflight_is_readable_and_executable_at_once(keys: dict[str, TenantApi], srv: Server, ack: str) -> None:
+    """actions.preflight_ack=applied answers before the fsync: the preflight must still be visible to
+    the very next GET and execute (read-your-writes), as with the durable baseline."""
+    op, admin = keys["op"], srv.api()
+    admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": ack})
+    try:
+        for i in range(30):
+            body = act("deploy", "service", {"ack": ack, "i": i}, rid=f"ack-{i}")
+            pf = op.ok("POST", f"/v1/tenants/{op.tenant}/actions/preflight", body, status=201)
+            got = op.ok("GET", f"/v1/tenants/{op.tenant}/actions/{pf['preflight_id']}")
+            assert got["status"] == "pending" and got["request_hash"] == pf["request_hash"]
+            done = op.ok("POST", f"/v1/tenants/{op.tenant}/actions/{pf['preflight_id']}/execute", body)
+            assert done["receipt_id"]
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": "applied"})
+
+
 def test_concurrent_grants_both_count(keys: dict[str, TenantApi]) -> None:
     """Two approvers acting at the same moment (as the P1 approval flow does): neither grant is lost."""
     op, a1, a2 = keys["op"], keys["a1"], keys["a2"]

@@ -18,11 +18,13 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "policy.cache": ("on", "off"),
     "policy.vm": ("on", "off"),
     "runtime.gil_switch": ("fast", "default"),
+    "actions.preflight_ack": ("applied", "durable"),
     "orchestration.batching": ("on", "off"),
 }
 DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
 BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "policy.vm": "off",
-                                  "runtime.gil_switch": "default", "orchestration.batching": "off"}
+                                  "runtime.gil_switch": "default", "actions.preflight_ack": "durable",
+                                  "orchestration.batching": "off"}
 
 # runtime.gil_switch: how long a thread may hold the GIL while another waits for it. Python's
 # default (5 ms) makes a request wait up to 5 ms whenever the group-commit writer thread and the

@@ -50,8 +50,16 @@ class ActionManager:
         self.store, self.writer, self.policy, self.graph, self.issuer = store, writer, policy, graph, issuer
         self.preflight_ttl_s = preflight_ttl_s
         self.db = store.db("preflights")
+        # preflights answered before their commit (flag actions.preflight_ack=applied), until it lands
+        self._unsynced: dict[tuple[int, str], dict[str, Any]] = {}
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def _visible(self, txn: lmdb.Transaction, tenant: int, preflight_id: str) -> dict[str, Any]:
+        """A preflight as a reader outside the writer sees it, including one answered before its
+        commit landed (read-your-writes)."""
+        pf = self._unsynced.get((tenant, preflight_id))
+        return pf if pf is not None else self._load(txn, tenant, preflight_id)
+
     def _load(self, txn: lmdb.Transaction, tenant: int, preflight_id: str) -> dict[str, Any]:
         raw = txn.get(_pf_key(tenant, preflight_id), db=self.db)
         if raw is None:
@@ -87,11 +95,16 @@ class ActionManager:
                 "required_approvers": _required_approvers(pf["obligations"])}
 
     # ---- preflight -------------------------------------------------------------------------------
-    async def preflight(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool) -> dict[str, Any]:
+    async def preflight(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool,
+                        durable: bool = True) -> dict[str, Any]:
+        """Decide and store a preflight. `durable=False` (flag actions.preflight_ack=applied) answers
+        once the record is applied in the writer's transaction, before its fsync: every later
+        execute, grant or reject (writes, applied in order) sees it; a crash in that window loses
+        it, and its execute then answers 404 — nothing was executed or receipted on it."""
         req = parse_action(body)
         pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
 
-        await asyncio.wrap_future(self.writer.submit(self._store_job(tenant, pf)))
+        await asyncio.wrap_future(self.writer.submit(self._store_job(tenant, pf), durable=durable))
         return self._preflight_answer(pf)
 
     # ---- execute ---------------------------------------------------------------------------------
@@ -173,7 +186,7 @@ class ActionManager:
         if idempotency_key is not None:
             idem = tenant_prefix(tenant.num) + blake3.blake3(idempotency_key.encode()).digest()
         with self.store.read() as txn:
-            pf = self._load(txn, tenant.num, preflight_id)  # 404 before anything else
+            pf = self._visible(txn, tenant.num, preflight_id)  # 404 before anything else
             first = txn.get(idem, db=self.store.db("idempotency")) if idem is not None else None
         if first is not None and orjson.loads(first)["preflight_id"] == preflight_id:
             response: dict[str, Any] = orjson.loads(first)["response"]
@@ -228,14 +241,18 @@ class ActionManager:
 
     def get_preflight(self, tenant: Tenant, preflight_id: str) -> dict[str, Any]:
         with self.store.read() as txn:
-            pf = self._load(txn, tenant.num, preflight_id)
+            pf = self._visible(txn, tenant.num, preflight_id)
         return {**self._preflight_answer(pf), "status": pf["status"], "approvals": pf["approvals"],
                 "execution": pf["execution"], "actor": pf["actor"]}
 
-    def _store_job(self, tenant: Tenant, pf: dict[str, Any]) -> Callable[[lmdb.Transaction], tuple[None, None]]:
-        def job(txn: lmdb.Transaction) -> tuple[None, None]:
+    def _store_job(self, tenant: Tenant, pf: dict[str, Any]
+                   ) -> Callable[[lmdb.Transaction], tuple[None, Callable[[], None]]]:
+        where = (tenant.num, pf["preflight_id"])
+
+        def job(txn: lmdb.Transaction) -> tuple[None, Callable[[], None]]:
             txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
-            return None, None
+            self._unsynced[where] = pf  # reads see it before the commit (read-your-writes)
+            return None, lambda: self._unsynced.pop(where, None)
 
         return job
 

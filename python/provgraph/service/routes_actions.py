@@ -24,7 +24,9 @@ def _cache_on(request: web.Request) -> bool:
 async def preflight(request: web.Request) -> web.Response:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
-    return json_response(await request.app[ACTIONS].preflight(key, tenant, body, _cache_on(request)), status=201)
+    durable = request.app[CONFIG].flags["actions.preflight_ack"] == "durable"
+    answer = await request.app[ACTIONS].preflight(key, tenant, body, _cache_on(request), durable)
+    return json_response(answer, status=201)
 
 
 async def execute(request: web.Request) -> web.Response:

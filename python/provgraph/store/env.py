@@ -101,6 +101,7 @@ class Store:
 class _Pending:
     job: Callable[[lmdb.Transaction], tuple[Any, Callable[[], None] | None]]
     future: Future[Any]
+    durable: bool = True
 
 
 class Writer:
@@ -119,9 +120,14 @@ class Writer:
         self.jobs = 0
         self._thread.start()
 
-    def submit(self, job: WriteJob[T]) -> Future[T]:
+    def submit(self, job: WriteJob[T], durable: bool = True) -> Future[T]:
+        """Queue `job`; its future resolves once the group is committed (fsync included). With
+        `durable=False` it resolves as soon as the job is applied inside the group's transaction:
+        writes queued after that see it (the writer applies jobs in order), readers see it once the
+        group commits, and a crash before that commit loses it. For records whose loss is harmless
+        to the caller (e.g. a preflight: its execute answers 404 and the client asks again)."""
         fut: Future[T] = Future()
-        self._queue.put(_Pending(job, fut))
+        self._queue.put(_Pending(job, fut, durable))
         return fut
 
     def close(self) -> None:
@@ -159,6 +165,8 @@ class Writer:
                         result, after = pending.job(child)
                         child.commit()
                         outcomes.append((True, result, after))
+                        if not pending.durable and not pending.future.done():
+                            pending.future.set_result(result)  # applied; the commit follows
                     except lmdb.MapFullError:
                         child.abort()
                         raise
@@ -173,12 +181,16 @@ class Writer:
             except BaseException as exc:
                 txn.abort()
                 for pending in group:
-                    pending.future.set_exception(exc)
+                    if pending.future.done():  # answered when applied: its write is lost
+                        log.error("write group failed after a non-durable job was answered: %s", exc)
+                    else:
+                        pending.future.set_exception(exc)
                 return
             break
         self.groups += 1
         self.jobs += len(group)
         for pending, (ok, value, after) in zip(group, outcomes):
+            answered = pending.future.done()  # when applied (durable=False)
             if not ok:
                 pending.future.set_exception(value)
                 continue
@@ -187,6 +199,8 @@ class Writer:
                     after()
             except Exception as exc:  # durable, but publishing failed: report, never hide
                 log.exception("post-commit step failed")
-                pending.future.set_exception(exc)
+                if not answered:
+                    pending.future.set_exception(exc)
                 continue
-            pending.future.set_result(value)
+            if not answered:
+                pending.future.set_result(value)

@@ -1,0 +1,93 @@
+"""The group-commit writer on a real LMDB: durable and applied-only answers, ordering, failures."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+
+from provgraph.store import Store, Writer
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def hold(writer: Writer) -> tuple[threading.Event, Any]:
+    """Occupy the writer with a group of its own until the returned event is set, so the jobs
+    queued meanwhile form the next group together."""
+    started, gate = threading.Event(), threading.Event()
+
+    def job(txn: lmdb.Transaction) -> tuple[bool, None]:
+        started.set()
+        return gate.wait(10), None
+
+    fut = writer.submit(job)
+    assert started.wait(10)
+    return gate, fut
+
+
+class GroupFailure(BaseException):
+    """Fails a whole group (Exceptions only roll back their own job)."""
+
+
+def put(store: Store, key: bytes, after: Any = None) -> Any:
+    def job(txn: lmdb.Transaction) -> tuple[bytes, Any]:
+        txn.put(key, b"v", db=store.db("outbox"))
+        return key, after
+
+    return job
+
+
+def read(store: Store, key: bytes) -> bytes | None:
+    with store.read() as txn:
+        raw = txn.get(key, db=store.db("outbox"))
+        return None if raw is None else bytes(raw)
+
+
+def test_applied_answer_then_commit_and_order(store: Store) -> None:
+    writer = Writer(store)
+    committed = threading.Event()
+    try:
+        gate, blocker = hold(writer)
+        early = writer.submit(put(store, b"a", committed.set), durable=False)
+        later = writer.submit(lambda txn: (txn.get(b"a", db=store.db("outbox")), None))
+        gate.set()
+        assert early.result(10) == b"a"
+        assert bytes(later.result(10)) == b"v"  # a later write sees the applied-only one
+        assert committed.wait(10)  # its post-commit step still runs
+        assert read(store, b"a") == b"v"
+        assert blocker.result(10) is True
+    finally:
+        writer.close()
+
+
+def test_group_failure_after_an_applied_answer(store: Store) -> None:
+    """The documented risk of durable=False: answered, then the group fails, the write is gone."""
+    writer = Writer(store)
+    try:
+        gate, blocker = hold(writer)  # the next two form one group
+        early = writer.submit(put(store, b"x"), durable=False)
+
+        def boom(txn: lmdb.Transaction) -> tuple[None, None]:
+            raise GroupFailure()
+
+        doomed = writer.submit(boom)
+        gate.set()
+        assert blocker.result(10) is True
+        assert early.result(10) == b"x"
+        with pytest.raises(GroupFailure):
+            doomed.result(10)
+        assert read(store, b"x") is None
+        # the writer keeps working after a failed group
+        assert writer.submit(put(store, b"y")).result(10) == b"y"
+        assert read(store, b"y") == b"v"
+    finally:
+        writer.close()
