@@ -345,3 +345,47 @@ def test_canonical_hashes_batch() -> None:
 @given(st.lists(_json, max_size=8))
 def test_canonical_hashes_match_reference(values: list[Any]) -> None:
     assert canonical_hashes(values) == [blake3.blake3(rfc8785.dumps(v)).digest() for v in values]
+
+
+def test_unsupported_type_error_runs_no_python_code() -> None:
+    """The error names the type without calling back into Python (a `str` subclass as a class's
+    `__name__` could otherwise run its `__str__` in the middle of the walk)."""
+    calls: list[str] = []
+
+    class Name(str):
+        def __str__(self) -> str:
+            calls.append("__str__")
+            return "hijacked"
+
+    weird = type(Name("Weird"), (), {})
+    for value in ({"a": [weird()]}, {"k": {"nested": (1, weird())}}):
+        with pytest.raises(InvalidArgumentError) as exc:
+            canonicalize(value)
+        assert "Weird" in str(exc.value)
+    with pytest.raises(InvalidArgumentError):
+        canonical_hashes([{"ok": 1}, [weird()]])
+    assert calls == []
+
+
+def test_canonical_hashes_of_a_list_shrunk_by_another_thread() -> None:
+    """Hashing a large item releases the GIL; a list shrunk meanwhile ends the batch cleanly
+    (its length is read again), never with a stale index."""
+    import threading
+
+    big = {"blob": "x" * 200_000}
+    for _ in range(20):
+        items: list[Any] = [big] * 200
+        stop = threading.Event()
+
+        def shrink() -> None:
+            while items and not stop.is_set():
+                items.pop()
+
+        t = threading.Thread(target=shrink)
+        t.start()
+        try:
+            got = canonical_hashes(items)
+        finally:
+            stop.set()
+            t.join()
+        assert all(d == canonical_hash(big) for d in got)

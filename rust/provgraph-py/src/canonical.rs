@@ -12,8 +12,10 @@
 //! (`PyDict_Next`, `PyList_GetItem`, `PyUnicode_AsUTF8AndSize`, ...), with exact-type pointer
 //! checks before the subclass checks, no reference counting and no per-call allocation (the
 //! output buffer and the member-sorting scratch are per-thread and reused). This is sound
-//! because none of the calls made while walking one value can run Python code or release
-//! the GIL: they only read objects (`PyLong_AsLongLongAndOverflow` and `PyLong_AsDouble` read
+//! because none of the calls made while walking one value on the success path can run
+//! Python code or release the GIL (building an error can — an exception object's allocation
+//! may collect garbage — so every error returns at once, never touching a borrowed pointer
+//! again): they only read objects (`PyLong_AsLongLongAndOverflow` and `PyLong_AsDouble` read
 //! an `int` or `int` subclass directly, `PyFloat_AsDouble` a `float` or subclass, never a
 //! `__index__`/`__float__` method) or allocate non-GC memory (the UTF-8 cache of a `str`).
 //! So nothing can mutate or free any part of the graph while it is being read. Errors are
@@ -132,6 +134,8 @@ impl<'py> Encoder<'_, 'py> {
     /// # Safety
     /// `obj` is a live object kept alive (by its owner) for the whole call, and the GIL is held.
     unsafe fn value(&mut self, obj: *mut ffi::PyObject, depth: usize) -> PyResult<()> {
+        // SAFETY: `obj` is live and the GIL is held (fn contract): the tests only read `ob_type` or
+        // compare addresses, and each branch passes `obj` on to the reader of the type it matched.
         unsafe {
             // Exact types first: pointer compares, no calls.
             if is_type(obj, addr_of_mut!(ffi::PyUnicode_Type)) {
@@ -163,8 +167,14 @@ impl<'py> Encoder<'_, 'py> {
 
     /// Subclasses of str, int, float, dict, list and tuple (bool cannot be subclassed);
     /// anything else is an error.
+    ///
+    /// # Safety
+    /// As for [`Self::value`]: `obj` is a live object kept alive for the whole call, GIL held.
     #[cold]
     unsafe fn subclass(&mut self, obj: *mut ffi::PyObject, depth: usize) -> PyResult<()> {
+        // SAFETY: `obj` is live (fn contract); the `Py*_Check`s only read its type's flags and each
+        // branch passes `obj` to the reader of the type it matched. `type_name` can run Python code
+        // (a `str`-subclass `__name__` with a `__str__`), but only on the way out with an error.
         unsafe {
             if ffi::PyUnicode_Check(obj) != 0 {
                 self.string(obj)
@@ -205,12 +215,17 @@ impl<'py> Encoder<'_, 'py> {
         })
     }
 
+    /// # Safety
+    /// `obj` is a live `str` (or subclass) and the GIL is held.
     unsafe fn string(&mut self, obj: *mut ffi::PyObject) -> PyResult<()> {
+        // SAFETY: `obj` is a live `str` (fn contract); `s` is only read before `obj` can go away.
         let s = unsafe { self.utf8(obj)? };
         jcs::write_string(s, self.out);
         Ok(())
     }
 
+    /// # Safety
+    /// `obj` is a live `int` (or subclass) and the GIL is held.
     unsafe fn int(&mut self, obj: *mut ffi::PyObject) -> PyResult<()> {
         let mut overflow = 0;
         // SAFETY: `obj` is an int (or subclass): read directly, no __index__ call.
@@ -220,6 +235,8 @@ impl<'py> Encoder<'_, 'py> {
             return Ok(());
         }
         // Beyond i64: rounded to nearest, ties to even, as Python's float(int).
+        // SAFETY: `obj` is a live int (or subclass), read directly (no `__float__`/`__index__`);
+        // a too-large value sets OverflowError, taken below before anything else is called.
         let f = unsafe { ffi::PyLong_AsDouble(obj) };
         if f == -1.0 {
             if let Some(e) = PyErr::take(self.py) {
@@ -235,42 +252,55 @@ impl<'py> Encoder<'_, 'py> {
         jcs::write_f64(f, self.out).map_err(to_py)
     }
 
+    /// # Safety
+    /// `obj` is a live `float` (or subclass) and the GIL is held.
     unsafe fn float(&mut self, obj: *mut ffi::PyObject) -> PyResult<()> {
         // SAFETY: `obj` is a float (or subclass): its value is read directly.
         let f = unsafe { ffi::PyFloat_AsDouble(obj) };
         jcs::write_f64(f, self.out).map_err(to_py)
     }
 
+    /// # Safety
+    /// `obj` is a live `list` (or subclass) kept alive for the whole call, the GIL is held, and
+    /// no Python code runs until the call returns `Ok` (see the module docs), so it is not resized.
     unsafe fn list(&mut self, obj: *mut ffi::PyObject, depth: usize) -> PyResult<()> {
         enter(depth)?;
         self.out.push(b'[');
         // SAFETY: `obj` is a list; the list cannot change during the walk.
         let n = unsafe { ffi::PyList_Size(obj) };
         for i in 0..n {
+            // SAFETY: `obj` is a live list and 0 <= i < len; the borrowed item is only prefetched.
             prefetch(unsafe { ffi::PyList_GetItem(obj, i) });
         }
         for i in 0..n {
             if i > 0 {
                 self.out.push(b',');
             }
+            // SAFETY: 0 <= i < n = len (the list is not resized: no Python code runs while items
+            // are walked, an error returns at once), so the item is non-null, borrowed from `obj`.
             unsafe { self.value(ffi::PyList_GetItem(obj, i), depth + 1)? };
         }
         self.out.push(b']');
         Ok(())
     }
 
+    /// # Safety
+    /// `obj` is a live `tuple` (or subclass) kept alive for the whole call, and the GIL is held.
     unsafe fn tuple(&mut self, obj: *mut ffi::PyObject, depth: usize) -> PyResult<()> {
         enter(depth)?;
         self.out.push(b'[');
         // SAFETY: `obj` is a tuple.
         let n = unsafe { ffi::PyTuple_Size(obj) };
         for i in 0..n {
+            // SAFETY: `obj` is a live tuple and 0 <= i < len; the borrowed item is only prefetched.
             prefetch(unsafe { ffi::PyTuple_GetItem(obj, i) });
         }
         for i in 0..n {
             if i > 0 {
                 self.out.push(b',');
             }
+            // SAFETY: 0 <= i < len of an immutable tuple: the item is non-null, borrowed from the
+            // tuple, which the caller keeps alive.
             unsafe { self.value(ffi::PyTuple_GetItem(obj, i), depth + 1)? };
         }
         self.out.push(b']');
@@ -279,6 +309,10 @@ impl<'py> Encoder<'_, 'py> {
 
     /// Members go to the shared `members` stack (this dict's at `base..end`), are sorted
     /// there in UTF-16 order, and written by index, as nested dicts push above `end`.
+    ///
+    /// # Safety
+    /// `obj` is a live `dict` (or subclass) kept alive for the whole call, the GIL is held, and no
+    /// Python code runs until the call returns `Ok` (see the module docs), so it is not mutated.
     unsafe fn dict(&mut self, obj: *mut ffi::PyObject, depth: usize) -> PyResult<()> {
         enter(depth)?;
         let base = self.members.len();
@@ -290,6 +324,7 @@ impl<'py> Encoder<'_, 'py> {
         while unsafe { ffi::PyDict_Next(obj, &mut pos, &mut key, &mut value) } != 0 {
             prefetch(value);
             if !is_type(key, addr_of_mut!(ffi::PyUnicode_Type))
+                // SAFETY: `key` is a live key borrowed from the dict; the check reads its type.
                 && unsafe { ffi::PyUnicode_Check(key) } == 0
             {
                 self.members.truncate(base);
@@ -298,6 +333,8 @@ impl<'py> Encoder<'_, 'py> {
                     type_name(self.py, key)
                 )));
             }
+            // SAFETY: `key` is a live `str` (checked above) held by the dict; `k` borrows its
+            // cached UTF-8, valid while the dict is unchanged, i.e. until this call returns.
             let k = match unsafe { self.utf8(key) } {
                 Ok(k) => k,
                 Err(e) => {
@@ -307,6 +344,7 @@ impl<'py> Encoder<'_, 'py> {
             };
             if sorted && self.members.len() > base {
                 let prev = self.members[self.members.len() - 1];
+                // SAFETY: `prev` was pushed by this call; its key is held by the unchanged dict.
                 sorted = jcs::cmp_utf16(unsafe { prev.key() }, k) == Ordering::Less;
             }
             self.members.push(Member {
@@ -324,8 +362,10 @@ impl<'py> Encoder<'_, 'py> {
             // can put two members with the same text into one dict.
             if let Some(w) = slice
                 .windows(2)
+                // SAFETY: members pushed by this call; their keys are held by the unchanged dict.
                 .find(|w| unsafe { w[0].key() == w[1].key() })
             {
+                // SAFETY: as above; the name is copied out before the members are truncated.
                 let name = unsafe { w[0].key() }.to_owned();
                 self.members.truncate(base);
                 return Err(InvalidArgumentError::new_err(format!(
@@ -340,8 +380,11 @@ impl<'py> Encoder<'_, 'py> {
             if i > base {
                 self.out.push(b',');
             }
+            // SAFETY: `m` is a member of this dict; its key is held by the dict, which no value
+            // walked so far has mutated (no Python code runs on success; errors break out below).
             jcs::write_string(unsafe { m.key() }, self.out);
             self.out.push(b':');
+            // SAFETY: `m.value` is a live value borrowed from the dict, for the reason just above.
             r = unsafe { self.value(m.value, depth + 1) };
             if r.is_err() {
                 break;
@@ -386,7 +429,9 @@ fn type_name(py: Python<'_>, obj: *mut ffi::PyObject) -> String {
     let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
     obj.get_type()
         .name()
-        .map(|n| n.to_string())
+        // `to_string_lossy` reads the UTF-8 of the name directly; `to_string` would call
+        // `__str__`, which a `str` subclass used as `__name__` can override (Python code).
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "object".into())
 }
 
@@ -443,10 +488,12 @@ fn canonical_hashes<'py>(
         };
         let mut digests = Vec::new();
         if let Ok(list) = objs.cast::<PyList>() {
-            let n = list.len();
-            digests.reserve(n);
-            for i in 0..n {
-                if i + PREFETCH_AHEAD < n {
+            digests.reserve(list.len());
+            let mut i = 0;
+            // The length is read again each time: hashing a large item releases the GIL, and
+            // another thread may shrink the list meanwhile.
+            while i < list.len() {
+                if i + PREFETCH_AHEAD < list.len() {
                     // SAFETY: in range; the borrowed pointer is only prefetched.
                     prefetch(unsafe {
                         ffi::PyList_GetItem(list.as_ptr(), (i + PREFETCH_AHEAD) as _)
@@ -455,6 +502,7 @@ fn canonical_hashes<'py>(
                 // Owned, as a plain `for` loop over the list would hold it.
                 let item = list.get_item(i)?;
                 digests.push(hash(i, &item)?);
+                i += 1;
             }
         } else if let Ok(tuple) = objs.cast::<PyTuple>() {
             digests.reserve(tuple.len());
