@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from provgraph.bench.server import JsonClient, ServerProcess
 
 ADMIN_KEY = "pga_test_admin_key_0123456789"

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from provgraph.bench.workloads import generate_g1, write_tenant_csv, write_tenant_npz
 from provgraph.graph.reference import NumpyCsr
 
 
 def _load(data: Path, tenant: str, file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "provgraph", "load", "--tenant", tenant, "--data-dir", str(data),
-                           str(file)], capture_output=True, text=True, timeout=300)
+                           str(file)], capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_load_csv_and_npz_then_serve(tmp_path: Path, server_factory: Any) -> None:

@@ -372,16 +372,15 @@ def test_canonical_hashes_of_a_list_shrunk_by_another_thread() -> None:
     (its length is read again), never with a stale index."""
     import threading
 
+    def shrink(items: list[Any], stop: threading.Event) -> None:
+        while items and not stop.is_set():
+            items.pop()
+
     big = {"blob": "x" * 200_000}
     for _ in range(20):
         items: list[Any] = [big] * 200
         stop = threading.Event()
-
-        def shrink() -> None:
-            while items and not stop.is_set():
-                items.pop()
-
-        t = threading.Thread(target=shrink)
+        t = threading.Thread(target=shrink, args=(items, stop))
         t.start()
         try:
             got = canonical_hashes(items)

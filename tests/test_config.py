@@ -5,8 +5,13 @@ from __future__ import annotations
 import sys
 
 import pytest
-
-from provgraph.config import DEFAULT_FLAGS, FLAG_CHOICES, apply_runtime_flags, baseline_flags, validate_flags
+from provgraph.config import (
+    DEFAULT_FLAGS,
+    FLAG_CHOICES,
+    apply_runtime_flags,
+    baseline_flags,
+    validate_flags,
+)
 from provgraph.errors import InvalidArgumentError
 
 

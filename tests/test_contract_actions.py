@@ -9,12 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import blake3
-import orjson
 import pytest
 import rfc8785
-from nacl.signing import VerifyKey
-
 from conftest import Api, Server
+from nacl.signing import VerifyKey
 from provgraph.policy.bundle import load_example_bundle
 
 GZ = {"Content-Type": "application/gzip"}
@@ -227,8 +225,10 @@ def test_concurrent_grants_both_count(keys: dict[str, TenantApi]) -> None:
     for n in range(10):
         body = act("graph.delete", "graph", {"nodes": [1000 + n]})
         pf = op.ok("POST", f"{base}/preflight", body, status=201)
+        grant = f"{appr}/{pf['preflight_id']}/grant"
         with ThreadPoolExecutor(2) as pool:
-            grants = list(pool.map(lambda api: api.ok("POST", f"{appr}/{pf['preflight_id']}/grant"), (a1, a2)))
+            futures = [pool.submit(api.ok, "POST", grant) for api in (a1, a2)]
+            grants = [f.result() for f in futures]
         assert sorted(g["approvals"] for g in grants) == [1, 2]
         assert sorted(g["status"] for g in grants) == ["approved", "pending_approval"]
         done = op.ok("POST", f"{base}/{pf['preflight_id']}/execute", body)

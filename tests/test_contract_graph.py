@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from conftest import Api, Server
 
 _ids = itertools.count()

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from conftest import Api, Server
 from provgraph.policy.bundle import build_bundle, example_bundle_dir, load_example_bundle
 
@@ -31,8 +30,8 @@ def bundle(revision: str, extra: dict[str, str | bytes] | None = None,
 
 
 def put(admin: Api, raw: bytes, name: str = "authz", activate: bool = True) -> tuple[int, Any]:
-    status, headers, body = admin.raw("PUT", f"/v1/bundles/{name}{'' if activate else '?activate=false'}",
-                                      raw, GZ)
+    status, _, body = admin.raw("PUT", f"/v1/bundles/{name}{'' if activate else '?activate=false'}",
+                                raw, GZ)
     return status, orjson.loads(body)
 
 
@@ -304,7 +303,7 @@ def test_decision_log_and_stats(analyst: TenantApi, policy_server: Server) -> No
     stats = admin.ok("GET", "/v1/bundles/authz/stats")
     assert stats["stats"]["evaluations"] >= 1 and 0 <= stats["stats"]["hit_rate"] <= 1
     assert "p99_us" in stats["stats"]
-    status, text = admin.with_key(None).call("GET", "/metrics")
+    _, text = admin.with_key(None).call("GET", "/metrics")
     assert b"provgraph_policy_decision_duration_seconds_bucket" in text
 
 
@@ -331,8 +330,8 @@ def test_download_long_polling(analyst: TenantApi, policy_server: Server) -> Non
 
     def poll() -> None:
         client = analyst.with_key(analyst.key)
-        s, h, raw = client.raw("GET", "/v1/bundles/authz/download", headers={"If-None-Match": etag,
-                                                                            "Prefer": "wait=20"})
+        s, h, _ = client.raw("GET", "/v1/bundles/authz/download", headers={"If-None-Match": etag,
+                                                                          "Prefer": "wait=20"})
         answer.update(status=s, etag=h.get("etag"), revision=h.get("x-bundle-revision"), at=time.monotonic())
 
     waiter = threading.Thread(target=poll)

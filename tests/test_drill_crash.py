@@ -6,8 +6,6 @@ import threading
 import time
 from typing import Any
 
-from conftest import Api
-
 BATCH = 200
 WRITERS = 3
 

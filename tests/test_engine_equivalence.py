@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
 from provgraph._core import CsrGraph
 from provgraph.bench.workloads import GraphWorkload, generate_g1
 from provgraph.graph.bulk import bulk_load
@@ -90,7 +90,7 @@ def _run(tmp_path: Path, wl: GraphWorkload, per_tenant: int) -> int:
         checked = 0
         for num, t in enumerate(wl.tenants, start=1):
             ids, types = wl.tenant_nodes(t)
-            store.write_direct(lambda txn: tables.put_nodes(txn, num, NodeBatch(ids, types, [b""] * len(ids))))
+            store.write_direct(partial(tables.put_nodes, tenant=num, batch=NodeBatch(ids, types, [b""] * len(ids))))
             src, dst, w, et = wl.tenant_edges(t)
             bulk_load(store, num, EdgeBatch(src, dst, w, et))
             checked += _check_tenant(wl, t, num, LmdbGraphEngine(tables, store.env), per_tenant)

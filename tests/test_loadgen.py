@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-
 from provgraph.bench.loadgen import Flow, FlowResult, health_flow, run, side_by_side
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 
@@ -328,7 +327,7 @@ def test_k6_graph_script(tmp_path: Path) -> None:
         )
         cp = subprocess.run(
             [k6, "run", "--quiet", "--no-usage-report", str(K6_SCRIPT)],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env, capture_output=True, text=True, timeout=120, check=False,
         )
     finally:
         _stop(proc)

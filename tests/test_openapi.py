@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import orjson
-
 from provgraph.config import Config
 from provgraph.service import create_app
 

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from provgraph.graph.manager import GraphManager
 from provgraph.graph.model import DeleteBatch, EdgeBatch, NodeBatch
 from provgraph.graph.reference import NumpyCsr

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from provgraph.bench.workloads import generate_g1
 from provgraph.graph.reference import DEFAULT_TOPN_EDGE_TYPES, NumpyCsr
 

@@ -8,5 +8,5 @@ import sys
 
 def test_stubtest_passes() -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy.stubtest", "provgraph._core"], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,7 +13,7 @@ from test_contract_actions import act, all_receipts, run_action, setup_tenant, w
 
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "provgraph", "verify", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from provgraph.bench import workloads
 from provgraph.bench.workloads import (
     GraphWorkload,

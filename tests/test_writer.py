@@ -9,7 +9,6 @@ from typing import Any
 
 import lmdb
 import pytest
-
 from provgraph.store import Store, Writer
 
 

@@ -157,7 +157,7 @@ class CsrGraph:
     @property
     def memory_bytes(self) -> int: ...
 
-__all__ += ["PolicyBundle", "DecisionCache", "policy_vm_fallbacks"]
+__all__ += ["DecisionCache", "PolicyBundle", "policy_vm_fallbacks"]
 
 @final
 class PolicyBundle:

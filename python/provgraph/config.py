@@ -9,7 +9,7 @@ from typing import Any
 
 from provgraph.errors import InvalidArgumentError
 
-__all__ = ["Config", "FLAG_CHOICES", "DEFAULT_FLAGS", "baseline_flags", "apply_runtime_flags"]
+__all__ = ["DEFAULT_FLAGS", "FLAG_CHOICES", "Config", "apply_runtime_flags", "baseline_flags"]
 
 # Every optimization sits behind a flag; the first choice is the optimized path and the
 # baseline ("rollback") value is given by `baseline_flags`.

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ProvgraphError",
     "BadRequestError",
-    "UnauthorizedError",
-    "ForbiddenError",
-    "NotFoundError",
     "ConflictError",
-    "PayloadTooLargeError",
-    "UnsupportedMediaTypeError",
+    "ForbiddenError",
     "InvalidArgumentError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProvgraphError",
+    "UnauthorizedError",
     "UnknownNodeError",
     "UnknownTenantError",
+    "UnsupportedMediaTypeError",
 ]
 
 

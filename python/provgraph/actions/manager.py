@@ -6,20 +6,26 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import blake3
-import lmdb
 import orjson
 
 from provgraph._core import uuid7
 from provgraph.actions.model import ActionRequest, hash_hex, parse_action, rfc3339
 from provgraph.actions.pipeline import Issuer
-from provgraph.errors import (BadRequestError, ConflictError, ForbiddenError, NotFoundError, ProvgraphError)
+from provgraph.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ProvgraphError,
+)
 from provgraph.graph.manager import GraphManager
 from provgraph.graph.model import parse_delete, parse_edges
 from provgraph.policy.manager import PolicyManager
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import tenant_prefix
 from provgraph.tenancy import KeyRecord, Tenant
 
@@ -54,13 +60,13 @@ class ActionManager:
         self._unsynced: dict[tuple[int, str], dict[str, Any]] = {}
 
     # ---- helpers ---------------------------------------------------------------------------------
-    def _visible(self, txn: lmdb.Transaction, tenant: int, preflight_id: str) -> dict[str, Any]:
+    def _visible(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
         """A preflight as a reader outside the writer sees it, including one answered before its
         commit landed (read-your-writes)."""
         pf = self._unsynced.get((tenant, preflight_id))
         return pf if pf is not None else self._load(txn, tenant, preflight_id)
 
-    def _load(self, txn: lmdb.Transaction, tenant: int, preflight_id: str) -> dict[str, Any]:
+    def _load(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
         raw = txn.get(_pf_key(tenant, preflight_id), db=self.db)
         if raw is None:
             raise NotFoundError(f"unknown preflight {preflight_id!r}", {"preflight_id": preflight_id})
@@ -125,7 +131,7 @@ class ActionManager:
             raise ForbiddenError("dual control: approvals missing",
                                  {"required_approvers": need, "approvals": len(pf["approvals"])})
 
-    def _effect(self, req: ActionRequest) -> Callable[[lmdb.Transaction, int], tuple[Any, Callable[[], None] | None]]:
+    def _effect(self, req: ActionRequest) -> Callable[[Txn, int], tuple[Any, Callable[[], None] | None]]:
         """Validate the effect now (bad input writes nothing); return what applies it in the transaction."""
         if req.action == "graph.write":
             if not isinstance(req.payload, dict):
@@ -138,11 +144,11 @@ class ActionManager:
         return lambda txn, t: ({"payload_hash": hash_hex(req.payload)}, None)
 
     def _execute_job(self, tenant: Tenant, pf_id: str | None, new_pf: dict[str, Any] | None, req: ActionRequest,
-                     idem: bytes | None) -> Callable[[lmdb.Transaction], tuple[dict[str, Any], Callable[[], None]]]:
+                     idem: bytes | None) -> Callable[[Txn], tuple[dict[str, Any], Callable[[], None]]]:
         effect = self._effect(req)
         receipt_id = uuid7()
 
-        def job(txn: lmdb.Transaction) -> tuple[dict[str, Any], Callable[[], None]]:
+        def job(txn: Txn) -> tuple[dict[str, Any], Callable[[], None]]:
             now = time.time()
             if idem is not None:
                 first = txn.get(idem, db=self.store.db("idempotency"))
@@ -201,7 +207,7 @@ class ActionManager:
         """A grant or a reject by `key`'s actor; each is itself a receipt."""
         receipt_id = uuid7()
 
-        def job(txn: lmdb.Transaction) -> tuple[dict[str, Any], Callable[[], None]]:
+        def job(txn: Txn) -> tuple[dict[str, Any], Callable[[], None]]:
             now = time.time()
             pf = self._load(txn, tenant.num, preflight_id)
             need = _required_approvers(pf["obligations"])
@@ -246,13 +252,16 @@ class ActionManager:
                 "execution": pf["execution"], "actor": pf["actor"]}
 
     def _store_job(self, tenant: Tenant, pf: dict[str, Any]
-                   ) -> Callable[[lmdb.Transaction], tuple[None, Callable[[], None]]]:
+                   ) -> Callable[[Txn], tuple[None, Callable[[], None]]]:
         where = (tenant.num, pf["preflight_id"])
 
-        def job(txn: lmdb.Transaction) -> tuple[None, Callable[[], None]]:
+        def job(txn: Txn) -> tuple[None, Callable[[], None]]:
             txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
             self._unsynced[where] = pf  # reads see it before the commit (read-your-writes)
-            return None, lambda: self._unsynced.pop(where, None)
+            return None, synced
+
+        def synced() -> None:
+            self._unsynced.pop(where, None)
 
         return job
 
@@ -270,9 +279,10 @@ class ActionManager:
         if not 1 <= len(items) <= MAX_BATCH:
             raise BadRequestError(f"a batch holds 1 to {MAX_BATCH} actions", {"count": len(items)})
         results: list[dict[str, Any] | None] = [None] * len(items)
-        queued: list[tuple[int, Any]] = []
+        # A stored denied/pending preflight's job answers None, an execution's the receipt fields.
+        queued: list[tuple[int, Future[dict[str, Any] | None]]] = []
 
-        async def finish(i: int, fut: Any) -> None:
+        async def finish(i: int, fut: Future[dict[str, Any] | None]) -> None:
             try:
                 value = await asyncio.wrap_future(fut)
             except ProvgraphError as exc:
@@ -283,6 +293,7 @@ class ActionManager:
                               "result_hash": value["result_hash"]}
 
         for i, item in enumerate(items):
+            fut: Future[dict[str, Any] | None]
             try:
                 req = parse_action(item)
                 pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))

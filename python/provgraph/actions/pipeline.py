@@ -12,15 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import lmdb
 import orjson
 
 from provgraph.actions.model import rfc3339
 from provgraph.actions.signing import KeyRing
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, tenant_prefix
 
-__all__ = ["Issuer", "ReceiptLog", "intent_key", "ZERO_HASH"]
+__all__ = ["ZERO_HASH", "Issuer", "ReceiptLog", "intent_key"]
 
 log = logging.getLogger(__name__)
 ZERO_HASH = bytes(32)
@@ -116,7 +115,7 @@ class Issuer:
         if self._loop is not None and self._event is not None:
             self._loop.call_soon_threadsafe(self._event.set)
 
-    def put_intent(self, txn: lmdb.Transaction, tenant: int, intent: dict[str, Any], executed_ts: float) -> None:
+    def put_intent(self, txn: Txn, tenant: int, intent: dict[str, Any], executed_ts: float) -> None:
         """Queue a receipt (every field but seq, prev_hash, issued_at, signer, signature) in the outbox."""
         record = {"receipt": intent, "attempts": 0, "executed_ts": executed_ts}
         txn.put(intent_key(tenant, intent["receipt_id"]), orjson.dumps(record), db=self.store.db("outbox"))
@@ -184,18 +183,20 @@ class Issuer:
             for i in range(0, len(keys), self.batch_max):
                 batch = _Batch(tenant, keys[i:i + self.batch_max], records[i:i + self.batch_max], time.time())
                 try:
-                    batch.signed, batch.head, batch.executed = await loop.run_in_executor(
+                    signed, head, executed = await loop.run_in_executor(
                         None, self._sign, tenant, batch.records, rfc3339(batch.issued_at))
-                except Exception as exc:
+                # Any signing failure (key, encoding, injected fault) fails the batch, never the loop.
+                except Exception as exc:  # noqa: BLE001 — deliberate, see above
                     if pending is not None:
                         await self._confirm(pending)
                     await self._fail(batch, exc)
                     return False
-                self.heads[tenant] = (batch.signed[-1][0], batch.head)  # provisional until committed
+                batch.signed, batch.head, batch.executed = signed, head, executed
+                self.heads[tenant] = (signed[-1][0], head)  # provisional until committed
                 if pending is not None and not await self._confirm(pending):
                     return False  # this batch was signed on an uncommitted head: dropped, still queued
                 batch.commit = asyncio.wrap_future(
-                    self.writer.submit(self._commit_job(tenant, batch.keys, batch.signed, batch.head)))
+                    self.writer.submit(self._commit_job(tenant, batch.keys, signed, head)))
                 pending = batch
         return pending is None or await self._confirm(pending)
 
@@ -205,7 +206,8 @@ class Issuer:
         assert batch.commit is not None and batch.signed is not None
         try:
             await batch.commit
-        except Exception as exc:
+        # Any commit failure rolls the heads back and fails the batch, never the loop.
+        except Exception as exc:  # noqa: BLE001 — deliberate, see above
             self.heads = dict(self.committed)
             await self._fail(batch, exc)
             return False
@@ -221,7 +223,7 @@ class Issuer:
 
     def _commit_job(self, tenant: int, keys: list[bytes], signed: list[tuple[int, bytes, bytes]],
                     head: bytes) -> Any:
-        def job(txn: lmdb.Transaction) -> tuple[None, None]:
+        def job(txn: Txn) -> tuple[None, None]:
             if self.faults["commit"] > 0:
                 self.faults["commit"] -= 1
                 raise RuntimeError("injected storage failure")
@@ -238,7 +240,7 @@ class Issuer:
         return job
 
     def _failed_job(self, keys: list[bytes], records: list[bytes], error: str) -> Any:
-        def job(txn: lmdb.Transaction) -> tuple[int, None]:
+        def job(txn: Txn) -> tuple[int, None]:
             moved = 0
             for key, raw in zip(keys, records):
                 rec = orjson.loads(raw)
@@ -268,7 +270,7 @@ class Issuer:
         """Move DLQ entries (all, or the given receipt ids) back to the outbox with fresh attempts."""
         wanted = None if receipt_ids is None else {uuid.UUID(r).bytes for r in receipt_ids}
 
-        def job(txn: lmdb.Transaction) -> tuple[int, Callable[[], None]]:
+        def job(txn: Txn) -> tuple[int, Callable[[], None]]:
             moved = []
             for key, value in txn.cursor(db=self.store.db("dlq")):
                 k = bytes(key)

@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import orjson
 
 from provgraph._core import ReceiptSigner
-from provgraph.store import Store
+from provgraph.store import Store, Txn
 
 __all__ = ["KeyRing"]
 
@@ -53,7 +52,7 @@ class KeyRing:
                                "public_key": base64.b64encode(signer.public_key).decode(),
                                "created_at": time.time()})
 
-        def job(txn: lmdb.Transaction) -> None:
+        def job(txn: Txn) -> None:
             txn.put(signer.key_id.encode(), record, db=self.store.db("signing_keys"))
             txn.put(_ACTIVE, signer.key_id.encode(), db=self.store.db("meta"))
 

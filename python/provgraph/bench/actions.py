@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,15 @@ from provgraph.bench.report import format_table, percentiles_us, to_markdown, wr
 from provgraph.bench.workloads import generate_g1
 from provgraph.config import DEFAULT_FLAGS, baseline_flags
 
-__all__ = ["main", "inproc_receipts", "action_keys", "run_mix", "run_batch_vs_single", "batch_vs_single_summary",
-           "issuance_lag"]
+__all__ = [
+    "action_keys",
+    "batch_vs_single_summary",
+    "inproc_receipts",
+    "issuance_lag",
+    "main",
+    "run_batch_vs_single",
+    "run_mix",
+]
 
 PEAK_RPS = 300
 ACTION_RATE = 300  # actions/s of the batch-vs-single comparison
@@ -41,7 +49,11 @@ def inproc_receipts(count: int) -> dict[str, Any]:
     from provgraph.actions.pipeline import Issuer
     from provgraph.actions.signing import KeyRing
     from provgraph.bench.server import pin_to_core
-    from provgraph.store import Store, Writer
+    from provgraph.store import Store, Txn, Writer
+
+    def put_intents(issuer: Issuer, intents: list[dict[str, Any]], txn: Txn) -> None:
+        for it in intents:
+            issuer.put_intent(txn, 1, it, time.time())
 
     out: dict[str, Any] = {"count": count}
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
@@ -54,7 +66,7 @@ def inproc_receipts(count: int) -> dict[str, Any]:
             issuer = Issuer(store, writer, KeyRing(store), batch_max=batch, pipeline=pipeline)
             n = count if batch > 1 else max(count // 10, 200)
             intents = [_intent(i) for i in range(n)]
-            store.write_direct(lambda txn: [issuer.put_intent(txn, 1, it, time.time()) for it in intents])
+            store.write_direct(partial(put_intents, issuer, intents))
             t0 = time.perf_counter()
             cpu0 = time.process_time()
             asyncio.run(issuer.drain())

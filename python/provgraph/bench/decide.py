@@ -19,7 +19,7 @@ from provgraph.bench.report import format_table, percentiles_us, to_markdown, wr
 from provgraph.bench.server import ServerProcess, pin_to_core
 from provgraph.policy.bundle import load_example_bundle, parse_bundle
 
-__all__ = ["main", "decision_bodies", "prepare_policy", "start_policy_server", "run_decide_load"]
+__all__ = ["decision_bodies", "main", "prepare_policy", "run_decide_load", "start_policy_server"]
 
 ROLES = [("analyst",), ("viewer",), ("operator",), ("analyst", "cleared"), ("security",)]
 ACTIONS = [("graph.read", "graph"), ("graph.query", "graph"), ("graph.write", "graph"), ("export.create", "export"),

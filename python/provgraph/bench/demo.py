@@ -149,14 +149,14 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "demo.json", report)
     md = ["# provgraph demo — baseline vs optimized on the P1 flows", "",
-          f"G1 seed {seed}: {nodes:,} nodes, {edges:,} edges, 20 tenants; ingest through the API "
-          f"{bench.ingest['seconds']:.1f} s. Open loop, latency from intended send time; Q1 {0.8 * rate:g}/s, "
-          f"Q2 {0.2 * rate:g}/s, /healthz {rate:g}/s for {duration:g} s per engine; /decide {decide_rate:g}/s with "
-          f"{HIT_RATIO:.0%} repeated keys, cache and bytecode VM off then on. Actions: {ACTION_RATE} actions/s in "
-          f"bursts of {BURST}, as preflight+execute pairs (baseline column) then one actions:batch request per burst "
-          f"(optimized column), all flags on, {bvs_duration:g} s each, latency per action from the burst's ready "
-          f"time; then the P1 mix at {PEAK_RPS} req/s (+ /healthz {PEAK_RPS}/s) with every flag off, then on, "
-          f"{duration:g} s each. Errors and drops: baseline/optimized.", "",
+          (f"G1 seed {seed}: {nodes:,} nodes, {edges:,} edges, 20 tenants; ingest through the API "
+           f"{bench.ingest['seconds']:.1f} s. Open loop, latency from intended send time; Q1 {0.8 * rate:g}/s, "
+           f"Q2 {0.2 * rate:g}/s, /healthz {rate:g}/s for {duration:g} s per engine; /decide {decide_rate:g}/s with "
+           f"{HIT_RATIO:.0%} repeated keys, cache and bytecode VM off then on. Actions: {ACTION_RATE} actions/s in "
+           f"bursts of {BURST}, as preflight+execute pairs (baseline column) then one actions:batch request per burst "
+           f"(optimized column), all flags on, {bvs_duration:g} s each, latency per action from the burst's ready "
+           f"time; then the P1 mix at {PEAK_RPS} req/s (+ /healthz {PEAK_RPS}/s) with every flag off, then on, "
+           f"{duration:g} s each. Errors and drops: baseline/optimized."), "",
           to_markdown(rows, COLUMNS), "", bvs_line + ".", "", iss_line + ".", ""]
     (out_dir / "demo.md").write_text("\n".join(md))
     print(f"\nwrote {out_dir / 'demo.json'} and {out_dir / 'demo.md'} ({report['seconds']:.0f} s)")

@@ -22,7 +22,7 @@ from provgraph.bench.report import format_table, to_markdown, write_json
 from provgraph.bench.server import JsonClient, ServerProcess, pin_to_core
 from provgraph.bench.workloads import GraphWorkload, generate_g1
 
-__all__ = ["GraphBench", "start_loaded_server", "graph_flows", "check_bounds", "main"]
+__all__ = ["GraphBench", "check_bounds", "graph_flows", "main", "start_loaded_server"]
 
 EDGE_BATCH = 100_000
 NODE_BATCH = 50_000
@@ -182,7 +182,7 @@ def run_k6(bench: GraphBench, rate: float, duration: float, out: Path) -> dict[s
            "RATE": str(rate), "DURATION": f"{int(duration)}s", "SEEDS_FILE": str(seeds_file),
            "SUMMARY_FILE": str(summary)}
     proc = subprocess.run([k6_bin, "run", "--no-usage-report", "--quiet", str(script)], env=env,
-                          capture_output=True, text=True, timeout=duration + 120)
+                          capture_output=True, text=True, timeout=duration + 120, check=False)
     if not summary.exists():
         raise RuntimeError(f"k6 failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result: dict[str, Any] = orjson.loads(summary.read_bytes())

@@ -17,7 +17,7 @@ from provgraph.bench.report import format_table, percentiles_us, to_markdown, wr
 from provgraph.bench.workloads import GraphWorkload, generate_g1
 from provgraph.graph.reference import NumpyCsr
 
-__all__ = ["main", "build_engines", "measure"]
+__all__ = ["build_engines", "main", "measure"]
 
 Q1_TYPES = [0, 1, 2, 3, 4]
 BLOCK = 100  # queries per engine block

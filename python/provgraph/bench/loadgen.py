@@ -92,8 +92,20 @@ class _FlowState:
     """Per-flow mutable state used on the hot path."""
 
     __slots__ = (
-        "name", "expect", "reqs", "heads", "nreq", "cursor",
-        "sent", "ok", "errors", "dropped", "hist", "lat", "max_us", "samples",
+        "cursor",
+        "dropped",
+        "errors",
+        "expect",
+        "heads",
+        "hist",
+        "lat",
+        "max_us",
+        "name",
+        "nreq",
+        "ok",
+        "reqs",
+        "samples",
+        "sent",
     )
 
     def __init__(self, flow: Flow, host_header: str, prebuild: int) -> None:
@@ -176,8 +188,15 @@ class _Conn(asyncio.Protocol):
     """A keep-alive HTTP/1.1 client connection carrying one request at a time."""
 
     __slots__ = (
-        "gen", "transport", "buf", "fs", "intended", "record", "head",
-        "closed", "keep_alive",
+        "buf",
+        "closed",
+        "fs",
+        "gen",
+        "head",
+        "intended",
+        "keep_alive",
+        "record",
+        "transport",
     )
 
     def __init__(self, gen: _Generator) -> None:

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
-__all__ = ["ServerProcess", "free_port", "JsonClient", "pin_to_core"]
+__all__ = ["JsonClient", "ServerProcess", "free_port", "pin_to_core"]
 
 
 def free_port() -> int:
@@ -87,15 +87,18 @@ class ServerProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 120.0) -> ServerProcess:
+    def start(self, timeout: float = 120.0) -> Self:
         env = {**os.environ, "PROVGRAPH_ADMIN_KEY": self.admin_key}
         cmd = [sys.executable, "-m", "provgraph", "serve", "--port", str(self.port), "--data-dir",
                str(self.data_dir), *self.extra]
         core = self.core
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     preexec_fn=(lambda: pin_to_core(core)) if core is not None else None)
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            # preexec_fn only makes one sched_setaffinity call (no locks, no imports) and must run
+            # before exec, so that every thread the server starts inherits the pinning.
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=(lambda: pin_to_core(core)) if core is not None else None,  # noqa: PLW1509
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -130,7 +133,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

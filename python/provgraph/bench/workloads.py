@@ -14,8 +14,8 @@ __all__ = [
     "generate_g1",
     "generate_g2",
     "generate_graph",
-    "save_npz",
     "load_npz",
+    "save_npz",
     "write_tenant_csv",
     "write_tenant_npz",
 ]

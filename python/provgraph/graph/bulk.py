@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from provgraph.graph.model import EdgeBatch, validate_edge_arrays
 from provgraph.graph.storage import GraphTables
 from provgraph.store import Store
 
-__all__ = ["read_edge_file", "bulk_load"]
+__all__ = ["bulk_load", "read_edge_file"]
 
 CHUNK_EDGES = 5_000_000  # one transaction each; rows of later chunks merge, so keep chunks large
 
@@ -52,7 +53,7 @@ def bulk_load(store: Store, tenant_num: int, batch: EdgeBatch) -> dict[str, floa
     while start < len(batch):
         end = int(bounds[np.searchsorted(bounds, min(start + CHUNK_EDGES, len(batch)))])
         part = EdgeBatch(batch.src[start:end], batch.dst[start:end], batch.w[start:end], batch.etype[start:end])
-        store.write_direct(lambda txn, p=part: tables.put_edges(txn, tenant_num, p))
+        store.write_direct(partial(tables.put_edges, tenant=tenant_num, batch=part))
         start = end
     seconds = time.perf_counter() - t0
     return {"edges": float(len(batch)), "seconds": seconds, "edges_per_s": len(batch) / seconds if seconds else 0.0}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import lmdb
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from provgraph.errors import UnknownNodeError
 from provgraph.graph.model import ADJ
 from provgraph.graph.storage import GraphTables
+from provgraph.store.env import Txn
 from provgraph.store.keys import node_key
 
 __all__ = ["LmdbGraphEngine"]
@@ -21,7 +23,7 @@ TypeSet = frozenset[int] | None
 class _Reader:
     """One query's view: a read transaction plus scan counters."""
 
-    def __init__(self, tables: GraphTables, txn: lmdb.Transaction, tenant: int, edge_types: TypeSet) -> None:
+    def __init__(self, tables: GraphTables, txn: Txn, tenant: int, edge_types: TypeSet) -> None:
         self.tables, self.txn, self.tenant = tables, txn, tenant
         self.mask = None if edge_types is None else np.array(sorted(edge_types), dtype=np.uint8)
         self.rows = 0
@@ -46,7 +48,10 @@ class _Reader:
     def type_ok(self, nodes: np.ndarray, node_types: TypeSet) -> np.ndarray:
         if node_types is None:
             return np.ones(len(nodes), dtype=bool)
-        db, get, t = self.tables.nodes, self.txn.get, self.tenant
+        # Typed as never missing: every node reached through an edge has a node row (put_edges
+        # creates both ends, delete removes a node's edges with it). Cast once, outside the loop.
+        get = cast("Callable[..., bytes]", self.txn.get)
+        db, t = self.tables.nodes, self.tenant
         return np.array([get(node_key(t, v), db=db)[0] in node_types for v in nodes.tolist()], dtype=bool)
 
     def degree(self, node: int) -> int:

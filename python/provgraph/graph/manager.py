@@ -10,15 +10,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import lmdb
 from provgraph._core import CsrGraph
 from provgraph.errors import BadRequestError, InvalidArgumentError
 from provgraph.graph.lmdb_engine import LmdbGraphEngine, TypeSet
 from provgraph.graph.model import DeleteBatch, EdgeBatch, NodeBatch
 from provgraph.graph.storage import GraphTables
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 
-__all__ = ["GraphManager", "QUERY_KINDS"]
+__all__ = ["QUERY_KINDS", "GraphManager"]
 
 log = logging.getLogger(__name__)
 QUERY_KINDS = ("topn", "neighborhood", "path", "topdegree")
@@ -139,10 +138,10 @@ class GraphManager:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- writes ------------------------------------------------------------------------
-    def _submit(self, job: Callable[[lmdb.Transaction], tuple[Any, Callable[[], None] | None]]) -> Future[Any]:
+    def _submit(self, job: Callable[[Txn], tuple[Any, Callable[[], None] | None]]) -> Future[Any]:
         return self.writer.submit(job)
 
-    def stage_edges(self, txn: lmdb.Transaction, tenant: int, batch: EdgeBatch) -> Callable[[], None]:
+    def stage_edges(self, txn: Txn, tenant: int, batch: EdgeBatch) -> Callable[[], None]:
         """Write `batch` in the caller's transaction; returns the step that publishes it after commit."""
         g = self.graph(tenant)
         self.tables.put_edges(txn, tenant, batch)
@@ -154,7 +153,7 @@ class GraphManager:
 
         return publish
 
-    def stage_delete(self, txn: lmdb.Transaction, tenant: int,
+    def stage_delete(self, txn: Txn, tenant: int,
                      batch: DeleteBatch) -> tuple[dict[str, int], Callable[[], None]]:
         g = self.graph(tenant)
         edges, nodes = self.tables.delete(txn, tenant, batch)
@@ -172,7 +171,7 @@ class GraphManager:
     def write_nodes(self, tenant: int, batch: NodeBatch) -> Future[int]:
         g = self.graph(tenant)
 
-        def job(txn: lmdb.Transaction) -> tuple[int, Callable[[], None]]:
+        def job(txn: Txn) -> tuple[int, Callable[[], None]]:
             self.tables.put_nodes(txn, tenant, batch)
 
             def publish() -> None:

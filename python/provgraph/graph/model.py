@@ -10,8 +10,17 @@ import orjson
 
 from provgraph.errors import BadRequestError, InvalidArgumentError
 
-__all__ = ["ADJ", "EdgeBatch", "NodeBatch", "DeleteBatch", "parse_edges", "parse_nodes",
-           "parse_delete", "parse_ndjson_edges", "validate_edge_arrays"]
+__all__ = [
+    "ADJ",
+    "DeleteBatch",
+    "EdgeBatch",
+    "NodeBatch",
+    "parse_delete",
+    "parse_edges",
+    "parse_ndjson_edges",
+    "parse_nodes",
+    "validate_edge_arrays",
+]
 
 # One packed out-adjacency entry as stored in LMDB (13 bytes, rows sorted by dst).
 ADJ = np.dtype([("dst", "<i8"), ("w", "<f4"), ("t", "u1")])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["NumpyCsr", "DEFAULT_TOPN_EDGE_TYPES"]
+__all__ = ["DEFAULT_TOPN_EDGE_TYPES", "NumpyCsr"]
 
 # WORKLOADS.md Q1 default: traverse edge types {0,1,2,3,4}; `None` means every type.
 DEFAULT_TOPN_EDGE_TYPES: tuple[int, ...] = (0, 1, 2, 3, 4)

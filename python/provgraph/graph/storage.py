@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import lmdb
 import numpy as np
 
 from provgraph.graph.model import ADJ, DeleteBatch, EdgeBatch, NodeBatch
+from provgraph.store.env import Txn
 from provgraph.store.keys import decode_node_key, node_key, node_keys, prefix_end, tenant_prefix
 
 __all__ = ["GraphTables", "TenantArrays"]
@@ -43,18 +43,18 @@ class GraphTables:
         self.nodes, self.out, self.inn = dbs["nodes"], dbs["out"], dbs["in"]
 
     # ---- reads -------------------------------------------------------------------------
-    def out_row(self, txn: lmdb.Transaction, tenant: int, node: int) -> np.ndarray:
+    def out_row(self, txn: Txn, tenant: int, node: int) -> np.ndarray:
         return _row(txn.get(node_key(tenant, node), db=self.out))
 
-    def node_type(self, txn: lmdb.Transaction, tenant: int, node: int) -> int | None:
+    def node_type(self, txn: Txn, tenant: int, node: int) -> int | None:
         raw = txn.get(node_key(tenant, node), db=self.nodes)
         return None if raw is None else raw[0]
 
-    def node_attrs(self, txn: lmdb.Transaction, tenant: int, node: int) -> bytes | None:
+    def node_attrs(self, txn: Txn, tenant: int, node: int) -> bytes | None:
         raw = txn.get(node_key(tenant, node), db=self.nodes)
         return None if raw is None else bytes(raw[1:])
 
-    def load_tenant(self, txn: lmdb.Transaction, tenant: int) -> TenantArrays:
+    def load_tenant(self, txn: Txn, tenant: int) -> TenantArrays:
         """All nodes and edges of a tenant as arrays for a CSR build (src, dst, w, type, nodes, types)."""
         lo, hi = tenant_prefix(tenant), prefix_end(tenant_prefix(tenant))
         ids, types = [], []
@@ -80,17 +80,17 @@ class GraphTables:
                 np.ascontiguousarray(adj["t"]), np.array(ids, dtype=np.int64), np.array(types, dtype=np.uint8))
 
     # ---- writes ------------------------------------------------------------------------
-    def put_nodes(self, txn: lmdb.Transaction, tenant: int, batch: NodeBatch) -> None:
+    def put_nodes(self, txn: Txn, tenant: int, batch: NodeBatch) -> None:
         keys = node_keys(tenant, batch.ids)
         for key, t, attrs in zip(keys, batch.types.tolist(), batch.attrs):
             txn.put(key, bytes((t,)) + attrs, db=self.nodes)
 
-    def ensure_nodes(self, txn: lmdb.Transaction, tenant: int, ids: np.ndarray) -> None:
+    def ensure_nodes(self, txn: Txn, tenant: int, ids: np.ndarray) -> None:
         """Create nodes that don't exist yet (type 0, no attributes); `ids` sorted and unique."""
         txn.cursor(db=self.nodes).putmulti(((k, _NODE_DEFAULT) for k in node_keys(tenant, ids)),
                                            overwrite=False)
 
-    def put_edges(self, txn: lmdb.Transaction, tenant: int, batch: EdgeBatch) -> None:
+    def put_edges(self, txn: Txn, tenant: int, batch: EdgeBatch) -> None:
         """Upsert edges: merge into out rows (new values win) and add new sources to in rows.
 
         Rows that don't exist yet (the bulk case) are written as slices of one packed buffer;
@@ -119,7 +119,7 @@ class GraphTables:
         keep = fresh[by_dst]
         self._add_in(txn, tenant, dst_sorted[keep], b.src[by_dst][keep])
 
-    def _add_in(self, txn: lmdb.Transaction, tenant: int, dst: np.ndarray, src: np.ndarray) -> None:
+    def _add_in(self, txn: Txn, tenant: int, dst: np.ndarray, src: np.ndarray) -> None:
         """Add (dst <- src) entries; `dst` sorted, `src` sorted within each dst."""
         srcs = np.ascontiguousarray(src, dtype="<i8")
         blob, size = srcs.tobytes(), 8
@@ -132,7 +132,7 @@ class GraphTables:
             else:
                 put(key, np.union1d(_ids(old), srcs[s:e]).astype("<i8").tobytes(), db=inn)
 
-    def _remove_in(self, txn: lmdb.Transaction, tenant: int, dst: int, srcs: np.ndarray) -> None:
+    def _remove_in(self, txn: Txn, tenant: int, dst: int, srcs: np.ndarray) -> None:
         key = node_key(tenant, dst)
         old = _ids(txn.get(key, db=self.inn))
         if len(old) == 0:
@@ -143,7 +143,7 @@ class GraphTables:
         else:
             txn.delete(key, db=self.inn)
 
-    def _remove_out(self, txn: lmdb.Transaction, tenant: int, src: int, dsts: np.ndarray) -> int:
+    def _remove_out(self, txn: Txn, tenant: int, src: int, dsts: np.ndarray) -> int:
         key = node_key(tenant, src)
         old = _row(txn.get(key, db=self.out))
         if len(old) == 0:
@@ -157,7 +157,7 @@ class GraphTables:
                 txn.delete(key, db=self.out)
         return removed
 
-    def delete(self, txn: lmdb.Transaction, tenant: int, batch: DeleteBatch) -> tuple[int, int]:
+    def delete(self, txn: Txn, tenant: int, batch: DeleteBatch) -> tuple[int, int]:
         """Delete edges, then nodes with every edge into or out of them. Returns (edges, nodes) removed."""
         edges_removed = 0
         for s, d in zip(batch.src.tolist(), batch.dst.tolist()):

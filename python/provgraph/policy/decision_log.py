@@ -8,10 +8,9 @@ import time
 from collections import deque
 from typing import Any
 
-import lmdb
 import orjson
 
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, tenant_prefix
 
 __all__ = ["DecisionLog"]
@@ -56,7 +55,7 @@ class DecisionLog:
             t = _KEY.unpack(key)[0]
             tenants[t] = tenants.get(t, 0) + 1
 
-        def job(txn: lmdb.Transaction) -> tuple[int, None]:
+        def job(txn: Txn) -> tuple[int, None]:
             cur = txn.cursor(db=self.db)
             cur.putmulti(items)
             for t, n in tenants.items():
@@ -68,7 +67,7 @@ class DecisionLog:
 
         return self.writer.submit(job)
 
-    def _trim(self, txn: lmdb.Transaction, tenant: int) -> None:
+    def _trim(self, txn: Txn, tenant: int) -> None:
         """Delete the oldest entries beyond `retention` for one tenant (keys sort by time)."""
         lo, hi = tenant_prefix(tenant), prefix_end(tenant_prefix(tenant))
         cur = txn.cursor(db=self.db)

@@ -7,23 +7,28 @@ import os
 import time
 import uuid
 from array import array
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-import lmdb
 import numpy as np
 import orjson
 
 from provgraph._core import DecisionCache, PolicyBundle, canonical_hash
-from provgraph.errors import (BadRequestError, BundleError, ConflictError, NotFoundError, PolicyCompileError,
-                              PolicyEvalError)
+from provgraph.errors import (
+    BadRequestError,
+    BundleError,
+    ConflictError,
+    NotFoundError,
+    PolicyCompileError,
+    PolicyEvalError,
+)
 from provgraph.policy.bundle import Bundle, parse_bundle
 from provgraph.policy.decision_log import DecisionLog
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 
-__all__ = ["PolicyManager", "Revision", "DECISION_PATH", "parse_decision_request"]
+__all__ = ["DECISION_PATH", "PolicyManager", "Revision", "parse_decision_request"]
 
 DECISION_PATH = "provgraph/authz/decision"
 DEFAULT_TTL_S = 5.0
@@ -31,7 +36,7 @@ _SAMPLES = 100_000  # latency samples kept per revision and outcome for the stat
 
 
 def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _key(name: str, revision: str) -> bytes:
@@ -192,9 +197,10 @@ class PolicyManager:
     def store_revision(self, rev: Revision, activate: bool) -> Any:
         """Queue the durable write (raw + meta [+ active pointer]); returns the writer future."""
         meta = orjson.dumps(rev.meta())
-        assert rev.raw is not None
+        raw = rev.raw
+        assert raw is not None
 
-        def job(txn: lmdb.Transaction) -> tuple[bool, None]:
+        def job(txn: Txn) -> tuple[bool, None]:
             key = _key(rev.name, rev.revision)
             old = txn.get(key, db=self.store.db("bundle_meta"))
             if old is not None:
@@ -202,7 +208,7 @@ class PolicyManager:
                     raise ConflictError(f"revision {rev.revision!r} of {rev.name!r} exists with other content",
                                         {"name": rev.name, "revision": rev.revision})
             else:
-                txn.put(key, rev.raw, db=self.store.db("bundles"))
+                txn.put(key, raw, db=self.store.db("bundles"))
                 txn.put(key, meta, db=self.store.db("bundle_meta"))
             if activate:
                 txn.put(rev.name.encode(), rev.revision.encode(), db=self.store.db("bundle_active"))
@@ -218,7 +224,7 @@ class PolicyManager:
         return self._load_revision(name, revision)
 
     def persist_active(self, name: str, revision: str) -> Any:
-        def job(txn: lmdb.Transaction) -> tuple[None, None]:
+        def job(txn: Txn) -> tuple[None, None]:
             txn.put(name.encode(), revision.encode(), db=self.store.db("bundle_active"))
             return None, None
 

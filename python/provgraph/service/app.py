@@ -14,8 +14,21 @@ from provgraph.actions.signing import KeyRing
 from provgraph.config import Config, apply_runtime_flags
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
-from provgraph.service.keys import (ACTIONS, CONFIG, GENERATED_ADMIN_KEY, GRAPH, ISSUER, KEYRING, METRICS, POLICY,
-                                    READY, RECEIPTS, REGISTRY, STORE, WRITER)
+from provgraph.service.keys import (
+    ACTIONS,
+    CONFIG,
+    GENERATED_ADMIN_KEY,
+    GRAPH,
+    ISSUER,
+    KEYRING,
+    METRICS,
+    POLICY,
+    READY,
+    RECEIPTS,
+    REGISTRY,
+    STORE,
+    WRITER,
+)
 from provgraph.service.metrics import Metrics
 from provgraph.service.middleware import error_and_metrics_middleware
 from provgraph.service.routes_actions import issuer_ctx, setup_action_routes

@@ -11,7 +11,7 @@ from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedM
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["json_response", "read_body", "read_json", "authorize", "tenant_of"]
+__all__ = ["authorize", "json_response", "read_body", "read_json", "tenant_of"]
 
 JSON_TYPES = frozenset({"application/json"})
 

@@ -14,8 +14,21 @@ from provgraph.service.metrics import Metrics
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
-__all__ = ["CONFIG", "STORE", "WRITER", "REGISTRY", "GRAPH", "POLICY", "ACTIONS", "ISSUER", "KEYRING", "RECEIPTS",
-           "METRICS", "READY", "GENERATED_ADMIN_KEY"]
+__all__ = [
+           "ACTIONS",
+           "CONFIG",
+           "GENERATED_ADMIN_KEY",
+           "GRAPH",
+           "ISSUER",
+           "KEYRING",
+           "METRICS",
+           "POLICY",
+           "READY",
+           "RECEIPTS",
+           "REGISTRY",
+           "STORE",
+           "WRITER",
+]
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)

@@ -11,10 +11,17 @@ from aiohttp import web
 
 from provgraph._core import verify_receipt
 from provgraph.errors import BadRequestError, ForbiddenError, InvalidArgumentError, NotFoundError
-from provgraph.service.http import authorize, json_response, parse_json, read_body, read_json, tenant_of
+from provgraph.service.http import (
+    authorize,
+    json_response,
+    parse_json,
+    read_body,
+    read_json,
+    tenant_of,
+)
 from provgraph.service.keys import ACTIONS, CONFIG, ISSUER, KEYRING, RECEIPTS, REGISTRY, WRITER
 
-__all__ = ["setup_action_routes", "issuer_ctx"]
+__all__ = ["issuer_ctx", "setup_action_routes"]
 
 
 def _cache_on(request: web.Request) -> bool:

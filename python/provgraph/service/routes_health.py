@@ -10,7 +10,7 @@ from aiohttp import web
 from provgraph.service.http import json_response
 from provgraph.service.keys import METRICS, READY
 
-__all__ = ["setup_health_routes", "OPENAPI_PATH"]
+__all__ = ["OPENAPI_PATH", "setup_health_routes"]
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _HEALTH = orjson.dumps({"status": "ok"})

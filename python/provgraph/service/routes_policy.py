@@ -6,17 +6,23 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from provgraph.errors import BadRequestError, InvalidArgumentError, NotFoundError
 from provgraph.policy.manager import PolicyManager, new_decision_id
-from provgraph.service.http import authorize, json_response, parse_json, read_body, read_json, tenant_of
+from provgraph.service.http import (
+    authorize,
+    json_response,
+    parse_json,
+    read_body,
+    read_json,
+    tenant_of,
+)
 from provgraph.service.keys import CONFIG, METRICS, POLICY, REGISTRY
 
-__all__ = ["setup_policy_routes", "policy_ctx"]
+__all__ = ["policy_ctx", "setup_policy_routes"]
 
 _GZIP_TYPES = frozenset({"application/gzip", "application/x-gzip", "application/octet-stream",
                          "application/vnd.openpolicyagent.bundles"})

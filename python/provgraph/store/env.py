@@ -9,14 +9,19 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import lmdb
 
-__all__ = ["Store", "Writer", "TABLES"]
+__all__ = ["TABLES", "Store", "Txn", "WriteJob", "Writer"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# A transaction on the store. Every transaction here is opened with buffers=False (py-lmdb's
+# default), so reads and cursors yield bytes, never memoryview; py-lmdb's stubs only know that
+# when the transaction's type says so. (A string: lmdb.Transaction isn't subscriptable at runtime.)
+Txn: TypeAlias = "lmdb.Transaction[bytes]"
 
 # name -> purpose; docs/storage.md is the full index map.
 TABLES: dict[str, str] = {
@@ -43,7 +48,7 @@ TABLES: dict[str, str] = {
 # A write job runs inside a (nested) write transaction and returns its result plus an
 # optional callback run after the group's commit is durable (e.g. publish to the in-memory
 # graph) — so an acknowledged write is both durable and visible.
-WriteJob = Callable[[lmdb.Transaction], tuple[T, Callable[[], None] | None]]
+WriteJob: TypeAlias = Callable[[Txn], tuple[T, Callable[[], None] | None]]
 
 
 class Store:
@@ -68,7 +73,7 @@ class Store:
     def db(self, name: str) -> Any:
         return self.dbs[name]
 
-    def read(self) -> lmdb.Transaction:
+    def read(self) -> Txn:
         return self.env.begin(write=False)
 
     def grow(self) -> None:
@@ -78,7 +83,7 @@ class Store:
             log.warning("LMDB map full; growing map to %d bytes", new)
             self.env.set_mapsize(new)
 
-    def write_direct(self, job: Callable[[lmdb.Transaction], T]) -> T:
+    def write_direct(self, job: Callable[[Txn], T]) -> T:
         """Run one write transaction on the calling thread, growing the map if needed."""
         while True:
             txn = self.env.begin(write=True)
@@ -99,7 +104,7 @@ class Store:
 
 @dataclass
 class _Pending:
-    job: Callable[[lmdb.Transaction], tuple[Any, Callable[[], None] | None]]
+    job: Callable[[Txn], tuple[Any, Callable[[], None] | None]]
     future: Future[Any]
     durable: bool = True
 
@@ -170,7 +175,8 @@ class Writer:
                     except lmdb.MapFullError:
                         child.abort()
                         raise
-                    except Exception as exc:  # the job's own failure: roll back only it
+                    # The job's own failure, whatever it is: roll back only it; its caller gets it.
+                    except Exception as exc:  # noqa: BLE001 — deliberate, see above
                         child.abort()
                         outcomes.append((False, exc, None))
                 txn.commit()
@@ -178,7 +184,8 @@ class Writer:
                 txn.abort()
                 self.store.grow()
                 continue
-            except BaseException as exc:
+            # Whatever failed the group goes to every caller's future: none may hang.
+            except BaseException as exc:  # noqa: BLE001 — deliberate, see above
                 txn.abort()
                 for pending in group:
                     if pending.future.done():  # answered when applied: its write is lost

@@ -6,7 +6,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["tenant_prefix", "node_key", "decode_node_key", "node_keys", "prefix_end"]
+__all__ = ["decode_node_key", "node_key", "node_keys", "prefix_end", "tenant_prefix"]
 
 _SIGN = 1 << 63
 _NODE = struct.Struct(">IQ")

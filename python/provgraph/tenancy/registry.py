@@ -9,12 +9,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
-import lmdb
 import orjson
 
-from provgraph.errors import (BadRequestError, ConflictError, ForbiddenError, InvalidArgumentError,
-                              UnauthorizedError, UnknownTenantError)
-from provgraph.store import Store
+from provgraph.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    InvalidArgumentError,
+    UnauthorizedError,
+    UnknownTenantError,
+)
+from provgraph.store import Store, Txn
 
 __all__ = ["SCOPES", "KeyRecord", "Registry", "Tenant", "hash_key"]
 
@@ -99,7 +104,7 @@ class Registry:
     def _store_admin(self, digest: bytes, replace: bytes | None) -> None:
         record = {"key_id": "admin", "tenant_id": None, "scopes": ["admin"], "actor": "admin", "roles": []}
 
-        def job(txn: lmdb.Transaction) -> None:
+        def job(txn: Txn) -> None:
             if replace is not None:
                 txn.delete(replace, db=self.store.db("keys"))
             txn.put(_ADMIN_HASH, digest, db=self.store.db("meta"))
@@ -134,7 +139,7 @@ class Registry:
             raise InvalidArgumentError("tenant_id must match [a-z0-9][a-z0-9_-]{0,62}", {"tenant_id": tid})
         meta, tenants = self.store.db("meta"), self.store.db("tenants")
 
-        def job(txn: lmdb.Transaction) -> Tenant:
+        def job(txn: Txn) -> Tenant:
             if txn.get(tid.encode(), db=tenants) is not None:
                 raise ConflictError(f"tenant {tid!r} exists", {"tenant_id": tid})
             raw = txn.get(_NEXT_TENANT, db=meta)
