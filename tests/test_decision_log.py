@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from provgraph.policy.decision_log import DecisionLog
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 
 
 def test_retention_order_and_isolation(tmp_path: Path) -> None:
@@ -39,3 +40,33 @@ def test_retention_order_and_isolation(tmp_path: Path) -> None:
     finally:
         writer.close()
         store.close()
+
+
+def test_flush_waits_for_a_flush_already_in_flight(tmp_path: Path) -> None:
+    """The periodic flusher may have taken the pending entries a moment before a reader's flush:
+    the reader must still wait for them (it got None before, and read too early)."""
+    store = Store(tmp_path)
+    writer = Writer(store)
+    started, gate = threading.Event(), threading.Event()
+
+    def hold(txn: Txn) -> tuple[None, None]:
+        started.set()
+        gate.wait(10)
+        return None, None
+
+    try:
+        log = DecisionLog(store, writer, retention=50)
+        blocker = writer.submit(hold)
+        assert started.wait(10)
+        log.record(1, {"decision_id": "d1"})
+        in_flight = log.flush()  # the periodic flusher
+        assert in_flight is not None and not in_flight.done()
+        assert log.flush() is in_flight  # a reader's flush with nothing pending
+        gate.set()
+        blocker.result(10)
+        in_flight.result(10)
+        assert [e["decision_id"] for e in log.query(1)] == ["d1"]
+        assert log.flush() is None
+    finally:
+        gate.set()
+        writer.close()

@@ -6,6 +6,7 @@ import struct
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ class DecisionLog:
         self.store, self.writer, self.retention = store, writer, retention
         self.db = store.db("decision_log")
         self._pending: deque[tuple[bytes, bytes]] = deque()
+        self._last: Future[int] | None = None  # the newest flush job submitted
         self._lock = threading.Lock()
         self._seq = 0
         self._written: dict[int, int] = {}  # tenant -> entries written since the last trim
@@ -44,12 +46,15 @@ class DecisionLog:
             self.dropped += 1
 
     def flush(self) -> Any:
-        """Queue one write job with everything pending (called periodically); returns its future or None."""
+        """Queue one write job with everything pending (called periodically). Returns a future that
+        is done once every entry recorded so far is committed — this job's, or, with nothing
+        pending, the last job still in flight (the writer commits in order) — or None."""
         items = []
         while self._pending:
             items.append(self._pending.popleft())
         if not items:
-            return None
+            last = self._last
+            return last if last is not None and not last.done() else None
         tenants: dict[int, int] = {}
         for key, _ in items:
             t = _KEY.unpack(key)[0]
@@ -65,7 +70,8 @@ class DecisionLog:
                     self._written[t] = 0
             return len(items), None
 
-        return self.writer.submit(job)
+        self._last = self.writer.submit(job)
+        return self._last
 
     def _trim(self, txn: Txn, tenant: int) -> None:
         """Delete the oldest entries beyond `retention` for one tenant (keys sort by time)."""
