@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,20 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
             "healthz": healthz}
 
 
+async def _until(intended: float) -> None:
+    """Sleep until the open-loop arrival time `intended` (perf_counter seconds); late arrivals go at once."""
+    delay = intended - time.perf_counter()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` as a task kept in `tasks` until it is done (awaited together at the end of a run)."""
+    task = asyncio.create_task(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float, warmup: float,
                   max_inflight: int = 1024, seed: int = 5) -> dict[str, Any]:
     """Open loop: arrival i at start + i/rate, flow drawn by P1 shares, /healthz at the same total rate."""
@@ -224,18 +238,14 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
         for i in range(total):
             for flow in (names[picks[i]], "healthz"):
                 intended = start + i / rate
-                delay = intended - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                await _until(intended)
                 record = i >= warmup * rate
                 if inflight >= max_inflight:
                     if record:
                         dropped[flow] = dropped.get(flow, 0) + 1
                     continue
                 inflight += 1
-                task = asyncio.create_task(one(flow, i, intended, record))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                _spawn(tasks, one(flow, i, intended, record))
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
     rows = {}
     for flow in [*names, "healthz"]:
@@ -312,31 +322,24 @@ async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: f
             finally:
                 inflight -= burst
 
-        def spawn(coro: Awaitable[None]) -> None:
-            task = asyncio.ensure_future(coro)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
         start = time.perf_counter() + 0.01
         for k in range(total):
             intended = start + k * period
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await _until(intended)
             record = k >= first
             if mode == "batch":
                 if inflight + burst > max_inflight:
                     dropped += burst if record else 0
                     continue
                 inflight += burst
-                spawn(batch(k, intended, record))
+                _spawn(tasks, batch(k, intended, record))
                 continue
             for j in range(burst):
                 if inflight >= max_inflight:
                     dropped += 1 if record else 0
                     continue
                 inflight += 1
-                spawn(single(k, j, intended, record))
+                _spawn(tasks, single(k, j, intended, record))
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
     lat = np.array(rec.lat.get(mode, []), dtype=np.int64)
     pct = percentiles_us(lat)

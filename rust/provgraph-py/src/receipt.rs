@@ -9,7 +9,7 @@ use provgraph_core::Error as CoreError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::{to_py, InvalidArgumentError};
 
@@ -27,6 +27,15 @@ type IssuedRow<'py> = (u64, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
 
 fn invalid(msg: impl Into<String>) -> CoreError {
     CoreError::InvalidArgument(msg.into())
+}
+
+/// `bytes` parsed strictly (duplicate names rejected) as a JSON object; `not_object` otherwise.
+fn json_object(bytes: &[u8], not_object: &str) -> Result<Map<String, Value>, CoreError> {
+    match parse_strict(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(invalid(not_object)),
+        Err(e) => Err(invalid(e.to_string())),
+    }
 }
 
 /// The issuer's Ed25519 key: signs batches of receipts into a tenant's chain.
@@ -73,11 +82,7 @@ impl ReceiptSigner {
         let key = &self.key;
         let (signed, head) = py
             .detach(|| {
-                let maps = receipts.iter().map(|b| match parse_strict(b) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    Ok(_) => Err(CoreError::InvalidArgument("not a JSON object".into())),
-                    Err(e) => Err(CoreError::InvalidArgument(e.to_string())),
-                });
+                let maps = receipts.iter().map(|b| json_object(b, "not a JSON object"));
                 core::sign_iter(key, prev, next_seq, receipts.len(), maps)
             })
             .map_err(to_py)?;
@@ -113,11 +118,7 @@ impl ReceiptSigner {
         let (signed, head, ids) = py
             .detach(|| {
                 let maps = records.iter().map(|b| {
-                    let Value::Object(mut rec) =
-                        parse_strict(b).map_err(|e| invalid(e.to_string()))?
-                    else {
-                        return Err(invalid("outbox record is not a JSON object"));
-                    };
+                    let mut rec = json_object(b, "outbox record is not a JSON object")?;
                     executed.push(rec.get("executed_ts").and_then(Value::as_f64).unwrap_or(f64::NAN));
                     match rec.remove("receipt") {
                         Some(Value::Object(mut receipt)) => {

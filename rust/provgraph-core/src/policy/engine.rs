@@ -32,6 +32,28 @@ thread_local! {
 /// Instruction budget of one VM execution (beyond it the interpreter evaluates the rule).
 const VM_MAX_INSTRUCTIONS: usize = 50_000_000;
 
+/// A per-thread cache of evaluators keyed by a unique id, most recently used first.
+type ThreadCache<T> = std::thread::LocalKey<RefCell<Vec<(u64, T)>>>;
+
+/// Take `id`'s evaluator out of this thread's `cache` (it is put back with [`keep_cached`]).
+fn take_cached<T>(cache: &'static ThreadCache<T>, id: u64) -> Option<T> {
+    cache.with(|cell| {
+        let mut list = cell.borrow_mut();
+        list.iter()
+            .position(|(k, _)| *k == id)
+            .map(|i| list.remove(i).1)
+    })
+}
+
+/// Put `value` back as the most recently used, keeping at most `cap` per thread.
+fn keep_cached<T>(cache: &'static ThreadCache<T>, id: u64, value: T, cap: usize) {
+    cache.with(|cell| {
+        let mut list = cell.borrow_mut();
+        list.insert(0, (id, value));
+        list.truncate(cap);
+    });
+}
+
 /// Evaluations that fell back from the bytecode VM to the interpreter since the process started.
 pub fn vm_fallbacks() -> u64 {
     VM_FALLBACKS.load(Ordering::Relaxed)
@@ -219,23 +241,13 @@ impl VmProgram {
 
     /// Execute on this thread's VM for the program (created on first use).
     fn run(&self, input: Value) -> std::result::Result<Value, String> {
-        let taken = VMS.with(|cell| {
-            let mut list = cell.borrow_mut();
-            list.iter()
-                .position(|(k, _)| *k == self.id)
-                .map(|i| list.remove(i).1)
-        });
-        let mut vm = match taken {
+        let mut vm = match take_cached(&VMS, self.id) {
             Some(vm) => vm,
             None => self.new_vm()?,
         };
         vm.set_input(input);
         let out = vm.execute().map_err(|e| e.to_string());
-        VMS.with(|cell| {
-            let mut list = cell.borrow_mut();
-            list.insert(0, (self.id, vm));
-            list.truncate(VMS_PER_THREAD);
-        });
+        keep_cached(&VMS, self.id, vm, VMS_PER_THREAD);
         out
     }
 }
@@ -318,19 +330,9 @@ impl CompiledBundle {
     fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
         let id = self.inner.id;
         // Take the engine out while it runs so a panic or re-entrant call cannot observe it.
-        let taken = ENGINES.with(|cell| {
-            let mut list = cell.borrow_mut();
-            list.iter()
-                .position(|(k, _)| *k == id)
-                .map(|i| list.remove(i).1)
-        });
-        let mut engine = taken.unwrap_or_else(|| self.inner.template.clone());
+        let mut engine = take_cached(&ENGINES, id).unwrap_or_else(|| self.inner.template.clone());
         let out = f(&mut engine);
-        ENGINES.with(|cell| {
-            let mut list = cell.borrow_mut();
-            list.insert(0, (id, engine));
-            list.truncate(ENGINES_PER_THREAD);
-        });
+        keep_cached(&ENGINES, id, engine, ENGINES_PER_THREAD);
         out
     }
 
