@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import orjson
@@ -223,3 +224,26 @@ def test_restart_keeps_everything(server_factory: Any) -> None:
     srv2 = server_factory(data_dir=srv.data_dir)
     api2 = srv2.api(api.key)
     assert api2.ok("POST", base("keep") + "/query", {"query": "topn", "seed": 1}) == before
+
+
+def test_writer_priority_flag_at_run_time(admin: Api) -> None:
+    """runtime.writer_priority changes the writer thread's nice value in the running server (raising it
+    needs root or CAP_SYS_NICE: the server runs as this test's user); writes go on either way."""
+    t, api = fresh(admin)
+    anon = admin.with_key(None)
+
+    def nice() -> float:
+        status, text = anon.get("/metrics")
+        assert status == 200
+        line = next(ln for ln in text.decode().splitlines() if ln.startswith("provgraph_store_writer_nice "))
+        return float(line.split()[1])
+
+    assert admin.ok("PUT", "/v1/admin/flags", {"runtime.writer_priority": "normal"})["flags"][
+        "runtime.writer_priority"] == "normal"
+    try:
+        assert nice() == 0
+        small_graph(api, t)
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.writer_priority": "high"})
+    assert nice() == (-10 if os.geteuid() == 0 else 0)
+    assert api.ok("POST", base(t) + "/edges", {"edges": [{"src": 7, "dst": 8}]}, status=200) is not None

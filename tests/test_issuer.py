@@ -53,9 +53,10 @@ def chain_ok(store: Store, keys: KeyRing, tenant: int, expected_ids: list[str]) 
         assert txn.stat(store.db("outbox"))["entries"] == 0
 
 
-def test_pipelined_batches_of_several_tenants(parts: tuple[Store, Writer, KeyRing]) -> None:
+@pytest.mark.parametrize("inline_sign_max", [16, 0], ids=["signed-on-the-loop", "signed-on-a-worker"])
+def test_pipelined_batches_of_several_tenants(parts: tuple[Store, Writer, KeyRing], inline_sign_max: int) -> None:
     store, writer, keys = parts
-    issuer = Issuer(store, writer, keys, batch_max=7, pipeline=3)
+    issuer = Issuer(store, writer, keys, batch_max=7, pipeline=3, inline_sign_max=inline_sign_max)
     lags: list[float] = []
     issuer.on_issued = lags.extend
     ids = queue(store, issuer, {1: 50, 2: 23, 3: 1})
@@ -91,3 +92,42 @@ def test_failure_inside_a_pipeline_issues_each_once(parts: tuple[Store, Writer, 
     with store.read() as txn:
         assert txn.stat(store.db("dlq"))["entries"] == 0
     chain_ok(store, keys, 1, ids[1] + ids2[1])
+
+
+def test_time_bound_lets_intents_of_one_interval_share_a_batch(parts: tuple[Store, Writer, KeyRing]) -> None:
+    """Idle, an intent is issued at once; intents that arrive within `linger_s` of the last drain
+    wait for the interval's end and go out together: one signing call, one commit."""
+    store, writer, keys = parts
+    issuer = Issuer(store, writer, keys, linger_s=1.0)
+    batches: list[int] = []
+    issuer.on_issued = lambda lags: batches.append(len(lags))
+
+    async def until(cond: Any) -> None:
+        for _ in range(1000):
+            if cond():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the issuer did not get there in 10 s")
+
+    async def scenario() -> dict[int, list[str]]:
+        issuer.bind(asyncio.get_running_loop())
+        task = asyncio.create_task(issuer.run())
+        first = queue(store, issuer, {1: 1})
+        issuer.notify()
+        await until(lambda: issuer.issued == 1)
+        assert batches == [1]
+        groups = writer.groups
+        later: dict[int, list[str]] = {1: []}
+        for _ in range(5):  # five executions 10 ms apart, each notifying
+            later[1] += queue(store, issuer, {1: 1})[1]
+            issuer.notify()
+            await asyncio.sleep(0.01)
+        await until(lambda: issuer.issued == 6)
+        assert batches == [1, 5]
+        assert writer.groups == groups + 1  # the five receipts: one commit
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return {1: first[1] + later[1]}
+
+    ids = asyncio.run(scenario())
+    chain_ok(store, keys, 1, ids[1])

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from provgraph.bench.loadgen import Flow, FlowResult, health_flow, run, side_by_side
+from provgraph.bench.loadgen import Flow, FlowResult, HttpPool, health_flow, run, side_by_side
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,6 +236,38 @@ def test_post_bodies_arrive_intact(server: int) -> None:
     r = res["post"]
     assert r.sent > 90 and r.errors == 0 and r.ok == r.sent, r.error_samples
 
+
+
+def test_http_pool_round_trips_reuses_connections_and_fails_cleanly(server: int) -> None:
+    """The chained-flow client: bodies and statuses come back intact, concurrent requests get their own
+    connection and idle ones are reused, an error status is an answer, a dead server an exception."""
+    import asyncio
+
+    async def scenario() -> None:
+        async with HttpPool(f"http://127.0.0.1:{server}") as pool:
+            for i in (0, 1, 4999, 70_000):  # several TCP segments at the large end
+                data = f"{i}-" + "x" * i + "é"
+                doc = {"i": i, "data": data, "sha": hashlib.sha256(data.encode()).hexdigest()}
+                status, body = await pool.request("POST", f"http://127.0.0.1:{server}/post",
+                                                  orjson.dumps(doc), {"Content-Type": "application/json"})
+                assert status == 200 and orjson.loads(body) == doc
+            assert await pool.request("GET", "/err") == (500, b"boom")
+            answers = await asyncio.gather(*(pool.request("GET", "/slow") for _ in range(8)))
+            assert answers == [(200, b"slow")] * 8
+            assert len(pool.idle) == 8  # eight at once: eight connections, all kept
+            assert await pool.request("GET", "/healthz") == (200, b"ok")
+            assert len(pool.idle) == 8  # a sequential request reuses one
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            async with HttpPool(f"http://127.0.0.1:{s.getsockname()[1]}") as dead:
+                with pytest.raises(OSError):
+                    await dead.request("GET", "/healthz")
+        with pytest.raises(ValueError):
+            HttpPool("https://127.0.0.1:1")
+
+    asyncio.run(scenario())
 
 def test_warmup_not_recorded(server: int) -> None:
     res = run("127.0.0.1", server, [health_flow(1.0)], rate=200, duration_s=0.5, warmup_s=0.25)

@@ -14,12 +14,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import orjson
+import uvloop
 
 from provgraph.bench.decide import decision_bodies, prepare_policy
 from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loaded_server
+from provgraph.bench.loadgen import HttpPool
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
 from provgraph.config import DEFAULT_FLAGS, baseline_flags
@@ -110,18 +111,17 @@ class Recorder:
             s.append(what[:300])
 
 
-async def _call(session: aiohttp.ClientSession, method: str, url: str, key: str | None, body: Any = None,
+async def _call(session: HttpPool, method: str, url: str, key: str | None, body: Any = None,
                 expect: int = 200) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     data = None
     if body is not None:
         headers["Content-Type"] = "application/json"
         data = orjson.dumps(body)
-    async with session.request(method, url, data=data, headers=headers) as resp:
-        raw = await resp.read()
-        if resp.status != expect:
-            raise RuntimeError(f"{method} {url} -> {resp.status}: {raw[:200]!r}")
-        return orjson.loads(raw) if raw else None
+    status, raw = await session.request(method, url, data, headers)
+    if status != expect:
+        raise RuntimeError(f"{method} {url} -> {status}: {raw[:200]!r}")
+    return orjson.loads(raw) if raw else None
 
 
 def action_keys(bench: GraphBench, decide_keys: dict[str, str] | None = None) -> dict[str, Any]:
@@ -150,21 +150,21 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
     decide_reqs = keys["decide"]
     receipts: list[str] = keys["receipts"]
 
-    async def q(session: aiohttp.ClientSession, i: int, body_of: Callable[[int], Any]) -> None:
+    async def q(session: HttpPool, i: int, body_of: Callable[[int], Any]) -> None:
         tenant, seed = seeds[i % len(seeds)]
         await _call(session, "POST", f"{base}/v1/tenants/{tenant}/graph/query", graph_keys[tenant], body_of(seed))
 
-    async def decide(session: aiohttp.ClientSession, i: int) -> None:
+    async def decide(session: HttpPool, i: int) -> None:
         path, body, key = decide_reqs[i % len(decide_reqs)]
         await _call(session, "POST", base + path, key, orjson.loads(body))
 
-    async def preflight_execute(session: aiohttp.ClientSession, i: int) -> None:
+    async def preflight_execute(session: HttpPool, i: int) -> None:
         body = {"action": "deploy", "resource": {"type": "service", "id": f"svc-{i % 500}"}, "payload": {"i": i}}
         pf = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/preflight", op, body, 201)
         got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/{pf['preflight_id']}/execute", op, body)
         receipts.append(got["receipt_id"])
 
-    async def approval(session: aiohttp.ClientSession, i: int) -> None:
+    async def approval(session: HttpPool, i: int) -> None:
         body = {"action": "graph.delete", "resource": {"type": "graph", "id": f"g{i}"},
                 "payload": {"nodes": [10_000_000 + i]}}
         pf = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/preflight", op, body, 201)
@@ -175,7 +175,7 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
         got = await _call(session, "POST", f"{base}/v1/tenants/{t}/actions/{pid}/execute", op, body)
         receipts.append(got["receipt_id"])
 
-    async def receipt_verify(session: aiohttp.ClientSession, i: int) -> None:
+    async def receipt_verify(session: HttpPool, i: int) -> None:
         if len(receipts) < 10:  # nothing issued yet to read: read the newest page instead
             await _call(session, "GET", f"{base}/v1/tenants/{t}/receipts?limit=5", reader)
             return
@@ -185,7 +185,7 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
         if not got["valid"]:
             raise RuntimeError(f"receipt {rid} does not verify")
 
-    async def healthz(session: aiohttp.ClientSession, i: int) -> None:
+    async def healthz(session: HttpPool, i: int) -> None:
         await _call(session, "GET", f"{base}/healthz", None)
 
     return {"q1": lambda s, i: q(s, i, q1_body), "q2": lambda s, i: q(s, i, q2_body), "decide": decide,
@@ -193,11 +193,17 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
             "healthz": healthz}
 
 
+def _uvloop() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
 async def _until(intended: float) -> None:
     """Sleep until the open-loop arrival time `intended` (perf_counter seconds); late arrivals go at once."""
     delay = intended - time.perf_counter()
     if delay > 0:
-        await asyncio.sleep(delay)
+        # uvloop (libuv) timers have whole-millisecond resolution and round a sub-millisecond delay
+        # down to a busy spin: sleep whole milliseconds, rounded up (at most ~1 ms late, measured).
+        await asyncio.sleep(math.ceil(delay * 1000.0) / 1000.0 if _uvloop() else delay)
 
 
 def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
@@ -218,8 +224,7 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
     inflight = 0
     dropped: dict[str, int] = {}
     tasks: set[asyncio.Task[None]] = set()
-    conn = aiohttp.TCPConnector(limit=max_inflight, force_close=False)
-    async with aiohttp.ClientSession(connector=conn) as session:
+    async with HttpPool(base) as session:
         async def one(flow: str, i: int, intended: float, record: bool) -> None:
             nonlocal inflight
             try:
@@ -277,8 +282,7 @@ async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: f
     rec = Recorder()
     inflight = trips = dropped = 0
     tasks: set[asyncio.Task[None]] = set()
-    conn = aiohttp.TCPConnector(limit=max_inflight, force_close=False)
-    async with aiohttp.ClientSession(connector=conn) as session:
+    async with HttpPool(base) as session:
         async def single(k: int, j: int, intended: float, record: bool) -> None:
             nonlocal inflight, trips
             body = _deploy(mode, k, j)
@@ -444,13 +448,13 @@ def main(argv: list[str] | None = None) -> int:
             admin.ok("PUT", "/v1/admin/flags", baseline_flags() if flags == "off" else DEFAULT_FLAGS)
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
-            res = asyncio.run(run_mix(base, keys, rate, duration, warmup))
+            res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
             report[label] = {"rate": rate, "flows": res}
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
         admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
               f"(flags on)")
-        report["batch_vs_single"] = asyncio.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,
+        report["batch_vs_single"] = uvloop.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,
                                                                     warmup))
         report["issuance"] = issuance_lag(base, keys)
     finally:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 from provgraph.bench.actions import (
     ACTION_RATE,
@@ -112,12 +113,12 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
         admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
         print(f"  actions, all flags on: {ACTION_RATE} actions/s in bursts of {BURST}, each as preflight+execute "
               f"then as one actions:batch request, {bvs_duration:g} s per mode")
-        bvs = asyncio.run(run_batch_vs_single(base, akeys, ACTION_RATE, BURST, bvs_duration, warmup))
+        bvs = uvloop.run(run_batch_vs_single(base, akeys, ACTION_RATE, BURST, bvs_duration, warmup))
         for label, flags in (("baseline", baseline_flags()), ("optimized", DEFAULT_FLAGS)):
             print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
                   f"(flags {'off' if label == 'baseline' else 'on'})")
             admin.ok("PUT", "/v1/admin/flags", flags)
-            p1_runs[label] = asyncio.run(run_mix(base, akeys, PEAK_RPS, duration, warmup))
+            p1_runs[label] = uvloop.run(run_mix(base, akeys, PEAK_RPS, duration, warmup))
         issuance = issuance_lag(base, akeys)
     finally:
         bench.close()

@@ -10,7 +10,8 @@ import time
 from array import array
 from collections.abc import Callable, Container, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, Self, cast
+from urllib.parse import urlsplit
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -18,6 +19,7 @@ from hdrh.histogram import HdrHistogram
 __all__ = [
     "Flow",
     "FlowResult",
+    "HttpPool",
     "RequestSpec",
     "health_flow",
     "run",
@@ -184,6 +186,57 @@ def encode_request(
     return head + body if body else head
 
 
+def parse_response(buf: bytearray, head_request: bool) -> tuple[int, int, int, bool] | None:
+    """The first complete final response in `buf`: (status, body start, end, keep-alive), or None
+    while incomplete. Interim (1xx) responses are removed from `buf`. Responses need a
+    Content-Length (or none by status); chunked ones are refused."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEADER_BYTES:
+                raise ResponseError("response header too large")
+            return None
+        head = bytes(buf[:end]).lower()
+        if not head.startswith(b"http/1."):
+            raise ResponseError(f"bad status line {bytes(buf[:40])!r}")
+        status = int(head[9:12])
+        p = head.find(b"\r\ncontent-length:")
+        if p >= 0:
+            e = head.find(b"\r\n", p + 2)
+            clen = int(head[p + 17:e] if e >= 0 else head[p + 17:])
+        elif head_request or status in (204, 304) or 100 <= status < 200:
+            clen = 0
+        elif b"\r\ntransfer-encoding:" in head and b"chunked" in head:
+            raise ResponseError("chunked transfer-encoding is not supported by this client")
+        else:
+            raise ResponseError(f"status {status} response without Content-Length is not supported")
+        if head_request:
+            clen = 0
+        total = end + 4 + clen
+        if len(buf) < total:
+            return None
+        if 100 <= status < 200:
+            del buf[:total]  # interim response; wait for the final one
+            continue
+        keep_alive = not head.startswith(b"http/1.0")
+        c = head.find(b"\r\nconnection:")
+        if c >= 0:
+            e = head.find(b"\r\n", c + 2)
+            keep_alive = b"close" not in (head[c + 13:e] if e >= 0 else head[c + 13:])
+        return status, end + 4, total, keep_alive
+
+
+def _client_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """A new client connection's transport with TCP_NODELAY set (requests are single writes)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - non-TCP transports
+            pass
+    # uvloop's transports don't subclass asyncio.Transport, hence the cast.
+    return cast(asyncio.Transport, transport)
+
 class _Conn(asyncio.Protocol):
     """A keep-alive HTTP/1.1 client connection carrying one request at a time."""
 
@@ -212,14 +265,7 @@ class _Conn(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports don't subclass asyncio.Transport, hence the cast.
-        self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover - non-TCP transports
-                pass
+        self.transport = _client_transport(transport)
         self.gen.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -257,47 +303,14 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
     def _parse(self) -> None:
-        buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > _MAX_HEADER_BYTES:
-                raise ResponseError("response header too large")
+        parsed = parse_response(self.buf, self.head)
+        if parsed is None:
             return
-        head = bytes(buf[:end]).lower()
-        if not head.startswith(b"http/1."):
-            raise ResponseError(f"bad status line {bytes(buf[:40])!r}")
-        status = int(head[9:12])
-        p = head.find(b"\r\ncontent-length:")
-        if p >= 0:
-            e = head.find(b"\r\n", p + 2)
-            clen = int(head[p + 17:e] if e >= 0 else head[p + 17:])
-        elif self.head or status in (204, 304) or 100 <= status < 200:
-            clen = 0
-        elif b"\r\ntransfer-encoding:" in head and b"chunked" in head:
-            raise ResponseError("chunked transfer-encoding is not supported by this client")
-        else:
-            raise ResponseError(f"status {status} response without Content-Length is not supported")
-        if self.head:
-            clen = 0
-        total = end + 4 + clen
-        if len(buf) < total:
-            return
-        if 100 <= status < 200:
-            del buf[:total]  # interim response; wait for the final one
-            if buf:
-                self._parse()
-            return
-        if len(buf) > total:
+        status, _, total, keep_alive = parsed
+        if len(self.buf) > total:
             raise ResponseError("unexpected bytes after the response (pipelining not supported)")
-        buf.clear()
-        c = head.find(b"\r\nconnection:")
-        if c >= 0:
-            e = head.find(b"\r\n", c + 2)
-            value = head[c + 13:e] if e >= 0 else head[c + 13:]
-            if b"close" in value:
-                self.keep_alive = False
-        elif head.startswith(b"http/1.0"):
-            self.keep_alive = False
+        self.buf.clear()
+        self.keep_alive = self.keep_alive and keep_alive
         fs = self.fs
         assert fs is not None
         self.fs = None
@@ -309,6 +322,108 @@ class _Conn(asyncio.Protocol):
         self.close()
         if fs is not None:
             self.gen.on_failure(fs, self.record, msg)
+
+
+class _CallConn(asyncio.Protocol):
+    """One keep-alive connection of an HttpPool: one request at a time, answered through a future."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.closed = False
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = _client_transport(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(ConnectionError(f"connection lost ({exc!r})" if exc else "connection closed by peer"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        try:
+            parsed = parse_response(self.buf, False)
+        except (ResponseError, ValueError) as exc:
+            self._fail(exc)
+            self.close()
+            return
+        if parsed is None:
+            return
+        status, start, total, keep_alive = parsed
+        body = bytes(self.buf[start:total])
+        if len(self.buf) > total:
+            self._fail(ResponseError("unexpected bytes after the response (pipelining not supported)"))
+            self.close()
+            return
+        self.buf.clear()
+        self.keep_alive = self.keep_alive and keep_alive
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result((status, body))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+
+class HttpPool:
+    """A lean keep-alive HTTP/1.1 client for request/response coroutines (chained flows: the next
+    request needs the last answer): a free connection is reused, a new one opened when none is.
+    ~10x cheaper per request than a general client, so a load generator on one core can drive a
+    server at thousands of requests/s; same response rules as the open-loop generator."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+            raise ValueError(f"expected http://host:port, got {base_url!r}")
+        self.base, self.host, self.port = base_url.rstrip("/"), parts.hostname, parts.port
+        self.host_header = f"{self.host}:{self.port}"
+        self.idle: list[_CallConn] = []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+        await asyncio.sleep(0)
+
+    async def request(self, method: str, url: str, body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request; `url` is a path or starts with this pool's base URL."""
+        path = url.removeprefix(self.base)
+        conn = None
+        while self.idle:
+            candidate = self.idle.pop()
+            if not candidate.closed:
+                conn = candidate
+                break
+        loop = asyncio.get_running_loop()
+        if conn is None:
+            _, conn = await loop.create_connection(_CallConn, self.host, self.port)
+        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        conn.waiter = waiter
+        assert conn.transport is not None
+        conn.transport.write(encode_request(method, path, body, headers or {}, self.host_header))
+        try:
+            answer = await waiter
+        except BaseException:
+            conn.close()
+            raise
+        if conn.keep_alive and not conn.closed:
+            self.idle.append(conn)
+        else:
+            conn.close()
+        return answer
 
 
 class _Generator:

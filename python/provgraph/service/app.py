@@ -51,6 +51,7 @@ def setup_storage(app: web.Application) -> None:
         config = app[CONFIG]
         store = Store(config.data_dir, map_size=config.map_size, sync=config.sync)
         writer = Writer(store, max_group=config.group_commit_max)
+        apply_runtime_flags(config.flags, writer)
         registry = Registry(store)
         generated = registry.ensure_admin_key(config.admin_key)
         if generated:
@@ -67,7 +68,7 @@ def setup_storage(app: web.Application) -> None:
         metrics = app[METRICS]
         keyring = KeyRing(store)
         issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
-                        on_issued=metrics.observe_issued)
+                        linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
         app[KEYRING], app[ISSUER], app[RECEIPTS] = keyring, issuer, ReceiptLog(store)
         app[ACTIONS] = ActionManager(store, writer, policy, graph, issuer, config.preflight_ttl_s)
 
@@ -75,6 +76,7 @@ def setup_storage(app: web.Application) -> None:
             metrics.set_graph_stats(graph.stats())
             metrics.writer_groups.set(writer.groups)
             metrics.writer_jobs.set(writer.jobs)
+            metrics.writer_nice.set(writer.nice)
             for stat, value in policy.cache.stats().items():
                 metrics.policy_cache.labels(stat).set(value)
             metrics.policy_log_dropped.set(policy.log.dropped)

@@ -34,6 +34,9 @@ class Metrics:
         self.graph_memory = Gauge("provgraph_graph_memory_bytes", "CSR + overlay memory", registry=r)
         self.writer_groups = Gauge("provgraph_store_commit_groups", "Group commits since start", registry=r)
         self.writer_jobs = Gauge("provgraph_store_commit_jobs", "Write jobs committed since start", registry=r)
+        self.writer_nice = Gauge("provgraph_store_writer_nice",
+                                 "Nice value in effect for the writer thread (flag runtime.writer_priority)",
+                                 registry=r)
         self.policy_decision_seconds = Histogram("provgraph_policy_decision_duration_seconds",
                                                  "Decision latency by bundle, revision and cache outcome",
                                                  ["bundle", "revision", "cache"], buckets=_BUCKETS, registry=r)

@@ -9,7 +9,7 @@ from aiohttp import web
 from provgraph.config import apply_runtime_flags, validate_flags
 from provgraph.errors import BadRequestError
 from provgraph.service.http import authorize, json_response, read_json
-from provgraph.service.keys import CONFIG, GRAPH, REGISTRY
+from provgraph.service.keys import CONFIG, GRAPH, REGISTRY, WRITER
 
 __all__ = ["setup_admin_routes"]
 
@@ -48,7 +48,7 @@ async def put_flags(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequestError('expected {"flag.name": "value", ...}')
     request.app[CONFIG].flags.update(validate_flags(body))
-    apply_runtime_flags(request.app[CONFIG].flags)
+    apply_runtime_flags(request.app[CONFIG].flags, request.app[WRITER])
     return json_response({"flags": request.app[CONFIG].flags})
 
 

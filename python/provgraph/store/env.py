@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -123,7 +125,29 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
         self.jobs = 0
+        self.nice = 0  # the writer thread's scheduling priority (nice value) in effect
         self._thread.start()
+        self._native_id = self._thread.native_id
+
+    def set_priority(self, nice: int) -> bool:
+        """Set the writer thread's nice value; False (and unchanged) where this process may not.
+
+        Each group waits twice for the CPU (to start, and after its fsync) and every write
+        request waits for the group; where the server shares one core with its event loop, a
+        higher priority lets the writer run as soon as it can instead of after the loop's time
+        slice. Raising priority needs CAP_SYS_NICE or an RLIMIT_NICE that allows it; Linux only
+        (elsewhere a thread id is not a process id to setpriority)."""
+        if nice == self.nice:
+            return True
+        if not sys.platform.startswith("linux") or self._native_id is None:
+            return False
+        try:
+            os.setpriority(os.PRIO_PROCESS, self._native_id, nice)
+        except OSError as exc:
+            log.warning("writer thread priority (nice %d) not applied: %s", nice, exc)
+            return False
+        self.nice = nice
+        return True
 
     def submit(self, job: WriteJob[T], durable: bool = True) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
