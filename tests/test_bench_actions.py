@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from conftest import Server
-from provgraph.bench.actions import run_batch_vs_single
+from provgraph.bench.actions import p1_verdict, run_batch_vs_single
 from provgraph.policy.bundle import load_example_bundle
 
 TENANT = "bvs"
@@ -39,3 +39,18 @@ def test_batch_vs_single_round_trips_and_receipts(server: Server) -> None:
         if pending:
             time.sleep(0.05)
     assert not pending, f"{len(pending)} receipts not readable after 10 s"
+
+
+def test_p1_verdict_applies_the_target_to_every_flow() -> None:
+    def flows(p99: dict[str, float], errors: int = 0, dropped: int = 0) -> dict[str, Any]:
+        return {f: {"p99_ms": v, "errors": errors if f == "approval" else 0, "dropped": dropped if f == "q1" else 0}
+                for f, v in p99.items()}
+
+    ok = {"q1": 3.0, "q2": 3.0, "decide": 3.0, "preflight_execute": 16.0, "approval": 15.9, "receipt_verify": 4.0,
+          "healthz": 4.0}
+    v = p1_verdict(flows(ok))
+    assert v["p99_limit_ms"] == 16.0 and v["flows_over"] == {} and v["met"]
+    v = p1_verdict(flows({**ok, "approval": 16.5}))
+    assert v["flows_over"] == {"approval": 16.5} and not v["met"]
+    assert not p1_verdict(flows(ok, errors=1))["met"] and not p1_verdict(flows(ok, dropped=2))["met"]
+    assert not p1_verdict(flows({**ok, "q2": float("nan")}))["met"]  # a flow with no answers is not a pass

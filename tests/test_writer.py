@@ -90,3 +90,39 @@ def test_group_failure_after_an_applied_answer(store: Store) -> None:
         assert read(store, b"y") == b"v"
     finally:
         writer.close()
+
+
+def test_applied_only_group_shares_the_next_durable_commit(store: Store) -> None:
+    """An applied-only job is answered at once; its group waits (up to defer_s) for a durable job and
+    commits both in one transaction; readers see it once that commit lands."""
+    writer = Writer(store, defer_s=5.0)
+    try:
+        early = writer.submit(put(store, b"p"), durable=False)
+        assert early.result(10) == b"p"  # answered while its commit waits
+        groups = writer.groups
+        assert read(store, b"p") is None  # not committed yet: readers don't see it
+        durable = writer.submit(put(store, b"d"))
+        assert durable.result(10) == b"d"
+        assert writer.groups == groups + 1  # one commit for both
+        assert read(store, b"p") == b"v" and read(store, b"d") == b"v"
+    finally:
+        writer.close()
+
+
+def test_applied_only_group_commits_by_itself_after_defer(store: Store) -> None:
+    """With no durable write coming, an applied-only group still commits, after defer_s."""
+    writer = Writer(store, defer_s=0.05)
+    committed = threading.Event()
+    try:
+        assert writer.submit(put(store, b"q", committed.set), durable=False).result(10) == b"q"
+        assert committed.wait(10)
+        assert read(store, b"q") == b"v" and writer.groups == 1
+    finally:
+        writer.close()
+
+
+def test_close_commits_a_deferred_group(store: Store) -> None:
+    writer = Writer(store, defer_s=30.0)
+    assert writer.submit(put(store, b"c"), durable=False).result(10) == b"c"
+    writer.close()  # the stop sentinel ends the wait: the group commits before the writer stops
+    assert read(store, b"c") == b"v"

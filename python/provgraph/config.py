@@ -88,6 +88,9 @@ class Config:
     rebuild_fraction: float = 0.05
     # Group commit: at most this many queued requests in one LMDB transaction.
     group_commit_max: int = 256
+    # An applied-only group (preflights with actions.preflight_ack=applied, already answered) waits
+    # this long for a durable write to share its commit (one fsync for both).
+    group_commit_defer_s: float = 0.005
     # Policy: the bundle whose data.provgraph.authz.decision answers /decide, and the cache.
     policy_bundle: str = "authz"
     decision_cache_entries: int = 100_000

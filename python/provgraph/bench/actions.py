@@ -26,11 +26,14 @@ from provgraph.bench.workloads import generate_g1
 from provgraph.config import DEFAULT_FLAGS, baseline_flags
 
 __all__ = [
+    "ABLATE",
     "action_keys",
     "batch_vs_single_summary",
     "inproc_receipts",
     "issuance_lag",
     "main",
+    "p1_verdict",
+    "run_ablation",
     "run_batch_vs_single",
     "run_mix",
 ]
@@ -414,6 +417,44 @@ def issuance_lag(base: str, keys: dict[str, Any]) -> dict[str, Any]:
 
 
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+# The runtime flags of the write path, each measured on its own by --ablate (the others stay on).
+ABLATE = ("runtime.gil_switch", "runtime.writer_priority", "actions.preflight_ack")
+
+
+def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:
+    """The P1 target: every flow's p99 within 1.5x the /healthz p99 at the same rate + 10 ms, no errors,
+    no dropped requests."""
+    limit = 1.5 * flows["healthz"]["p99_ms"] + 10.0
+    over = {f: round(flows[f]["p99_ms"], 2) for f in P1 if not flows[f]["p99_ms"] <= limit}
+    errors = sum(r["errors"] for r in flows.values())
+    dropped = sum(r["dropped"] for r in flows.values())
+    return {"p99_limit_ms": limit, "flows_over": over, "errors": errors, "dropped": dropped,
+            "met": not over and errors == 0 and dropped == 0}
+
+
+def _verdict_line(label: str, v: dict[str, Any]) -> str:
+    over = ", ".join(f"{f} {p:.2f}" for f, p in v["flows_over"].items()) or "none"
+    return (f"  {label}: p99 limit {v['p99_limit_ms']:.2f} ms (1.5 x /healthz p99 + 10); over it: {over}; "
+            f"errors {v['errors']}, dropped {v['dropped']} -> {'met' if v['met'] else 'NOT met'}")
+
+
+def run_ablation(base: str, keys: dict[str, Any], admin: Any, rate: float, duration: float, warmup: float,
+                 rounds: int = 2) -> list[dict[str, Any]]:
+    """The P1 mix with every flag on, then with each write-path flag alone at its baseline value, in
+    alternation (`rounds` times), so each flag's effect is seen against the same machine state."""
+    runs: list[dict[str, Any]] = []
+    base_flags = baseline_flags()
+    for rnd in range(rounds):
+        for flag in (None, *ABLATE):
+            flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
+            admin.ok("PUT", "/v1/admin/flags", flags)
+            label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
+            res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
+            verdict = p1_verdict(res)
+            runs.append({"round": rnd, "variant": label, "rate": rate, "flows": res, "verdict": verdict})
+            print(_verdict_line(f"ablation {label} (round {rnd + 1})", verdict), flush=True)
+    admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--action-rate", type=float, default=ACTION_RATE, help="actions/s, batch vs single")
     ap.add_argument("--burst", type=int, default=BURST, help="actions per burst (one actions:batch request)")
     ap.add_argument("--out", default="bench-results/actions")
+    ap.add_argument("--ablate", action="store_true",
+                    help=f"also run P1 at 3x with each of {', '.join(ABLATE)} alone at its baseline value")
+    ap.add_argument("--ablate-duration", type=float, default=20.0, help="seconds per ablation run")
     a = ap.parse_args(argv)
     duration = a.duration or (4.0 if a.quick else 60.0)
     warmup = 1.0 if a.quick else 3.0
@@ -449,8 +493,13 @@ def main(argv: list[str] | None = None) -> int:
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
-            report[label] = {"rate": rate, "flows": res}
+            report[label] = {"rate": rate, "flows": res, "verdict": p1_verdict(res)}
+            print(_verdict_line(label, report[label]["verdict"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
+        if a.ablate:
+            report["ablation"] = run_ablation(base, keys, admin, PEAK_RPS * 3, a.ablate_duration, warmup)
+            rows += [{"run": f"3x {r['variant']} #{r['round'] + 1}", **{k: v for k, v in f.items() if k != "error_samples"}}
+                     for r in report["ablation"] for f in r["flows"].values()]
         admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
               f"(flags on)")
@@ -460,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
     print(format_table(rows, COLUMNS))
+    for label, _, _ in runs:
+        print(_verdict_line(label, report[label]["verdict"]))
     bvs_rows, bvs_line = batch_vs_single_summary(report["batch_vs_single"])
     print()
     print(format_table(bvs_rows, BVS_COLUMNS))

@@ -7,6 +7,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -118,9 +119,14 @@ class Writer:
     its caller gets the exception; the others in the group still commit.
     """
 
-    def __init__(self, store: Store, max_group: int = 256) -> None:
+    def __init__(self, store: Store, max_group: int = 256, defer_s: float = 0.005) -> None:
         self.store = store
         self.max_group = max_group
+        # A group of applied-only jobs (durable=False: already answered) keeps its transaction open
+        # up to `defer_s` for a durable job to share its commit (one fsync for both), and commits
+        # at once when one comes.
+        self.defer_s = defer_s
+        self._stopping = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
@@ -164,45 +170,65 @@ class Writer:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             first = self._queue.get()
             if first is None:
                 return
             group = [first]
-            stop = False
-            while len(group) < self.max_group:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
+            self._take(group)
             self._commit_group(group)
-            if stop:
+
+    def _take(self, group: list[_Pending], timeout: float | None = None) -> None:
+        """Add queued jobs to `group` (up to max_group): those already queued, or, with `timeout`, the
+        first to arrive within it and those queued with it. The stop sentinel ends the writer after
+        this group."""
+        while len(group) < self.max_group and not self._stopping:
+            try:
+                item = self._queue.get(timeout=timeout) if timeout is not None else self._queue.get_nowait()
+            except queue.Empty:
                 return
+            if item is None:
+                self._stopping = True
+                return
+            group.append(item)
+            timeout = None
+
+    def _apply(self, txn: Txn, group: list[_Pending],
+               outcomes: list[tuple[bool, Any, Callable[[], None] | None]]) -> None:
+        """Apply the jobs of `group` not applied yet, each in a nested transaction of `txn`."""
+        for pending in group[len(outcomes):]:
+            child = self.store.env.begin(write=True, parent=txn)
+            try:
+                result, after = pending.job(child)
+                child.commit()
+                outcomes.append((True, result, after))
+                if not pending.durable and not pending.future.done():
+                    pending.future.set_result(result)  # applied; the commit follows
+            except lmdb.MapFullError:
+                child.abort()
+                raise
+            # The job's own failure, whatever it is: roll back only it; its caller gets it.
+            except Exception as exc:  # noqa: BLE001 — deliberate, see above
+                child.abort()
+                outcomes.append((False, exc, None))
 
     def _commit_group(self, group: list[_Pending]) -> None:
         while True:
             outcomes: list[tuple[bool, Any, Callable[[], None] | None]] = []
             txn = self.store.env.begin(write=True)
             try:
-                for pending in group:
-                    child = self.store.env.begin(write=True, parent=txn)
-                    try:
-                        result, after = pending.job(child)
-                        child.commit()
-                        outcomes.append((True, result, after))
-                        if not pending.durable and not pending.future.done():
-                            pending.future.set_result(result)  # applied; the commit follows
-                    except lmdb.MapFullError:
-                        child.abort()
-                        raise
-                    # The job's own failure, whatever it is: roll back only it; its caller gets it.
-                    except Exception as exc:  # noqa: BLE001 — deliberate, see above
-                        child.abort()
-                        outcomes.append((False, exc, None))
+                self._apply(txn, group, outcomes)
+                deadline = time.monotonic() + self.defer_s
+                # only applied-only jobs so far: wait a moment for a durable one to share the commit
+                while not any(p.durable for p in group) and len(group) < self.max_group and not self._stopping:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    size = len(group)
+                    self._take(group, timeout=remaining)
+                    if len(group) == size:
+                        break
+                    self._apply(txn, group, outcomes)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
