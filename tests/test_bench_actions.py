@@ -54,3 +54,29 @@ def test_p1_verdict_applies_the_target_to_every_flow() -> None:
     assert v["flows_over"] == {"approval": 16.5} and not v["met"]
     assert not p1_verdict(flows(ok, errors=1))["met"] and not p1_verdict(flows(ok, dropped=2))["met"]
     assert not p1_verdict(flows({**ok, "q2": float("nan")}))["met"]  # a flow with no answers is not a pass
+
+
+def test_flows_without_an_answer_end_the_run_as_errors() -> None:
+    """A request the server never answers must not hang or crash the run: after the grace period it is
+    cancelled and counts as an error of its flow."""
+    from provgraph.bench.actions import NO_ANSWER, Recorder, _finish, _spawn
+
+    async def scenario() -> Recorder:
+        rec = Recorder()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def flow(name: str, seconds: float) -> None:
+            try:
+                await asyncio.sleep(seconds)
+                rec.ok(name, int(seconds * 1e9))
+            except asyncio.CancelledError:
+                rec.error(name, NO_ANSWER)
+                raise
+
+        _spawn(tasks, flow("quick", 0.01))
+        _spawn(tasks, flow("stuck", 3600))
+        await _finish(tasks, timeout=0.5)
+        return rec
+
+    rec = asyncio.run(scenario())
+    assert list(rec.lat) == ["quick"] and rec.errors == {"stuck": 1} and rec.samples["stuck"] == [NO_ANSWER]

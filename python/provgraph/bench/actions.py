@@ -209,6 +209,19 @@ async def _until(intended: float) -> None:
         await asyncio.sleep(math.ceil(delay * 1000.0) / 1000.0 if _uvloop() else delay)
 
 
+NO_ANSWER = "no answer within 30 s after the last arrival"
+
+
+async def _finish(tasks: set[asyncio.Task[None]], timeout: float = 30.0) -> None:
+    """Wait up to `timeout` for what is still running after the last arrival; cancel the rest (each
+    records itself as an error: NO_ANSWER)."""
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
     """Run `coro` as a task kept in `tasks` until it is done (awaited together at the end of a run)."""
     task = asyncio.create_task(coro)
@@ -234,6 +247,10 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
                 await flows[flow](session, i)
                 if record:
                     rec.ok(flow, int((time.perf_counter() - intended) * 1e9))
+            except asyncio.CancelledError:
+                if record:
+                    rec.error(flow, NO_ANSWER)
+                raise
             except Exception as exc:  # noqa: BLE001 — every failure is counted per flow
                 if record:
                     rec.error(flow, f"{type(exc).__name__}: {exc}")
@@ -254,7 +271,7 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
                     continue
                 inflight += 1
                 _spawn(tasks, one(flow, i, intended, record))
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+        await _finish(tasks)
     rows = {}
     for flow in [*names, "healthz"]:
         lat = np.array(rec.lat.get(flow, []), dtype=np.int64)
@@ -298,6 +315,10 @@ async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: f
                 receipts.append(got["receipt_id"])
                 if record:
                     rec.ok(mode, int((time.perf_counter() - intended) * 1e9))
+            except asyncio.CancelledError:
+                if record:
+                    rec.error(mode, NO_ANSWER)
+                raise
             except Exception as exc:  # noqa: BLE001 — every failure is counted
                 if record:
                     rec.error(mode, f"{type(exc).__name__}: {exc}")
@@ -322,10 +343,13 @@ async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: f
                 for _ in range(burst - len(results)):
                     if record:
                         rec.error(mode, f"{len(results)} results for {burst} actions")
-            except Exception as exc:  # noqa: BLE001 — a failed request fails every action in it
+            except (Exception, asyncio.CancelledError) as exc:  # a failed request fails every action in it
                 if record:
                     for _ in range(burst):
-                        rec.error(mode, f"{type(exc).__name__}: {exc}")
+                        rec.error(mode, NO_ANSWER if isinstance(exc, asyncio.CancelledError)
+                                  else f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
             finally:
                 inflight -= burst
 
@@ -347,7 +371,7 @@ async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: f
                     continue
                 inflight += 1
                 _spawn(tasks, single(k, j, intended, record))
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+        await _finish(tasks)
     lat = np.array(rec.lat.get(mode, []), dtype=np.int64)
     pct = percentiles_us(lat)
     errors = rec.errors.get(mode, 0)
