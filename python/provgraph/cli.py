@@ -27,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl)
     uvloop.install()
-    web.run_app(create_app(config), host=args.host, port=args.port, access_log=None,
+    web.run_app(create_app(config), host=args.host, port=args.port, access_log=None, backlog=args.backlog,
                 print=lambda msg: print(msg, flush=True))
     return 0
 
@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default=None, help="default: $PROVGRAPH_DATA_DIR or ./provgraph-data")
     serve.add_argument("--flag", action="append", help="optimization flag, e.g. graph.engine=lmdb")
     serve.add_argument("--max-body-bytes", type=int, default=64 << 20, help="larger bodies get 413")
+    serve.add_argument("--backlog", type=int, default=1024,
+                       help="listen backlog: connections the kernel holds until accepted (aiohttp's 128 "
+                            "overflows under connection bursts; a dropped SYN is retried after 1, 3, 7... s)")
     serve.add_argument("--policy-bundle", default="authz", help="bundle whose data.provgraph.authz.decision "
                        "answers /decide")
     serve.add_argument("--decision-cache-ttl", type=float, default=5.0,

@@ -490,8 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst", type=int, default=BURST, help="actions per burst (one actions:batch request)")
     ap.add_argument("--out", default="bench-results/actions")
     ap.add_argument("--ablate", action="store_true",
-                    help=f"also run P1 at 3x with each of {', '.join(ABLATE)} alone at its baseline value")
+                    help=f"also run P1 with each of {', '.join(ABLATE)} alone at its baseline value")
     ap.add_argument("--ablate-duration", type=float, default=20.0, help="seconds per ablation run")
+    ap.add_argument("--ablate-peak", type=float, default=3.0, help="ablation rate as a multiple of PEAK_RPS")
     a = ap.parse_args(argv)
     duration = a.duration or (4.0 if a.quick else 60.0)
     warmup = 1.0 if a.quick else 3.0
@@ -521,8 +522,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_verdict_line(label, report[label]["verdict"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
         if a.ablate:
-            report["ablation"] = run_ablation(base, keys, admin, PEAK_RPS * 3, a.ablate_duration, warmup)
-            rows += [{"run": f"3x {r['variant']} #{r['round'] + 1}", **{k: v for k, v in f.items() if k != "error_samples"}}
+            report["ablation"] = run_ablation(base, keys, admin, PEAK_RPS * a.ablate_peak, a.ablate_duration, warmup)
+            rows += [{"run": f"{a.ablate_peak:g}x {r['variant']} #{r['round'] + 1}",
+                      **{k: v for k, v in f.items() if k != "error_samples"}}
                      for r in report["ablation"] for f in r["flows"].values()]
         admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
