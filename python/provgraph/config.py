@@ -33,12 +33,13 @@ BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off",
 # event loop both have Python work; 0.1 ms keeps that hand-over short (a write waits for it twice:
 # to start its group, and after the fsync).
 GIL_SWITCH_INTERVAL_S = {"fast": 0.0001, "default": 0.005}
-# runtime.writer_priority: the nice value of the group-commit writer thread (see Writer.set_priority).
-WRITER_NICE = {"high": -10, "normal": 0}
+# runtime.writer_priority: nice levels the group-commit writer thread runs above the process
+# (see Writer.set_priority).
+WRITER_BOOST = {"high": 10, "normal": 0}
 
 
 class _Prioritized(Protocol):
-    def set_priority(self, nice: int) -> bool: ...
+    def set_priority(self, boost: int) -> bool: ...
 
 
 def apply_runtime_flags(flags: dict[str, str], writer: _Prioritized | None = None) -> None:
@@ -48,7 +49,7 @@ def apply_runtime_flags(flags: dict[str, str], writer: _Prioritized | None = Non
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S[flags.get("runtime.gil_switch", "fast")])
     if writer is not None:
-        writer.set_priority(WRITER_NICE[flags.get("runtime.writer_priority", "high")])
+        writer.set_priority(WRITER_BOOST[flags.get("runtime.writer_priority", "high")])
 
 
 def baseline_flags() -> dict[str, str]:

@@ -131,24 +131,28 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
         self.jobs = 0
-        self.nice = 0  # the writer thread's scheduling priority (nice value) in effect
         self._thread.start()
         self._native_id = self._thread.native_id
+        # Linux only: elsewhere a thread id is not a process id to setpriority.
+        self._linux = sys.platform.startswith("linux") and self._native_id is not None
+        # the writer thread's nice value in effect; it starts with the process's own
+        self.base_nice = self.nice = os.getpriority(os.PRIO_PROCESS, 0) if self._linux else 0
 
-    def set_priority(self, nice: int) -> bool:
-        """Set the writer thread's nice value; False (and unchanged) where this process may not.
+    def set_priority(self, boost: int) -> bool:
+        """Run the writer thread `boost` nice levels above the process (0: as the process); False,
+        and unchanged, where this process may not.
 
         Each group waits twice for the CPU (to start, and after its fsync) and every write
         request waits for the group; where the server shares one core with its event loop, a
         higher priority lets the writer run as soon as it can instead of after the loop's time
-        slice. Raising priority needs CAP_SYS_NICE or an RLIMIT_NICE that allows it; Linux only
-        (elsewhere a thread id is not a process id to setpriority)."""
+        slice. Raising priority needs CAP_SYS_NICE or an RLIMIT_NICE that allows it."""
+        nice = self.base_nice - boost
         if nice == self.nice:
             return True
-        if not sys.platform.startswith("linux") or self._native_id is None:
+        if not self._linux:
             return False
         try:
-            os.setpriority(os.PRIO_PROCESS, self._native_id, nice)
+            os.setpriority(os.PRIO_PROCESS, self._native_id or 0, nice)
         except OSError as exc:
             log.warning("writer thread priority (nice %d) not applied: %s", nice, exc)
             return False
