@@ -374,3 +374,20 @@ def test_k6_graph_script(tmp_path: Path) -> None:
         assert sc["dropped_iterations"] == 0
     assert doc["http_req_failed_rate"] == 0
     assert doc["thresholds_ok"] is True
+
+
+def test_open_loop_waits_round_up_to_whole_milliseconds_on_uvloop() -> None:
+    """uvloop rounds timers to milliseconds (a sub-ms sleep would spin): waits there are whole ms, up."""
+    import asyncio
+
+    import uvloop
+    from provgraph.bench.loadgen import has_ms_timers, timer_delay
+
+    for factory, ms in ((uvloop.new_event_loop, True), (asyncio.new_event_loop, False)):
+        loop = factory()
+        try:
+            assert has_ms_timers(loop) is ms
+        finally:
+            loop.close()
+    assert timer_delay(0.0003, True) == 0.001 and timer_delay(0.0021, True) == 0.003
+    assert timer_delay(0.0003, False) == 0.0003

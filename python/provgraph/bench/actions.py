@@ -20,7 +20,7 @@ import uvloop
 
 from provgraph.bench.decide import decision_bodies, prepare_policy
 from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loaded_server
-from provgraph.bench.loadgen import HttpPool
+from provgraph.bench.loadgen import HttpPool, has_ms_timers, timer_delay
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
 from provgraph.config import DEFAULT_FLAGS, baseline_flags
@@ -196,17 +196,11 @@ def _flows(base: str, keys: dict[str, Any], rng: np.random.Generator) -> dict[st
             "healthz": healthz}
 
 
-def _uvloop() -> bool:
-    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-
-
 async def _until(intended: float) -> None:
     """Sleep until the open-loop arrival time `intended` (perf_counter seconds); late arrivals go at once."""
     delay = intended - time.perf_counter()
     if delay > 0:
-        # uvloop (libuv) timers have whole-millisecond resolution and round a sub-millisecond delay
-        # down to a busy spin: sleep whole milliseconds, rounded up (at most ~1 ms late, measured).
-        await asyncio.sleep(math.ceil(delay * 1000.0) / 1000.0 if _uvloop() else delay)
+        await asyncio.sleep(timer_delay(delay, has_ms_timers(asyncio.get_running_loop())))
 
 
 NO_ANSWER = "no answer within 30 s after the last arrival"
@@ -343,13 +337,15 @@ async def _run_bursts(base: str, keys: dict[str, Any], mode: str, action_rate: f
                 for _ in range(burst - len(results)):
                     if record:
                         rec.error(mode, f"{len(results)} results for {burst} actions")
-            except (Exception, asyncio.CancelledError) as exc:  # a failed request fails every action in it
+            except asyncio.CancelledError:
                 if record:
                     for _ in range(burst):
-                        rec.error(mode, NO_ANSWER if isinstance(exc, asyncio.CancelledError)
-                                  else f"{type(exc).__name__}: {exc}")
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+                        rec.error(mode, NO_ANSWER)
+                raise
+            except Exception as exc:  # noqa: BLE001 — a failed request fails every action in it
+                if record:
+                    for _ in range(burst):
+                        rec.error(mode, f"{type(exc).__name__}: {exc}")
             finally:
                 inflight -= burst
 

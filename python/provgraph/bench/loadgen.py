@@ -21,10 +21,12 @@ __all__ = [
     "FlowResult",
     "HttpPool",
     "RequestSpec",
+    "has_ms_timers",
     "health_flow",
     "run",
     "run_open_loop",
     "side_by_side",
+    "timer_delay",
 ]
 
 #: What ``Flow.requests(i)`` returns: (method, path, body, extra headers).
@@ -547,6 +549,18 @@ def _assignments(
         done += m
 
 
+def has_ms_timers(loop: asyncio.AbstractEventLoop) -> bool:
+    """uvloop (libuv) timers have whole-millisecond resolution and round the delay: a
+    sub-millisecond sleep becomes a busy spin through the loop."""
+    return type(loop).__module__.startswith("uvloop")
+
+
+def timer_delay(delay: float, ms_timers: bool) -> float:
+    """The sleep for an open-loop wait of `delay` seconds: whole milliseconds, rounded up, on a
+    loop with millisecond timers (at most ~1 ms late, which the latency from the intended send
+    time includes)."""
+    return math.ceil(delay * 1000.0) / 1000.0 if ms_timers else delay
+
 async def run_open_loop(
     host: str,
     port: int,
@@ -592,12 +606,8 @@ async def run_open_loop(
 
     perf = time.perf_counter
     sleep = asyncio.sleep
-    ceil = math.ceil
     dispatch = gen.dispatch
-    # uvloop (libuv) timers have whole-millisecond resolution and round the delay: a
-    # sub-millisecond sleep becomes a busy spin through the loop. Sleeping whole
-    # milliseconds (rounded up) costs at most ~1 ms of send lag, which is measured.
-    ms_timers = type(gen.loop).__module__.startswith("uvloop")
+    ms_timers = has_ms_timers(gen.loop)
     lag_hist = HdrHistogram(_HIST_MIN_US, _HIST_MAX_US, _HIST_DIGITS)
     lags: array[int] = array("q")
     interval = 1.0 / rate
@@ -611,7 +621,7 @@ async def run_open_loop(
             t = start + i * interval
             if t > now:
                 d = t - now
-                await sleep(ceil(d * 1000.0) / 1000.0 if ms_timers else d)
+                await sleep(timer_delay(d, ms_timers))
                 continue
             if i >= n_warm:
                 lags.append(int((now - t) * 1e6))
