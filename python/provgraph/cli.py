@@ -26,8 +26,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl)
+    app = create_app(config)
+    if config.flags["service.http"] == "lean":
+        from provgraph.service.lean import serve_lean
+
+        uvloop.run(serve_lean(app, args.host, args.port, args.backlog, lambda msg: print(msg, flush=True),
+                              keepalive_timeout=args.keepalive_timeout))
+        return 0
     uvloop.install()
-    web.run_app(create_app(config), host=args.host, port=args.port, access_log=None, backlog=args.backlog,
+    web.run_app(app, host=args.host, port=args.port, access_log=None, backlog=args.backlog,
+                keepalive_timeout=args.keepalive_timeout,
                 print=lambda msg: print(msg, flush=True))
     return 0
 
@@ -123,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--backlog", type=int, default=1024,
                        help="listen backlog: connections the kernel holds until accepted (aiohttp's 128 "
                             "overflows under connection bursts; a dropped SYN is retried after 1, 3, 7... s)")
+    serve.add_argument("--keepalive-timeout", type=float, default=75.0,
+                       help="seconds an idle keep-alive connection stays open")
     serve.add_argument("--policy-bundle", default="authz", help="bundle whose data.provgraph.authz.decision "
                        "answers /decide")
     serve.add_argument("--decision-cache-ttl", type=float, default=5.0,

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 
 from provgraph.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_FLAGS", "FLAG_CHOICES", "Config", "apply_runtime_flags", "baseline_flags"]
+__all__ = ["DEFAULT_FLAGS", "FLAG_CHOICES", "STARTUP_FLAGS", "Config", "apply_runtime_flags", "baseline_flags",
+           "runtime_part"]
 
 # Every optimization sits behind a flag; the first choice is the optimized path and the
 # baseline ("rollback") value is given by `baseline_flags`.
@@ -21,12 +22,16 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "runtime.writer_priority": ("high", "normal"),
     "actions.preflight_ack": ("applied", "durable"),
     "orchestration.batching": ("on", "off"),
+    "service.http": ("lean", "aiohttp"),
 }
+# Flags read once, when the server starts (`provgraph serve --flag name=value`): changing one at run
+# time is refused (409); the others apply at once on PUT /v1/admin/flags.
+STARTUP_FLAGS = frozenset({"service.http"})
 DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
 BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "policy.vm": "off",
                                   "runtime.gil_switch": "default", "runtime.writer_priority": "normal",
                                   "actions.preflight_ack": "durable",
-                                  "orchestration.batching": "off"}
+                                  "orchestration.batching": "off", "service.http": "aiohttp"}
 
 # runtime.gil_switch: how long a thread may hold the GIL while another waits for it. Python's
 # default (5 ms) makes a request wait up to 5 ms whenever the group-commit writer thread and the
@@ -50,6 +55,11 @@ def apply_runtime_flags(flags: dict[str, str], writer: _Prioritized | None = Non
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S[flags.get("runtime.gil_switch", "fast")])
     if writer is not None:
         writer.set_priority(WRITER_BOOST[flags.get("runtime.writer_priority", "high")])
+
+
+def runtime_part(flags: dict[str, str]) -> dict[str, str]:
+    """The flags of `flags` that PUT /v1/admin/flags can change on a running server."""
+    return {k: v for k, v in flags.items() if k not in STARTUP_FLAGS}
 
 
 def baseline_flags() -> dict[str, str]:

@@ -437,8 +437,9 @@ def issuance_lag(base: str, keys: dict[str, Any]) -> dict[str, Any]:
 
 
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
-# The runtime flags of the write path, each measured on its own by --ablate (the others stay on).
-ABLATE = ("runtime.gil_switch", "runtime.writer_priority", "actions.preflight_ack")
+# The flags of the request path, each measured on its own by --ablate (the others stay on);
+# service.http is a start-up flag: its variant restarts the server.
+ABLATE = ("service.http", "runtime.gil_switch", "runtime.writer_priority", "actions.preflight_ack")
 
 
 def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:
@@ -458,7 +459,7 @@ def _verdict_line(label: str, v: dict[str, Any]) -> str:
             f"errors {v['errors']}, dropped {v['dropped']} -> {'met' if v['met'] else 'NOT met'}")
 
 
-def run_ablation(base: str, keys: dict[str, Any], admin: Any, rate: float, duration: float, warmup: float,
+def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float, duration: float, warmup: float,
                  rounds: int = 2) -> list[dict[str, Any]]:
     """The P1 mix with every flag on, then with each write-path flag alone at its baseline value, in
     alternation (`rounds` times), so each flag's effect is seen against the same machine state."""
@@ -467,13 +468,13 @@ def run_ablation(base: str, keys: dict[str, Any], admin: Any, rate: float, durat
     for rnd in range(rounds):
         for flag in (None, *ABLATE):
             flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
-            admin.ok("PUT", "/v1/admin/flags", flags)
+            bench.apply_flags(flags)
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
             res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
             verdict = p1_verdict(res)
             runs.append({"round": rnd, "variant": label, "rate": rate, "flows": res, "verdict": verdict})
             print(_verdict_line(f"ablation {label} (round {rnd + 1})", verdict), flush=True)
-    admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
+    bench.apply_flags(DEFAULT_FLAGS)
     return runs
 
 
@@ -505,12 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         keys = action_keys(bench)
         base = f"http://127.0.0.1:{bench.server.port}"
-        admin = bench.admin()
         runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1), ("optimized 3x", "on", 3)]
         if a.quick:
             runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
         for label, flags, factor in runs:
-            admin.ok("PUT", "/v1/admin/flags", baseline_flags() if flags == "off" else DEFAULT_FLAGS)
+            bench.apply_flags(baseline_flags() if flags == "off" else DEFAULT_FLAGS)
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
@@ -518,11 +518,11 @@ def main(argv: list[str] | None = None) -> int:
             print(_verdict_line(label, report[label]["verdict"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
         if a.ablate:
-            report["ablation"] = run_ablation(base, keys, admin, PEAK_RPS * a.ablate_peak, a.ablate_duration, warmup)
+            report["ablation"] = run_ablation(base, keys, bench, PEAK_RPS * a.ablate_peak, a.ablate_duration, warmup)
             rows += [{"run": f"{a.ablate_peak:g}x {r['variant']} #{r['round'] + 1}",
                       **{k: v for k, v in f.items() if k != "error_samples"}}
                      for r in report["ablation"] for f in r["flows"].values()]
-        admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
+        bench.apply_flags(DEFAULT_FLAGS)
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
               f"(flags on)")
         report["batch_vs_single"] = uvloop.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,

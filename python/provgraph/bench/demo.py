@@ -109,15 +109,14 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
             decide_runs[cache] = run_decide_load(bench.server, reqs, flags, decide_rate, duration, warmup)
         akeys = action_keys(bench, keys)
         base = f"http://127.0.0.1:{bench.server.port}"
-        admin = bench.admin()
-        admin.ok("PUT", "/v1/admin/flags", DEFAULT_FLAGS)
+        bench.apply_flags(DEFAULT_FLAGS)
         print(f"  actions, all flags on: {ACTION_RATE} actions/s in bursts of {BURST}, each as preflight+execute "
               f"then as one actions:batch request, {bvs_duration:g} s per mode")
         bvs = uvloop.run(run_batch_vs_single(base, akeys, ACTION_RATE, BURST, bvs_duration, warmup))
         for label, flags in (("baseline", baseline_flags()), ("optimized", DEFAULT_FLAGS)):
             print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
                   f"(flags {'off' if label == 'baseline' else 'on'})")
-            admin.ok("PUT", "/v1/admin/flags", flags)
+            bench.apply_flags(flags)
             p1_runs[label] = uvloop.run(run_mix(base, akeys, PEAK_RPS, duration, warmup))
         issuance = issuance_lag(base, akeys)
     finally:

@@ -21,6 +21,7 @@ from provgraph.bench.loadgen import Flow, FlowResult, health_flow, run, side_by_
 from provgraph.bench.report import format_table, to_markdown, write_json
 from provgraph.bench.server import JsonClient, ServerProcess, pin_to_core
 from provgraph.bench.workloads import GraphWorkload, generate_g1
+from provgraph.config import STARTUP_FLAGS, runtime_part
 
 __all__ = ["GraphBench", "check_bounds", "graph_flows", "main", "start_loaded_server"]
 
@@ -46,6 +47,17 @@ class GraphBench:
 
     def set_flags(self, **flags: str) -> None:
         self.admin().ok("PUT", "/v1/admin/flags", {k.replace("_", "."): v for k, v in flags.items()})
+
+    def apply_flags(self, flags: dict[str, str]) -> None:
+        """Set `flags`: start-up flags (service.http) by restarting the server with them when they
+        differ from the running server's (same data, port and core), the rest with PUT."""
+        running = self.admin().ok("GET", "/v1/admin/flags")["flags"]
+        changed = {k: v for k, v in flags.items() if k in STARTUP_FLAGS and running.get(k) != v}
+        if changed:
+            self.server.restart_with_flags(changed)
+        runtime = runtime_part(flags)
+        if runtime:
+            self.admin().ok("PUT", "/v1/admin/flags", runtime)
 
     def close(self) -> None:
         self.server.stop()

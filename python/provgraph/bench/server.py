@@ -116,6 +116,26 @@ class ServerProcess:
         self.kill()
         raise RuntimeError("server did not become ready")
 
+    def restart_with_flags(self, flags: dict[str, str]) -> Self:
+        """Stop, then start again on the same data, port and core with `--flag name=value` for
+        each of `flags` (replacing any earlier value of those flags)."""
+        extra: list[str] = []
+        args = iter(self.extra)
+        for arg in args:
+            if arg == "--flag":
+                value = next(args, "")
+                if value.partition("=")[0] not in flags:
+                    extra += [arg, value]
+            elif arg.startswith("--flag=") and arg[7:].partition("=")[0] in flags:
+                continue
+            else:
+                extra.append(arg)
+        for name, value in flags.items():
+            extra += ["--flag", f"{name}={value}"]
+        self.stop()
+        self.extra = extra
+        return self.start()
+
     def client(self, key: str | None = None) -> JsonClient:
         return JsonClient(self.port, self.admin_key if key is None else key)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -11,7 +12,32 @@ from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedM
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["authorize", "json_response", "read_body", "read_json", "tenant_of"]
+__all__ = ["Request", "authorize", "json_response", "read_body", "read_json", "tenant_of"]
+
+
+class Request(Protocol):
+    """What a handler may use of a request: met by aiohttp's `web.Request` (flag
+    service.http=aiohttp) and by the lean front end's `LeanRequest` (service.http=lean)."""
+
+    @property
+    def app(self) -> web.Application: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def query(self) -> Mapping[str, str]: ...
+    @property
+    def match_info(self) -> Mapping[str, str]: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def can_read_body(self) -> bool: ...
+    async def read(self) -> bytes: ...
 
 JSON_TYPES = frozenset({"application/json"})
 
@@ -20,7 +46,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-async def read_body(request: web.Request, allowed: frozenset[str] = JSON_TYPES) -> bytes:
+async def read_body(request: Request, allowed: frozenset[str] = JSON_TYPES) -> bytes:
     """The raw body, after checking its content type (415) and size (413)."""
     if request.content_type not in allowed:
         raise UnsupportedMediaTypeError(
@@ -42,18 +68,18 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequestError("malformed JSON", {"reason": str(exc)}) from None
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: Request) -> Any:
     return parse_json(await read_body(request))
 
 
-def authorize(request: web.Request, scope: str, tenant_id: str | None = None) -> KeyRecord:
+def authorize(request: Request, scope: str, tenant_id: str | None = None) -> KeyRecord:
     """401 without a valid key, 403 without the scope or for another tenant's path."""
     key = request.app[REGISTRY].authenticate(request.headers.get("Authorization"))
     key.require(scope, tenant_id)
     return key
 
 
-def tenant_of(request: web.Request, scope: str) -> tuple[KeyRecord, Tenant]:
+def tenant_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
     tid = request.match_info["tenant"]
     key = authorize(request, scope, tid)
     return key, request.app[REGISTRY].tenant(tid)

@@ -56,6 +56,7 @@ class Metrics:
                                   registry=r)
         self.dlq_depth = Gauge("provgraph_receipt_dlq_depth", "Receipt intents in the dead-letter queue", registry=r)
         self._refreshers: list[Callable[[], None]] = []
+        self._request_children: dict[tuple[str, str, int], Any] = {}
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
         """Register a function that refreshes gauges right before each scrape."""
@@ -65,6 +66,15 @@ class Metrics:
         for fn in self._refreshers:
             fn()
         return generate_latest(self.registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # labels() costs ~4 us a call (it validates and joins the label values); the children of a
+        # bounded set of (method, route template, status) are kept.
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.request_seconds.labels(method, route, str(status))
+        child.observe(seconds)
 
     def observe_issued(self, lags: list[float]) -> None:
         self.receipts_issued.inc(len(lags))

@@ -1,4 +1,5 @@
-"""The one middleware: maps every error to the JSON error shape and records request latency."""
+"""Errors to the JSON error shape and request latency to /metrics: one middleware for the aiohttp
+front end, the same two functions for the lean one (provgraph.service.lean)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from provgraph.errors import ProvgraphError
 from provgraph.service.keys import METRICS
 
-__all__ = ["error_and_metrics_middleware"]
+__all__ = ["error_and_metrics_middleware", "error_body", "error_response"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -22,9 +23,30 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                415: "unsupported_media_type", 422: "invalid_value"}
 
 
+def error_body(code: str, message: str, details: object) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "details": details}})
+
+
 def _error(status: int, code: str, message: str, details: object) -> web.Response:
-    body = orjson.dumps({"error": {"code": code, "message": message, "details": details}})
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(body=error_body(code, message, details), status=status, content_type="application/json")
+
+
+def error_response(exc: Exception, method: str, path: str) -> web.Response:
+    """The JSON error for an exception a handler raised: its own status for provgraph's errors and
+    aiohttp's 4xx/5xx (routing, limits), 500 (logged) for anything else. aiohttp's non-error
+    exceptions (redirects, 304) are re-raised: they are responses."""
+    if isinstance(exc, ProvgraphError):
+        return _error(exc.status, exc.code, exc.message, exc.details)
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason, {})
+        if headers:
+            response.headers.update(headers)
+        return response
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return _error(500, "internal_error", "internal error", {})
 
 
 @web.middleware
@@ -32,18 +54,9 @@ async def error_and_metrics_middleware(request: web.Request, handler: Handler) -
     t0 = time.perf_counter()
     try:
         response = await handler(request)
-    except ProvgraphError as exc:
-        response = _error(exc.status, exc.code, exc.message, exc.details)
-    except web.HTTPException as exc:  # routing (404/405) and aiohttp's own limits (413)
-        if exc.status < 400:
-            raise
-        response = _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason, {})
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = _error(500, "internal_error", "internal error", {})
+    except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
+        response = error_response(exc, request.method, request.path)
     info = request.match_info
     route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
-    request.app[METRICS].request_seconds.labels(request.method, route, str(response.status)).observe(
-        time.perf_counter() - t0
-    )
+    request.app[METRICS].observe_request(request.method, route, response.status, time.perf_counter() - t0)
     return response

@@ -12,6 +12,7 @@ from aiohttp import web
 from provgraph._core import verify_receipt
 from provgraph.errors import BadRequestError, ForbiddenError, InvalidArgumentError, NotFoundError
 from provgraph.service.http import (
+    Request,
     authorize,
     json_response,
     parse_json,
@@ -24,11 +25,11 @@ from provgraph.service.keys import ACTIONS, CONFIG, ISSUER, KEYRING, RECEIPTS, R
 __all__ = ["issuer_ctx", "setup_action_routes"]
 
 
-def _cache_on(request: web.Request) -> bool:
+def _cache_on(request: Request) -> bool:
     return request.app[CONFIG].flags["policy.cache"] == "on"
 
 
-async def preflight(request: web.Request) -> web.Response:
+async def preflight(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
     durable = request.app[CONFIG].flags["actions.preflight_ack"] == "durable"
@@ -36,7 +37,7 @@ async def preflight(request: web.Request) -> web.Response:
     return json_response(answer, status=201)
 
 
-async def execute(request: web.Request) -> web.Response:
+async def execute(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
     idem = request.headers.get("Idempotency-Key")
@@ -44,22 +45,22 @@ async def execute(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-async def get_preflight(request: web.Request) -> web.Response:
+async def get_preflight(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     return json_response(request.app[ACTIONS].get_preflight(tenant, request.match_info["preflight_id"]))
 
 
-async def grant(request: web.Request) -> web.Response:
+async def grant(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "approve")
     return json_response(await request.app[ACTIONS].review(key, tenant, request.match_info["preflight_id"], True))
 
 
-async def reject(request: web.Request) -> web.Response:
+async def reject(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "approve")
     return json_response(await request.app[ACTIONS].review(key, tenant, request.match_info["preflight_id"], False))
 
 
-async def batch(request: web.Request) -> web.Response:
+async def batch(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
     concurrent = request.app[CONFIG].flags["orchestration.batching"] == "on"
@@ -71,7 +72,7 @@ def _receipt_response(raw: bytes) -> web.Response:
     return web.Response(body=raw, content_type="application/json")
 
 
-async def get_receipt(request: web.Request) -> web.Response:
+async def get_receipt(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     raw = request.app[RECEIPTS].get(tenant.num, request.match_info["receipt_id"])
     if raw is None:
@@ -79,7 +80,7 @@ async def get_receipt(request: web.Request) -> web.Response:
     return _receipt_response(raw)
 
 
-async def list_receipts(request: web.Request) -> web.Response:
+async def list_receipts(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     try:
         after = int(request.query.get("after_seq", "0"))
@@ -94,7 +95,7 @@ async def list_receipts(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-async def verify(request: web.Request) -> web.Response:
+async def verify(request: Request) -> web.Response:
     """Signature with the signer's public key, and the link to the previous receipt of the tenant."""
     _, tenant = tenant_of(request, "read")
     log = request.app[RECEIPTS]
@@ -123,25 +124,25 @@ async def verify(request: web.Request) -> web.Response:
     return json_response(out)
 
 
-async def public_keys(request: web.Request) -> web.Response:
+async def public_keys(request: Request) -> web.Response:
     request.app[REGISTRY].authenticate(request.headers.get("Authorization"))
     return json_response({"keys": request.app[KEYRING].public_keys()})
 
 
-async def rotate_key(request: web.Request) -> web.Response:
+async def rotate_key(request: Request) -> web.Response:
     authorize(request, "admin")
     ring = request.app[KEYRING]
     signer = await asyncio.get_running_loop().run_in_executor(None, ring.rotate)
     return json_response({"key_id": signer.key_id, "keys": ring.public_keys()}, status=201)
 
 
-async def dlq(request: web.Request) -> web.Response:
+async def dlq(request: Request) -> web.Response:
     authorize(request, "admin")
     issuer = request.app[ISSUER]
     return json_response({"depth": issuer.depth("dlq"), "entries": issuer.dlq()})
 
 
-async def dlq_replay(request: web.Request) -> web.Response:
+async def dlq_replay(request: Request) -> web.Response:
     authorize(request, "admin")
     body = await read_json(request) if request.can_read_body else {}
     ids = body.get("receipt_ids") if isinstance(body, dict) else None
@@ -151,7 +152,7 @@ async def dlq_replay(request: web.Request) -> web.Response:
     return json_response({"replayed": moved})
 
 
-async def faults(request: web.Request) -> web.Response:
+async def faults(request: Request) -> web.Response:
     """Inject signing or storage failures into the issuer (drills; needs --enable-fault-injection)."""
     authorize(request, "admin")
     if not request.app[CONFIG].fault_injection:

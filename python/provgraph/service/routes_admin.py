@@ -6,15 +6,15 @@ import asyncio
 
 from aiohttp import web
 
-from provgraph.config import apply_runtime_flags, validate_flags
-from provgraph.errors import BadRequestError
-from provgraph.service.http import authorize, json_response, read_json
+from provgraph.config import STARTUP_FLAGS, apply_runtime_flags, validate_flags
+from provgraph.errors import BadRequestError, ConflictError
+from provgraph.service.http import Request, authorize, json_response, read_json
 from provgraph.service.keys import CONFIG, GRAPH, REGISTRY, WRITER
 
 __all__ = ["setup_admin_routes"]
 
 
-async def create_tenant(request: web.Request) -> web.Response:
+async def create_tenant(request: Request) -> web.Response:
     authorize(request, "admin")
     body = await read_json(request)
     registry = request.app[REGISTRY]
@@ -23,12 +23,12 @@ async def create_tenant(request: web.Request) -> web.Response:
     return json_response({"tenant_id": tenant.tenant_id}, status=201)
 
 
-async def list_tenants(request: web.Request) -> web.Response:
+async def list_tenants(request: Request) -> web.Response:
     authorize(request, "admin")
     return json_response({"tenants": sorted(request.app[REGISTRY].tenants)})
 
 
-async def create_key(request: web.Request) -> web.Response:
+async def create_key(request: Request) -> web.Response:
     authorize(request, "admin")
     body = await read_json(request)
     registry = request.app[REGISTRY]
@@ -37,17 +37,23 @@ async def create_key(request: web.Request) -> web.Response:
                                                                  if k != "key_id"}}, status=201)
 
 
-async def get_flags(request: web.Request) -> web.Response:
+async def get_flags(request: Request) -> web.Response:
     authorize(request, "admin")
     return json_response({"flags": request.app[CONFIG].flags})
 
 
-async def put_flags(request: web.Request) -> web.Response:
+async def put_flags(request: Request) -> web.Response:
     authorize(request, "admin")
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError('expected {"flag.name": "value", ...}')
-    request.app[CONFIG].flags.update(validate_flags(body))
+    flags = validate_flags(body)
+    current = request.app[CONFIG].flags
+    for name in sorted(STARTUP_FLAGS & flags.keys()):
+        if flags[name] != current[name]:
+            raise ConflictError(f"flag {name} is read at start: restart with `provgraph serve --flag {name}="
+                                f"{flags[name]}`", {"flag": name, "current": current[name]})
+    current.update(flags)
     apply_runtime_flags(request.app[CONFIG].flags, request.app[WRITER])
     return json_response({"flags": request.app[CONFIG].flags})
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from provgraph.errors import InvalidArgumentError
 from provgraph.graph.model import parse_delete, parse_edges, parse_ndjson_edges, parse_nodes
-from provgraph.service.http import json_response, parse_json, read_body, tenant_of
+from provgraph.service.http import Request, json_response, parse_json, read_body, tenant_of
 from provgraph.service.keys import CONFIG, GRAPH, METRICS
 
 __all__ = ["setup_graph_routes"]
@@ -25,14 +25,14 @@ async def _parse(raw: bytes, fn: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, raw)
 
 
-async def write_nodes(request: web.Request) -> web.Response:
+async def write_nodes(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "write")
     batch = await _parse(await read_body(request), lambda raw: parse_nodes(parse_json(raw)))
     n = await asyncio.wrap_future(request.app[GRAPH].write_nodes(tenant.num, batch))
     return json_response({"written": n})
 
 
-async def write_edges(request: web.Request) -> web.Response:
+async def write_edges(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "write")
     raw = await read_body(request, _EDGE_TYPES)
     if request.content_type == "application/x-ndjson":
@@ -44,14 +44,14 @@ async def write_edges(request: web.Request) -> web.Response:
     return json_response({"written": n})
 
 
-async def delete(request: web.Request) -> web.Response:
+async def delete(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "write")
     batch = parse_delete(parse_json(await read_body(request)))
     result = await asyncio.wrap_future(request.app[GRAPH].delete(tenant.num, batch))
     return json_response(result)
 
 
-async def query(request: web.Request) -> web.Response:
+async def query(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     spec = parse_json(await read_body(request))
     engine = request.app[CONFIG].flags["graph.engine"]
@@ -64,7 +64,7 @@ async def query(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     g = request.app[GRAPH].graph(tenant.num)
     return json_response({"nodes": g.node_count, "edges": g.edge_count, "snapshot_version": g.snapshot_version,

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from provgraph.service.http import json_response
+from provgraph.service.http import Request, json_response
 from provgraph.service.keys import METRICS, READY
 
 __all__ = ["OPENAPI_PATH", "setup_health_routes"]
@@ -16,21 +16,21 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _HEALTH = orjson.dumps({"status": "ok"})
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(request: Request) -> web.Response:
     return web.Response(body=_HEALTH, content_type="application/json")
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readyz(request: Request) -> web.Response:
     ready = request.app[READY]
     return json_response({"ready": ready.get("ready", False)}, status=200 if ready.get("ready") else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-async def openapi(request: web.Request) -> web.Response:
+async def openapi(request: Request) -> web.Response:
     return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
 
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from provgraph.errors import BadRequestError, InvalidArgumentError, NotFoundError
 from provgraph.policy.manager import PolicyManager, new_decision_id
 from provgraph.service.http import (
+    Request,
     authorize,
     json_response,
     parse_json,
@@ -30,14 +31,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _WAIT = re.compile(r"wait=(\d+)")
 
 
-def _bundle_name(request: web.Request) -> str:
+def _bundle_name(request: Request) -> str:
     name = request.match_info["name"]
     if not _NAME.fullmatch(name):
         raise InvalidArgumentError("bundle names match [A-Za-z0-9][A-Za-z0-9._-]{0,127}", {"name": name})
     return name
 
 
-async def put_bundle(request: web.Request) -> web.Response:
+async def put_bundle(request: Request) -> web.Response:
     authorize(request, "admin")
     name = _bundle_name(request)
     activate = request.query.get("activate", "true").lower() not in ("false", "0", "no")
@@ -54,7 +55,7 @@ async def put_bundle(request: web.Request) -> web.Response:
                          status=201 if created else 200)
 
 
-async def activate_bundle(request: web.Request) -> web.Response:
+async def activate_bundle(request: Request) -> web.Response:
     authorize(request, "admin")
     name = _bundle_name(request)
     body = await read_json(request)
@@ -67,7 +68,7 @@ async def activate_bundle(request: web.Request) -> web.Response:
     return json_response({"name": name, "revision": rev.revision, "digest": rev.digest, "active": True})
 
 
-async def list_bundle(request: web.Request) -> web.Response:
+async def list_bundle(request: Request) -> web.Response:
     authorize(request, "admin")
     name = _bundle_name(request)
     revisions = request.app[POLICY].list_revisions(name)
@@ -78,7 +79,7 @@ async def list_bundle(request: web.Request) -> web.Response:
                           "revisions": revisions})
 
 
-async def download_bundle(request: web.Request) -> web.StreamResponse:
+async def download_bundle(request: Request) -> web.StreamResponse:
     """The active bundle as stored (gzip passthrough), strong ETag, If-None-Match, OPA long polling."""
     authorize(request, "read")
     name = _bundle_name(request)
@@ -102,7 +103,7 @@ async def download_bundle(request: web.Request) -> web.StreamResponse:
                                                "X-Bundle-Revision": rev.revision})
 
 
-async def bundle_stats(request: web.Request) -> web.Response:
+async def bundle_stats(request: Request) -> web.Response:
     authorize(request, "admin")
     name = _bundle_name(request)
     pm = request.app[POLICY]
@@ -114,7 +115,7 @@ async def bundle_stats(request: web.Request) -> web.Response:
                           "cache": pm.cache.stats(), "vm_eligible": vm_eligible})
 
 
-async def data_api(request: web.Request) -> web.Response:
+async def data_api(request: Request) -> web.Response:
     """OPA's Data API: POST/GET /v1/data/{path} -> {"result": ..., "decision_id": ...}."""
     authorize(request, "read")
     t0 = time.perf_counter_ns()
@@ -136,7 +137,7 @@ async def data_api(request: web.Request) -> web.Response:
     return web.Response(body=response + b"}", content_type="application/json")
 
 
-async def decide(request: web.Request) -> web.Response:
+async def decide(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "read")
     body = parse_json(await read_body(request))
     app = request.app
@@ -151,7 +152,7 @@ async def decide(request: web.Request) -> web.Response:
     return json_response(response)
 
 
-async def invalidate(request: web.Request) -> web.Response:
+async def invalidate(request: Request) -> web.Response:
     authorize(request, "admin")
     body = await read_json(request)
     if not isinstance(body, dict) or any(k not in ("tenant_id", "action", "resource_type") for k in body):
@@ -165,7 +166,7 @@ async def invalidate(request: web.Request) -> web.Response:
     return json_response({"invalidated": body or "all"})
 
 
-async def decisions(request: web.Request) -> web.Response:
+async def decisions(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     try:
         limit = int(request.query.get("limit", "100"))

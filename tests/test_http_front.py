@@ -1,0 +1,351 @@
+"""The two HTTP front ends (flag service.http: lean, the default, and aiohttp, the rollback) behave
+the same on the wire: over raw sockets, pipelining, HEAD, 100-continue, chunked bodies, body limits,
+malformed requests, routing errors, percent-encoded paths, HTTP/1.0 and Connection: close."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import ADMIN_KEY, Server
+from provgraph.bench.loadgen import parse_response
+from provgraph.policy.bundle import load_example_bundle
+
+LIMIT = 4096
+AUTH = f"Authorization: Bearer {ADMIN_KEY}\r\n"
+
+
+@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = Server(tmp_path_factory.mktemp(f"front-{request.param}") / "data", ADMIN_KEY,
+               ["--flag", f"service.http={request.param}", "--max-body-bytes", str(LIMIT)])
+    s.start()
+    s.api().new_tenant("acme")
+    yield s
+    s.stop()
+
+
+class Raw:
+    """One TCP connection that sends bytes as given and parses responses as they come."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = bytearray()
+        self.eof = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self, head: bool = False) -> tuple[int, bytes, bytes, bool]:
+        """(status, head bytes, body, keep-alive) of the next final response."""
+        while True:
+            got = parse_response(self.buf, head)
+            if got is not None:
+                status, start, end, keep_alive = got
+                head_bytes, body = bytes(self.buf[:start]), bytes(self.buf[start:end])
+                del self.buf[:end]
+                return status, head_bytes, body, keep_alive
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; unparsed: {bytes(self.buf)[:200]!r}")
+            self.buf += chunk
+
+    def closed(self) -> bool:
+        """True once the server has closed the connection (after any buffered bytes)."""
+        try:
+            while chunk := self.sock.recv(65536):
+                self.buf += chunk
+        except (ConnectionResetError, TimeoutError):
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _get(path: str, extra: str = "", version: str = "1.1", method: str = "GET") -> bytes:
+    return f"{method} {path} HTTP/{version}\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+def _post(path: str, body: bytes, extra: str = AUTH) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def _error_code(body: bytes) -> str:
+    return str(orjson.loads(body)["error"]["code"])
+
+
+def _tenants(front: Server) -> list[str]:
+    return list(front.api().ok("GET", "/v1/admin/tenants")["tenants"])
+
+
+def test_pipelined_requests_are_answered_in_order(front: Server) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(_get("/healthz") + _get("/nope") + _get("/v1/admin/tenants", AUTH) + _get("/readyz"))
+        answers = [c.response() for _ in range(4)]
+        assert [a[0] for a in answers] == [200, 404, 200, 200]
+        assert orjson.loads(answers[0][2]) == {"status": "ok"}
+        assert _error_code(answers[1][2]) == "not_found"
+        assert "acme" in orjson.loads(answers[2][2])["tenants"]
+        assert orjson.loads(answers[3][2]) == {"ready": True}
+        assert all(a[3] for a in answers)  # still keep-alive
+    finally:
+        c.close()
+
+
+def test_head_has_the_get_headers_and_no_body(front: Server) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(_get("/healthz", method="HEAD") + _get("/healthz"))
+        status, head, body, _ = c.response(head=True)
+        assert status == 200 and body == b""
+        assert b"content-length: 15\r\n" in head.lower()
+        assert c.response()[2] == b'{"status":"ok"}'  # the next response starts right after the head
+    finally:
+        c.close()
+
+
+def test_routing_errors_are_json_with_allow(front: Server) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(_get("/healthz", method="DELETE"))
+        status, head, body, _ = c.response()
+        assert status == 405 and _error_code(body) == "method_not_allowed"
+        allow = [line for line in head.decode().split("\r\n") if line.lower().startswith("allow:")]
+        assert allow and set(allow[0].split(":", 1)[1].strip().split(",")) == {"GET", "HEAD"}
+        c.send(_get("/v1/tenants/acme/no-such-thing", AUTH))
+        status, _, body, _ = c.response()
+        assert status == 404 and _error_code(body) == "not_found"
+    finally:
+        c.close()
+
+
+def test_percent_encoded_path_parameters_are_decoded(front: Server) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(_get("/v1/tenants/ac%6De/graph/stats", AUTH))
+        status, _, body, _ = c.response()
+        assert status == 200, body
+        c.send(_get("/v1/tenants/n%6Fne/graph/stats", AUTH))
+        status, _, body, _ = c.response()
+        assert status == 404 and _error_code(body) == "unknown_tenant"
+    finally:
+        c.close()
+
+
+def test_expect_100_continue(front: Server) -> None:
+    body = orjson.dumps({"tenant_id": "continued"})
+    c = Raw(front.port)
+    try:
+        head = (f"POST /v1/admin/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n{AUTH}\r\n").encode()
+        c.send(head)
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in c.buf and time.monotonic() < deadline:
+            c.buf += c.sock.recv(65536)
+        assert bytes(c.buf).startswith(b"HTTP/1.1 100 Continue\r\n")
+        c.send(body)
+        status, _, answer, _ = c.response()
+        assert status == 201 and orjson.loads(answer) == {"tenant_id": "continued"}
+    finally:
+        c.close()
+    assert "continued" in _tenants(front)
+
+
+def test_chunked_request_body(front: Server) -> None:
+    body = orjson.dumps({"tenant_id": "chunky"})
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:5], body[5:])) + b"0\r\n\r\n"
+    c = Raw(front.port)
+    try:
+        c.send(f"POST /v1/admin/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Transfer-Encoding: chunked\r\n{AUTH}\r\n".encode() + chunks)
+        status, _, answer, _ = c.response()
+        assert status == 201, answer
+    finally:
+        c.close()
+    assert "chunky" in _tenants(front)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_body_over_the_limit_is_413_and_writes_nothing(front: Server, chunked: bool) -> None:
+    name = f"huge{int(chunked)}"
+    body = orjson.dumps({"tenant_id": name, "pad": "x" * (2 * LIMIT)})
+    c = Raw(front.port)
+    try:
+        if chunked:
+            c.send(f"POST /v1/admin/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"Transfer-Encoding: chunked\r\n{AUTH}\r\n".encode()
+                   + b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
+                              for i in range(0, len(body), 1000)) + b"0\r\n\r\n")
+        else:
+            c.send(_post("/v1/admin/tenants", body))
+        status, _, answer, _ = c.response()
+        assert status == 413 and _error_code(answer) == "payload_too_large"
+    finally:
+        c.close()
+    assert name not in _tenants(front)
+
+
+def test_malformed_request_is_400_and_closes(front: Server) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n")
+        status, _, _, _ = c.response()
+        assert status == 400
+        assert c.closed()
+    finally:
+        c.close()
+    assert front.api().ok("GET", "/healthz") == {"status": "ok"}  # the server is unharmed
+
+
+def test_oversized_head_is_refused_and_closes(front: Server) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(_get("/healthz", f"X-Big: {'y' * 70_000}\r\n"))
+        status, _, _, _ = c.response()
+        assert status in (400, 431)  # lean: 431 Request Header Fields Too Large; aiohttp: 400 or 431
+        assert c.closed()
+    finally:
+        c.close()
+
+
+def test_idle_keep_alive_connections_are_closed(front: Server, tmp_path: Path) -> None:
+    kind = front.extra[front.extra.index("--flag") + 1]
+    s = Server(tmp_path / "data", ADMIN_KEY, ["--flag", kind, "--keepalive-timeout", "1"])
+    s.start()
+    c = Raw(s.port)
+    try:
+        c.send(_get("/healthz"))
+        assert c.response()[0] == 200
+        c.sock.settimeout(10)
+        t0 = time.monotonic()
+        assert c.closed()  # the server closed the idle connection
+        assert 0.5 < time.monotonic() - t0 < 8
+    finally:
+        c.close()
+        s.stop()
+
+
+@pytest.mark.parametrize(("request_bytes", "keep"), [
+    (_get("/healthz", version="1.0"), False),
+    (_get("/healthz", "Connection: keep-alive\r\n", version="1.0"), True),
+    (_get("/healthz", "Connection: close\r\n"), False),
+    (_get("/healthz"), True),
+])
+def test_connection_persistence(front: Server, request_bytes: bytes, keep: bool) -> None:
+    c = Raw(front.port)
+    try:
+        c.send(request_bytes)
+        status, _, body, keep_alive = c.response()
+        assert status == 200 and body == b'{"status":"ok"}' and keep_alive == keep
+        if keep:
+            c.send(_get("/healthz"))
+            assert c.response()[0] == 200
+        else:
+            assert c.closed()
+    finally:
+        c.close()
+
+
+def test_front_end_is_a_start_up_flag(front: Server) -> None:
+    admin = front.api()
+    current = admin.ok("GET", "/v1/admin/flags")["flags"]["service.http"]
+    other = "aiohttp" if current == "lean" else "lean"
+    status, body = admin.call("PUT", "/v1/admin/flags", {"service.http": other})
+    assert status == 409 and body["error"]["details"] == {"flag": "service.http", "current": current}
+    assert admin.ok("GET", "/v1/admin/flags")["flags"]["service.http"] == current
+    # the same value (a whole flag set PUT back) is accepted
+    assert admin.ok("PUT", "/v1/admin/flags", {"service.http": current})["flags"]["service.http"] == current
+
+
+def test_route_latency_is_recorded_by_template(front: Server) -> None:
+    admin = front.api()
+    admin.ok("GET", "/v1/tenants/acme/graph/stats")
+    c = Raw(front.port)
+    try:
+        c.send(_get("/metrics"))
+        text = c.response()[2].decode()
+    finally:
+        c.close()
+    assert ('provgraph_http_request_duration_seconds_count{method="GET",'
+            'route="/v1/tenants/{tenant}/graph/stats",status="200"}') in text
+
+
+def test_lean_shutdown_finishes_the_request_being_answered(tmp_path: Path) -> None:
+    """SIGINT while a long poll waits: the server stops accepting, answers it, then exits."""
+    s = Server(tmp_path / "data", ADMIN_KEY, ["--flag", "service.http=lean"])
+    s.start()
+    try:
+        admin = s.api()
+        status, _, _ = admin.raw("PUT", "/v1/bundles/authz", load_example_bundle(),
+                                 {"Content-Type": "application/gzip"})
+        assert status in (200, 201)
+        etag = admin.raw("GET", "/v1/bundles/authz/download")[1]["etag"]
+        got: dict[str, Any] = {}
+
+        def poll() -> None:
+            c = Raw(s.port)
+            try:
+                c.send(_get("/v1/bundles/authz/download", f"{AUTH}If-None-Match: {etag}\r\nPrefer: wait=2\r\n"))
+                got["answer"] = c.response()
+            finally:
+                c.close()
+
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.5)
+        assert s.proc is not None
+        s.proc.send_signal(signal.SIGINT)
+        t.join(10)
+        assert got["answer"][0] == 304
+        assert s.proc.wait(10) == 0
+    finally:
+        s.stop()
+
+
+def test_lean_router_resolution() -> None:
+    from aiohttp import web
+    from provgraph.service.lean import Router
+
+    async def h(request: Any) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/t/{tenant}/actions/preflight", h)
+    app.router.add_get("/t/{tenant}/actions/{id}", h)
+    app.router.add_post("/t/{tenant}/actions:batch", h)
+    app.router.add_get("/data/{path:.*}", h)
+    app.router.add_get("/data", h)
+    router = Router(app)
+
+    def resolve(path: str) -> tuple[str | None, dict[str, str]]:
+        route, params = router.resolve(path)
+        return (route.canonical if route else None), params
+
+    assert resolve("/t/acme/actions/preflight") == ("/t/{tenant}/actions/preflight", {"tenant": "acme"})
+    # the literal route is POST only: a GET of the same path is the parameter route's, as in aiohttp
+    assert router.resolve("/t/acme/actions/preflight")[0].handlers.keys() == {"POST"}  # type: ignore[union-attr]
+    assert resolve("/t/acme/actions/pf-1") == ("/t/{tenant}/actions/{id}", {"tenant": "acme", "id": "pf-1"})
+    assert resolve("/t/acme/actions:batch") == ("/t/{tenant}/actions:batch", {"tenant": "acme"})
+    assert resolve("/t/a%2Fb/actions/x%20y") == ("/t/{tenant}/actions/{id}", {"tenant": "a/b", "id": "x y"})
+    assert resolve("/data") == ("/data", {})
+    assert resolve("/data/a/b/c") == ("/data/{path}", {"path": "a/b/c"})
+    assert resolve("/data/") == ("/data/{path}", {"path": ""})
+    assert resolve("/t//actions/x") == (None, {})  # an empty segment is no parameter
+    assert resolve("/t/acme/actions") == (None, {})
+    assert resolve("no-slash") == (None, {})
+    assert set(router.routes["/t/{tenant}/actions/{id}"].handlers) == {"GET", "HEAD"}
+
+    bad = web.Application()
+    bad.router.add_get(r"/n/{id:\d+}", h)
+    with pytest.raises(ValueError, match="unsupported parameter pattern"):
+        Router(bad)
