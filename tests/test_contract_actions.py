@@ -200,22 +200,30 @@ def test_dual_control(keys: dict[str, TenantApi]) -> None:
     assert op.post(f"{base}/{pf['preflight_id']}/execute", act("graph.delete", "graph", {"nodes": [9]}))[0] == 403
 
 
-@pytest.mark.parametrize("ack", ["applied", "durable"])
+@pytest.mark.parametrize("ack", ["queued", "applied", "durable"])
 def test_preflight_is_readable_and_executable_at_once(keys: dict[str, TenantApi], srv: Server, ack: str) -> None:
-    """actions.preflight_ack=applied answers before the fsync: the preflight must still be visible to
-    the very next GET and execute (read-your-writes), as with the durable baseline."""
-    op, admin = keys["op"], srv.api()
+    """actions.preflight_ack=queued answers before the writer applies the record, applied before
+    its fsync: the preflight must still be visible to the very next GET, grant and execute
+    (read-your-writes), as with the durable baseline."""
+    op, a1, a2, admin = keys["op"], keys["a1"], keys["a2"], srv.api()
+    base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
     admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": ack})
     try:
         for i in range(30):
             body = act("deploy", "service", {"ack": ack, "i": i}, rid=f"ack-{i}")
-            pf = op.ok("POST", f"/v1/tenants/{op.tenant}/actions/preflight", body, status=201)
-            got = op.ok("GET", f"/v1/tenants/{op.tenant}/actions/{pf['preflight_id']}")
+            pf = op.ok("POST", f"{base}/preflight", body, status=201)
+            got = op.ok("GET", f"{base}/{pf['preflight_id']}")
             assert got["status"] == "pending" and got["request_hash"] == pf["request_hash"]
-            done = op.ok("POST", f"/v1/tenants/{op.tenant}/actions/{pf['preflight_id']}/execute", body)
+            done = op.ok("POST", f"{base}/{pf['preflight_id']}/execute", body)
             assert done["receipt_id"]
+        for i in range(5):
+            body = act("graph.delete", "graph", {"nodes": [5000 + i]}, rid=f"ack-d{i}")
+            pf = op.ok("POST", f"{base}/preflight", body, status=201)
+            a1.ok("POST", f"{appr}/{pf['preflight_id']}/grant")
+            assert a2.ok("POST", f"{appr}/{pf['preflight_id']}/grant")["status"] == "approved"
+            assert op.ok("POST", f"{base}/{pf['preflight_id']}/execute", body)["receipt_id"]
     finally:
-        admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": "applied"})
+        admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": "queued"})
 
 
 def test_concurrent_grants_both_count(keys: dict[str, TenantApi]) -> None:

@@ -71,9 +71,10 @@ def test_applied_answer_then_commit_and_order(store: Store) -> None:
 def test_group_failure_after_an_applied_answer(store: Store) -> None:
     """The documented risk of durable=False: answered, then the group fails, the write is gone."""
     writer = Writer(store)
+    lost: list[str] = []
     try:
         gate, blocker = hold(writer)  # the next two form one group
-        early = writer.submit(put(store, b"x"), durable=False)
+        early = writer.submit(put(store, b"x"), durable=False, on_lost=lambda: lost.append("x"))
 
         def boom(txn: lmdb.Transaction) -> tuple[None, None]:
             raise GroupFailure()
@@ -85,9 +86,27 @@ def test_group_failure_after_an_applied_answer(store: Store) -> None:
         with pytest.raises(GroupFailure):
             doomed.result(10)
         assert read(store, b"x") is None
+        assert lost == ["x"]  # its owner learns the answered write is gone
         # the writer keeps working after a failed group
         assert writer.submit(put(store, b"y")).result(10) == b"y"
         assert read(store, b"y") == b"v"
+    finally:
+        writer.close()
+
+
+def test_on_lost_is_called_for_a_failed_job_only(store: Store) -> None:
+    writer = Writer(store)
+    lost: list[str] = []
+    try:
+        def bad(txn: lmdb.Transaction) -> tuple[None, None]:
+            raise ValueError("bad job")
+
+        failed = writer.submit(bad, durable=False, on_lost=lambda: lost.append("bad"))
+        fine = writer.submit(put(store, b"ok"), on_lost=lambda: lost.append("ok"))
+        with pytest.raises(ValueError, match="bad job"):
+            failed.result(10)
+        assert fine.result(10) == b"ok"
+        assert lost == ["bad"]
     finally:
         writer.close()
 

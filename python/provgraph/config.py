@@ -20,7 +20,7 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "policy.vm": ("on", "off"),
     "runtime.gil_switch": ("fast", "default"),
     "runtime.writer_priority": ("high", "normal"),
-    "actions.preflight_ack": ("applied", "durable"),
+    "actions.preflight_ack": ("queued", "durable", "applied"),
     "orchestration.batching": ("on", "off"),
     "service.http": ("lean", "aiohttp"),
 }
@@ -99,7 +99,7 @@ class Config:
     rebuild_fraction: float = 0.05
     # Group commit: at most this many queued requests in one LMDB transaction.
     group_commit_max: int = 256
-    # An applied-only group (preflights with actions.preflight_ack=applied, already answered) waits
+    # An applied-only group (preflights with actions.preflight_ack=queued|applied, already answered) waits
     # this long for a durable write to share its commit (one fsync for both).
     group_commit_defer_s: float = 0.005
     # Policy: the bundle whose data.provgraph.authz.decision answers /decide, and the cache.

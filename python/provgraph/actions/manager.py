@@ -56,7 +56,7 @@ class ActionManager:
         self.store, self.writer, self.policy, self.graph, self.issuer = store, writer, policy, graph, issuer
         self.preflight_ttl_s = preflight_ttl_s
         self.db = store.db("preflights")
-        # preflights answered before their commit (flag actions.preflight_ack=applied), until it lands
+        # preflights answered before their commit (flag actions.preflight_ack=queued|applied), until it lands
         self._unsynced: dict[tuple[int, str], dict[str, Any]] = {}
 
     # ---- helpers ---------------------------------------------------------------------------------
@@ -102,15 +102,30 @@ class ActionManager:
 
     # ---- preflight -------------------------------------------------------------------------------
     async def preflight(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool,
-                        durable: bool = True) -> dict[str, Any]:
-        """Decide and store a preflight. `durable=False` (flag actions.preflight_ack=applied) answers
-        once the record is applied in the writer's transaction, before its fsync: every later
-        execute, grant or reject (writes, applied in order) sees it; a crash in that window loses
-        it, and its execute then answers 404 — nothing was executed or receipted on it."""
+                        ack: str = "durable") -> dict[str, Any]:
+        """Decide and store a preflight; `ack` (flag actions.preflight_ack) is when it answers:
+
+        - "durable": after the record's commit (fsync);
+        - "applied": once applied in the writer's transaction, before its fsync;
+        - "queued": once queued for the writer, with no wait for it: the writer applies jobs in
+          the order they were queued, so every later execute, grant or reject sees it, and reads
+          see it at once (the in-memory overlay, until its commit lands).
+
+        With "applied" or "queued" a crash before the commit loses the preflight, and its execute
+        then answers 404 — nothing was executed or receipted on it."""
         req = parse_action(body)
         pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
+        job = self._store_job(tenant, pf)
+        where = (tenant.num, pf["preflight_id"])
 
-        await asyncio.wrap_future(self.writer.submit(self._store_job(tenant, pf), durable=durable))
+        def lost() -> None:  # not committed after all (its group failed): reads must not see it
+            self._unsynced.pop(where, None)
+
+        if ack == "queued":
+            self._unsynced[where] = pf
+            self.writer.submit(job, durable=False, on_lost=lost)
+        else:
+            await asyncio.wrap_future(self.writer.submit(job, durable=ack == "durable", on_lost=lost))
         return self._preflight_answer(pf)
 
     # ---- execute ---------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ def _cache_on(request: Request) -> bool:
 async def preflight(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
-    durable = request.app[CONFIG].flags["actions.preflight_ack"] == "durable"
-    answer = await request.app[ACTIONS].preflight(key, tenant, body, _cache_on(request), durable)
+    ack = request.app[CONFIG].flags["actions.preflight_ack"]
+    answer = await request.app[ACTIONS].preflight(key, tenant, body, _cache_on(request), ack)
     return json_response(answer, status=201)
 
 

@@ -110,6 +110,15 @@ class _Pending:
     job: Callable[[Txn], tuple[Any, Callable[[], None] | None]]
     future: Future[Any]
     durable: bool = True
+    on_lost: Callable[[], None] | None = None
+
+
+def _lost(pending: _Pending) -> None:
+    if pending.on_lost is not None:
+        try:
+            pending.on_lost()
+        except Exception:
+            log.exception("on_lost hook failed")
 
 
 class Writer:
@@ -159,14 +168,17 @@ class Writer:
         self.nice = nice
         return True
 
-    def submit(self, job: WriteJob[T], durable: bool = True) -> Future[T]:
+    def submit(self, job: WriteJob[T], durable: bool = True,
+               on_lost: Callable[[], None] | None = None) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
         `durable=False` it resolves as soon as the job is applied inside the group's transaction:
         writes queued after that see it (the writer applies jobs in order), readers see it once the
         group commits, and a crash before that commit loses it. For records whose loss is harmless
-        to the caller (e.g. a preflight: its execute answers 404 and the client asks again)."""
+        to the caller (e.g. a preflight: its execute answers 404 and the client asks again).
+        `on_lost` is called (on the writer thread) if the job is not committed after all: it
+        failed, or its group did."""
         fut: Future[T] = Future()
-        self._queue.put(_Pending(job, fut, durable))
+        self._queue.put(_Pending(job, fut, durable, on_lost))
         return fut
 
     def close(self) -> None:
@@ -246,6 +258,7 @@ class Writer:
                         log.error("write group failed after a non-durable job was answered: %s", exc)
                     else:
                         pending.future.set_exception(exc)
+                    _lost(pending)
                 return
             break
         self.groups += 1
@@ -254,6 +267,7 @@ class Writer:
             answered = pending.future.done()  # when applied (durable=False)
             if not ok:
                 pending.future.set_exception(value)
+                _lost(pending)
                 continue
             try:
                 if after is not None:
