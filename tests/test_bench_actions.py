@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from conftest import Server
-from provgraph.bench.actions import p1_verdict, run_batch_vs_single
+from provgraph.bench.actions import issuance_lag, lag_lines, p1_verdict, run_batch_vs_single
 from provgraph.policy.bundle import load_example_bundle
 
 TENANT = "bvs"
@@ -18,8 +18,10 @@ def test_batch_vs_single_round_trips_and_receipts(server: Server) -> None:
     status, _, body = admin.raw("PUT", "/v1/bundles/authz", load_example_bundle(), {"Content-Type": "application/gzip"})
     assert status in (200, 201), body
     op = admin.new_tenant(TENANT, scopes=("read", "write"), actor="user:op", roles=("operator",))
-    keys: dict[str, Any] = {"tenant": TENANT, "op": op.key, "receipts": []}
+    keys: dict[str, Any] = {"tenant": TENANT, "op": op.key, "receipts": [], "reader": op.key,
+                            "admin": admin.key}
     burst, rate, duration = 5, 25.0, 2.0  # a burst every 0.2 s: 10 measured bursts per mode
+    started = time.time()
     res = asyncio.run(run_batch_vs_single(f"http://127.0.0.1:{server.port}", keys, rate, burst, duration, 0.4))
     single, batch = res["single"], res["batch"]
     for mode in (single, batch):
@@ -39,6 +41,14 @@ def test_batch_vs_single_round_trips_and_receipts(server: Server) -> None:
         if pending:
             time.sleep(0.05)
     assert not pending, f"{len(pending)} receipts not readable after 10 s"
+    # the issuance lag over every receipt, and per run window (one before any receipt: none in it)
+    lag = issuance_lag(f"http://127.0.0.1:{server.port}", keys,
+                       {"this run": (started, time.time()), "before": (started - 60, started - 30)})
+    assert lag["receipts"] == len(keys["receipts"]) and lag["dlq_depth"] == 0
+    assert lag["by_run"]["this run"]["receipts"] == lag["receipts"]
+    assert "before" not in lag["by_run"]
+    assert 0 <= lag["lag_p50_ms"] <= lag["lag_p95_ms"] <= lag["lag_p99_ms"]
+    assert any("during this run" in line for line in lag_lines(lag))
 
 
 def test_p1_verdict_applies_the_target_to_every_flow() -> None:

@@ -27,8 +27,7 @@ def test_retention_order_and_isolation(tmp_path: Path) -> None:
         fut.result()
         assert log.flush() is None  # nothing pending
         newest = log.query(1, limit=1000)
-        # trimming runs every retention/10 entries, so at most that many beyond the retention remain
-        assert 50 <= len(newest) <= 55
+        assert len(newest) == 50  # retention kept at every flush
         assert [e["n"] for e in newest] == list(range(399, 399 - len(newest), -1))
         other = log.query(2, limit=1000)
         assert other and all(e["decision_id"].startswith("b") for e in other)
@@ -40,6 +39,28 @@ def test_retention_order_and_isolation(tmp_path: Path) -> None:
     finally:
         writer.close()
         store.close()
+
+
+def test_retention_counts_survive_a_restart(tmp_path: Path) -> None:
+    """Counts are taken when the log opens: a reopened log keeps the retention from its first flush."""
+    for run in range(3):
+        store = Store(tmp_path, sync=False)
+        writer = Writer(store)
+        try:
+            log = DecisionLog(store, writer, retention=30)
+            for i in range(25):
+                log.record(7, {"run": run, "n": i})
+                log.record(8, {"run": run, "n": i})
+            fut = log.flush()
+            assert fut is not None
+            fut.result()
+            for tenant in (7, 8):
+                entries = log.query(tenant, limit=1000)
+                assert len(entries) == min(30, 25 * (run + 1))
+                assert entries[0] == {**entries[0], "run": run, "n": 24}  # the newest kept
+        finally:
+            writer.close()
+            store.close()
 
 
 def test_flush_waits_for_a_flush_already_in_flight(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from provgraph.bench.actions import (
     action_keys,
     batch_vs_single_summary,
     issuance_lag,
+    lag_lines,
     run_batch_vs_single,
     run_mix,
 )
@@ -93,6 +94,7 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
     decide_runs: dict[str, dict[str, FlowResult]] = {}
     decide_rate = PEAK_RPS * DECIDE_SHARE
     p1_runs: dict[str, dict[str, Any]] = {}
+    windows: dict[str, tuple[float, float]] = {}  # P1 run -> when it ran (its receipts' issuance lag)
     bvs_duration = 3.0 if quick else duration
     try:
         for engine, label in (("lmdb", "baseline: graph.engine=lmdb"), ("csr", "optimized: graph.engine=csr")):
@@ -117,17 +119,17 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
             print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
                   f"(flags {'off' if label == 'baseline' else 'on'})")
             bench.apply_flags(flags)
+            t0 = time.time()
             p1_runs[label] = uvloop.run(run_mix(base, akeys, PEAK_RPS, duration, warmup))
-        issuance = issuance_lag(base, akeys)
+            windows[f"P1 {label}"] = (t0 + warmup, time.time())
+        issuance = issuance_lag(base, akeys, windows)
     finally:
         bench.close()
     rows = _table(runs) + _decide_table(decide_runs) + _actions_table(bvs, p1_runs)
     print()
     print(format_table(rows, COLUMNS))
     _, bvs_line = batch_vs_single_summary(bvs)
-    iss_line = (f"receipt issuance lag over {issuance['receipts']} receipts: p50 {issuance['lag_p50_ms']:.1f} ms, "
-                f"p95 {issuance['lag_p95_ms']:.1f} ms, p99 {issuance['lag_p99_ms']:.1f} ms; "
-                f"DLQ depth {issuance['dlq_depth']}")
+    iss_line = "\n".join(lag_lines(issuance))
     print(f"{bvs_line}; round trips per action {bvs['single']['round_trips_per_action']:.2f} vs "
           f"{bvs['batch']['round_trips_per_action']:.2f}")
     print(iss_line)
