@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import blake3
+import orjson
 import pytest
 import rfc8785
 from conftest import Api, Server
@@ -353,3 +354,44 @@ def test_kill_under_load_loses_no_acknowledged_execute(server_factory: Any) -> N
     ids = [r["receipt_id"] for r in receipts]
     assert len(ids) == len(set(ids)) and set(acked) <= set(ids)
     independent_verify(receipts, public_keys(op2))
+
+
+@pytest.mark.parametrize("mode", ["callback", "await"])
+def test_write_answers_in_order_and_errors_either_way(keys: dict[str, TenantApi], srv: Server, mode: str) -> None:
+    """service.write_answer=callback (the lean front end answers a write from the writer's
+    completion) or await: pipelined on one connection, a write, a read, a failing write and a grant
+    are answered in order, the failure as the JSON error the job raised."""
+    from test_http_front import Raw
+
+    op, a1, admin = keys["op"], keys["a1"], srv.api()
+    base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
+    admin.ok("PUT", "/v1/admin/flags", {"service.write_answer": mode})
+    try:
+        body = act("deploy", "service", {"mode": mode}, rid=f"wa-{mode}")
+        pf = op.ok("POST", f"{base}/preflight", body, status=201)["preflight_id"]
+        dual = act("graph.delete", "graph", {"nodes": [7000]}, rid=f"wa-d-{mode}")
+        pf2 = op.ok("POST", f"{base}/preflight", dual, status=201)["preflight_id"]
+        raw = orjson.dumps(body)
+
+        def post(path: str, payload: bytes, key: str) -> bytes:
+            return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Authorization: Bearer {key}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+        c = Raw(srv.port)
+        try:
+            c.send(post(f"{base}/{pf}/execute", raw, op.key)
+                   + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                   + post(f"{base}/{pf}/execute", raw, op.key)
+                   + post(f"{appr}/{pf2}/grant", b"", a1.key))
+            answers = [c.response() for _ in range(4)]
+        finally:
+            c.close()
+        assert [a[0] for a in answers] == [200, 200, 409, 200]
+        receipt = orjson.loads(answers[0][2])["receipt_id"]
+        assert orjson.loads(answers[1][2]) == {"status": "ok"}
+        error = orjson.loads(answers[2][2])["error"]
+        assert error["code"] == "conflict" and error["details"] == {"receipt_id": receipt}
+        assert orjson.loads(answers[3][2])["status"] == "pending_approval"
+        assert wait_receipt(op, receipt)["preflight_id"] == pf
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"service.write_answer": "callback"})

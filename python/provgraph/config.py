@@ -23,6 +23,7 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "actions.preflight_ack": ("queued", "durable", "applied"),
     "orchestration.batching": ("on", "off"),
     "service.http": ("lean", "aiohttp"),
+    "service.write_answer": ("callback", "await"),
 }
 # Flags read once, when the server starts (`provgraph serve --flag name=value`): changing one at run
 # time is refused (409); the others apply at once on PUT /v1/admin/flags.
@@ -31,7 +32,8 @@ DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOI
 BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "policy.vm": "off",
                                   "runtime.gil_switch": "default", "runtime.writer_priority": "normal",
                                   "actions.preflight_ack": "durable",
-                                  "orchestration.batching": "off", "service.http": "aiohttp"}
+                                  "orchestration.batching": "off", "service.http": "aiohttp",
+                                  "service.write_answer": "await"}
 
 # runtime.gil_switch: how long a thread may hold the GIL while another waits for it. Python's
 # default (5 ms) makes a request wait up to 5 ms whenever the group-commit writer thread and the

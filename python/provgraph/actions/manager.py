@@ -202,6 +202,13 @@ class ActionManager:
 
     async def execute(self, key: KeyRecord, tenant: Tenant, preflight_id: str, body: Any,
                       idempotency_key: str | None) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.submit_execute(key, tenant, preflight_id, body, idempotency_key))
+
+    def submit_execute(self, key: KeyRecord, tenant: Tenant, preflight_id: str, body: Any,
+                       idempotency_key: str | None) -> Future[dict[str, Any]]:
+        """Check the request (errors raise here) and queue its execution; the future resolves with
+        the answer once the effect and the receipt intent are durable (or at once for a repeated
+        Idempotency-Key)."""
         req = parse_action(body)
         idem = None
         if idempotency_key is not None:
@@ -210,16 +217,20 @@ class ActionManager:
             pf = self._visible(txn, tenant.num, preflight_id)  # 404 before anything else
             first = txn.get(idem, db=self.store.db("idempotency")) if idem is not None else None
         if first is not None and orjson.loads(first)["preflight_id"] == preflight_id:
-            response: dict[str, Any] = orjson.loads(first)["response"]
-            return response
+            done: Future[dict[str, Any]] = Future()
+            done.set_result(orjson.loads(first)["response"])
+            return done
         self._check_executable(pf, req, time.time())
-        result: dict[str, Any] = await asyncio.wrap_future(
-            self.writer.submit(self._execute_job(tenant, preflight_id, None, req, idem)))
-        return result
+        return self.writer.submit(self._execute_job(tenant, preflight_id, None, req, idem))
 
     # ---- approvals -------------------------------------------------------------------------------
     async def review(self, key: KeyRecord, tenant: Tenant, preflight_id: str, grant: bool) -> dict[str, Any]:
         """A grant or a reject by `key`'s actor; each is itself a receipt."""
+        return await asyncio.wrap_future(self.submit_review(key, tenant, preflight_id, grant))
+
+    def submit_review(self, key: KeyRecord, tenant: Tenant, preflight_id: str, grant: bool
+                      ) -> Future[dict[str, Any]]:
+        """Queue a grant or reject; the future resolves with the answer once it is durable."""
         receipt_id = uuid7()
 
         def job(txn: Txn) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -257,8 +268,7 @@ class ActionManager:
             return ({"preflight_id": preflight_id, "receipt_id": receipt_id, "status": status,
                      "approvals": len(pf["approvals"]), "required_approvers": need}, self.issuer.notify)
 
-        result: dict[str, Any] = await asyncio.wrap_future(self.writer.submit(job))
-        return result
+        return self.writer.submit(job)
 
     def get_preflight(self, tenant: Tenant, preflight_id: str) -> dict[str, Any]:
         with self.store.read() as txn:

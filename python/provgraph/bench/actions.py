@@ -464,7 +464,8 @@ def lag_lines(iss: dict[str, Any]) -> list[str]:
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
 # service.http is a start-up flag: its variant restarts the server.
-ABLATE = ("service.http", "runtime.gil_switch", "runtime.writer_priority", "actions.preflight_ack")
+ABLATE = ("service.http", "service.write_answer", "runtime.gil_switch", "runtime.writer_priority",
+          "actions.preflight_ack")
 
 
 def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+import asyncio
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 from aiohttp import web
@@ -12,7 +14,7 @@ from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedM
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["Request", "authorize", "json_response", "read_body", "read_json", "tenant_of"]
+__all__ = ["Request", "answer_after", "authorize", "json_response", "read_body", "read_json", "tenant_of"]
 
 
 class Request(Protocol):
@@ -40,10 +42,23 @@ class Request(Protocol):
     async def read(self) -> bytes: ...
 
 JSON_TYPES = frozenset({"application/json"})
+T = TypeVar("T")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def answer_after(request: Request, future: Future[T], finalize: Callable[[T], web.StreamResponse]
+                       ) -> web.StreamResponse:
+    """`finalize(result)` of a write job's `future`. With the lean front end and the flag
+    service.write_answer=callback the handler returns at once and the front end writes the answer
+    from the loop callback the job's completion schedules (one loop turn); otherwise (await, or
+    the aiohttp front end) the handler awaits the job (two turns: the asyncio future, then the task)."""
+    defer = getattr(request, "defer", None)
+    if defer is not None and request.app[CONFIG].flags["service.write_answer"] == "callback":
+        return cast(web.StreamResponse, defer(future, finalize))
+    return finalize(await asyncio.wrap_future(future))
 
 
 async def read_body(request: Request, allowed: frozenset[str] = JSON_TYPES) -> bytes:

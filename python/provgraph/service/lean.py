@@ -22,8 +22,9 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from email.utils import formatdate
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 import httptools
@@ -34,7 +35,7 @@ from provgraph.service.http import Request
 from provgraph.service.keys import CONFIG, METRICS
 from provgraph.service.middleware import error_body, error_response
 
-__all__ = ["LeanRequest", "LeanServer", "Router", "serve_lean"]
+__all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "Router", "serve_lean"]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,17 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class DeferredResponse(web.StreamResponse):
+    """A handler's answer that is not ready yet: it is `finalize(result)` once `future` (a write
+    job) is done. The lean front end writes it from the one loop callback the future's completion
+    schedules, instead of resuming the handler (an await of a thread's future costs two loop turns:
+    one to set the asyncio future, one to wake the task)."""
+
+    def __init__(self, future: Future[Any], finalize: Callable[[Any], web.StreamResponse]) -> None:
+        super().__init__()
+        self.future, self.finalize = future, finalize
+
+
 class LeanRequest:
     """The part of aiohttp's `web.Request` that provgraph's handlers use."""
 
@@ -182,6 +194,9 @@ class LeanRequest:
     def can_read_body(self) -> bool:
         return bool(self._body) or self.too_large
 
+    def defer(self, future: Future[Any], finalize: Callable[[Any], web.StreamResponse]) -> DeferredResponse:
+        return DeferredResponse(future, finalize)
+
     def set_body(self, body: bytes) -> None:
         self._body = body
 
@@ -217,12 +232,14 @@ class LeanServer:
         self.max_body = app[CONFIG].max_body_bytes
         self.connections: set[_Connection] = set()
         self.date = _DateHeader()
+        self.loop = asyncio.get_running_loop()
 
     def __call__(self) -> _Connection:
         return _Connection(self)
 
-    async def respond(self, req: LeanRequest) -> bytes:
-        """The whole encoded response to one request."""
+    async def respond(self, req: LeanRequest, conn: _Connection) -> bytes | None:
+        """The whole encoded response to one request, or None when the handler deferred it
+        (`conn.deferred_done` gets it then)."""
         t0 = time.perf_counter()
         route, req.match_info = self.router.resolve(req.path)
         req.route = route
@@ -239,9 +256,47 @@ class LeanServer:
             response = exc if exc.status < 400 else error_response(exc, req.method, req.path)
         except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
             response = error_response(exc, req.method, req.path)
+        if isinstance(response, DeferredResponse):
+            self._defer(conn, req, t0, response)
+            return None
+        return self._finish(req, response, t0)
+
+    def _finish(self, req: LeanRequest, response: web.StreamResponse, t0: float) -> bytes:
+        route = req.route
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
         return self.encode(response, req.method == "HEAD", req.keep_alive)
+
+    def _defer(self, conn: _Connection, req: LeanRequest, t0: float, deferred: DeferredResponse) -> None:
+        loop = self.loop
+
+        def done(fut: Future[Any]) -> None:  # on the writer thread (or here, if already done)
+            try:
+                loop.call_soon_threadsafe(self._deferred_done, conn, req, t0, deferred, fut)
+            except RuntimeError:  # the loop is closed: the server is gone, and the connection with it
+                pass
+
+        deferred.future.add_done_callback(done)
+
+    def _deferred_done(self, conn: _Connection, req: LeanRequest, t0: float, deferred: DeferredResponse,
+                       fut: Future[Any]) -> None:
+        try:
+            exc = fut.exception()
+            if exc is not None:
+                raise exc
+            response = deferred.finalize(fut.result())
+        except web.HTTPException as exc:
+            response = exc if exc.status < 400 else error_response(exc, req.method, req.path)
+        except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
+            response = error_response(exc, req.method, req.path)
+        try:
+            data = self._finish(req, response, t0)
+        except Exception:  # encoding failed: nothing sensible can follow on this connection
+            log.exception("lean server: answering %s %s failed", req.method, req.path)
+            conn.busy = False
+            conn.abort()
+            return
+        conn.deferred_done(req, data)
 
     def encode(self, response: web.StreamResponse, head: bool, keep_alive: bool) -> bytes:
         body = getattr(response, "body", None)
@@ -419,34 +474,49 @@ class _Connection(asyncio.Protocol):
         self.loop.create_task(self._answer(req))
 
     async def _answer(self, req: LeanRequest) -> None:
-        while True:
+        next_req: LeanRequest | None = req
+        while next_req is not None:
+            req = next_req
             try:
-                data = await self.server.respond(req)
+                data = await self.server.respond(req, self)
             except Exception:  # encoding failed: nothing sensible can follow on this connection
                 log.exception("lean server: answering %s %s failed", req.method, req.path)
                 self.busy = False
                 self.abort()
                 return
-            transport = self.transport
-            if transport is None or transport.is_closing():
-                self.busy = False
+            if data is None:  # deferred: deferred_done writes it and goes on
                 return
-            transport.write(data)
-            if not req.keep_alive:
-                self.closing = True
-                self.busy = False
+            next_req = self._sent(req, data)
+
+    def deferred_done(self, req: LeanRequest, data: bytes) -> None:
+        """The answer to a deferred request, on the loop: write it, then go on with the queue."""
+        next_req = self._sent(req, data)
+        if next_req is not None:
+            self.loop.create_task(self._answer(next_req))
+
+    def _sent(self, req: LeanRequest, data: bytes) -> LeanRequest | None:
+        """Write `data`, the answer to `req`; the next queued request to answer, if any (else the
+        connection is idle, or closing)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.busy = False
+            return None
+        transport.write(data)
+        if not req.keep_alive:
+            self.closing = True
+            self.busy = False
+            transport.close()
+            return None
+        if not self.queue:
+            self.busy = False
+            if self.closing:
+                transport.write(self.last_words)
                 transport.close()
-                return
-            if not self.queue:
-                self.busy = False
-                if self.closing:
-                    transport.write(self.last_words)
-                    transport.close()
-                return
-            req = self.queue.popleft()
-            if self.paused and len(self.queue) < _PIPELINE_MAX // 2:
-                self.paused = False
-                transport.resume_reading()
+            return None
+        if self.paused and len(self.queue) <= _PIPELINE_MAX // 2:
+            self.paused = False
+            transport.resume_reading()
+        return self.queue.popleft()
 
     def _fail(self, status: int, reason: str, code: str, message: str) -> None:
         self.closing = True

@@ -13,6 +13,7 @@ from provgraph._core import verify_receipt
 from provgraph.errors import BadRequestError, ForbiddenError, InvalidArgumentError, NotFoundError
 from provgraph.service.http import (
     Request,
+    answer_after,
     authorize,
     json_response,
     parse_json,
@@ -37,12 +38,12 @@ async def preflight(request: Request) -> web.Response:
     return json_response(answer, status=201)
 
 
-async def execute(request: Request) -> web.Response:
+async def execute(request: Request) -> web.StreamResponse:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
     idem = request.headers.get("Idempotency-Key")
-    result = await request.app[ACTIONS].execute(key, tenant, request.match_info["preflight_id"], body, idem)
-    return json_response(result)
+    done = request.app[ACTIONS].submit_execute(key, tenant, request.match_info["preflight_id"], body, idem)
+    return await answer_after(request, done, json_response)
 
 
 async def get_preflight(request: Request) -> web.Response:
@@ -50,14 +51,16 @@ async def get_preflight(request: Request) -> web.Response:
     return json_response(request.app[ACTIONS].get_preflight(tenant, request.match_info["preflight_id"]))
 
 
-async def grant(request: Request) -> web.Response:
+async def grant(request: Request) -> web.StreamResponse:
     key, tenant = tenant_of(request, "approve")
-    return json_response(await request.app[ACTIONS].review(key, tenant, request.match_info["preflight_id"], True))
+    done = request.app[ACTIONS].submit_review(key, tenant, request.match_info["preflight_id"], True)
+    return await answer_after(request, done, json_response)
 
 
-async def reject(request: Request) -> web.Response:
+async def reject(request: Request) -> web.StreamResponse:
     key, tenant = tenant_of(request, "approve")
-    return json_response(await request.app[ACTIONS].review(key, tenant, request.match_info["preflight_id"], False))
+    done = request.app[ACTIONS].submit_review(key, tenant, request.match_info["preflight_id"], False)
+    return await answer_after(request, done, json_response)
 
 
 async def batch(request: Request) -> web.Response:
