@@ -502,6 +502,7 @@ class _Connection(asyncio.Protocol):
             self.busy = False
             return None
         transport.write(data)
+        self.last_active = self.loop.time()  # idle time counts from the last answer too (long polls)
         if not req.keep_alive:
             self.closing = True
             self.busy = False
