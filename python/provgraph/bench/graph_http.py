@@ -46,7 +46,7 @@ class GraphBench:
         return self.server.client()
 
     def set_flags(self, **flags: str) -> None:
-        self.admin().ok("PUT", "/v1/admin/flags", {k.replace("_", "."): v for k, v in flags.items()})
+        self.apply_flags({k.replace("_", "."): v for k, v in flags.items()})
 
     def apply_flags(self, flags: dict[str, str]) -> None:
         """Set `flags`: start-up flags (service.http) by restarting the server with them when they

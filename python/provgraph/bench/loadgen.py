@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import socket
 import time
 from array import array
 from collections.abc import Callable, Container, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Self, cast
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from provgraph._tcp import nodelay_transport
 
 __all__ = [
     "Flow",
@@ -228,17 +229,6 @@ def parse_response(buf: bytearray, head_request: bool) -> tuple[int, int, int, b
         return status, end + 4, total, keep_alive
 
 
-def _client_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
-    """A new client connection's transport with TCP_NODELAY set (requests are single writes)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover - non-TCP transports
-            pass
-    # uvloop's transports don't subclass asyncio.Transport, hence the cast.
-    return cast(asyncio.Transport, transport)
-
 class _Conn(asyncio.Protocol):
     """A keep-alive HTTP/1.1 client connection carrying one request at a time."""
 
@@ -267,7 +257,7 @@ class _Conn(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = _client_transport(transport)
+        self.transport = nodelay_transport(transport)
         self.gen.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -337,7 +327,7 @@ class _CallConn(asyncio.Protocol):
         self.keep_alive = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = _client_transport(transport)
+        self.transport = nodelay_transport(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import re
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +30,7 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from provgraph._tcp import nodelay_transport
 from provgraph.service.http import Request
 from provgraph.service.keys import CONFIG, METRICS
 from provgraph.service.middleware import error_body, error_response
@@ -146,6 +146,14 @@ class _HeadTooLarge(Exception):
     pass
 
 
+def _error_for(exc: Exception, req: LeanRequest) -> web.StreamResponse:
+    """What a handler's exception answers: aiohttp's non-error exceptions (304...) are responses
+    themselves; every other one maps to the JSON error shape (error_response)."""
+    if isinstance(exc, web.HTTPException) and exc.status < 400:
+        return exc
+    return error_response(exc, req.method, req.path)
+
+
 class DeferredResponse(web.StreamResponse):
     """A handler's answer that is not ready yet: it is `finalize(result)` once `future` (a write
     job) is done. The lean front end writes it from the one loop callback the future's completion
@@ -252,10 +260,8 @@ class LeanServer:
                     raise web.HTTPNotFound()
                 raise web.HTTPMethodNotAllowed(req.method, sorted(route.handlers))
             response = await handler(req)
-        except web.HTTPException as exc:
-            response = exc if exc.status < 400 else error_response(exc, req.method, req.path)
-        except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
-            response = error_response(exc, req.method, req.path)
+        except Exception as exc:  # noqa: BLE001 - _error_for logs what it doesn't map
+            response = _error_for(exc, req)
         if isinstance(response, DeferredResponse):
             self._defer(conn, req, t0, response)
             return None
@@ -285,16 +291,12 @@ class LeanServer:
             if exc is not None:
                 raise exc
             response = deferred.finalize(fut.result())
-        except web.HTTPException as exc:
-            response = exc if exc.status < 400 else error_response(exc, req.method, req.path)
-        except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
-            response = error_response(exc, req.method, req.path)
+        except Exception as exc:  # noqa: BLE001 - _error_for logs what it doesn't map
+            response = _error_for(exc, req)
         try:
             data = self._finish(req, response, t0)
-        except Exception:  # encoding failed: nothing sensible can follow on this connection
-            log.exception("lean server: answering %s %s failed", req.method, req.path)
-            conn.busy = False
-            conn.abort()
+        except Exception:  # noqa: BLE001 - broken() logs it
+            conn.broken(req)
             return
         conn.deferred_done(req, data)
 
@@ -375,13 +377,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # answers are single writes
-            except OSError:  # pragma: no cover - non-TCP transports
-                pass
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's don't subclass asyncio.Transport
+        self.transport = nodelay_transport(transport)
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -479,14 +475,18 @@ class _Connection(asyncio.Protocol):
             req = next_req
             try:
                 data = await self.server.respond(req, self)
-            except Exception:  # encoding failed: nothing sensible can follow on this connection
-                log.exception("lean server: answering %s %s failed", req.method, req.path)
-                self.busy = False
-                self.abort()
+            except Exception:  # noqa: BLE001 - broken() logs it
+                self.broken(req)
                 return
             if data is None:  # deferred: deferred_done writes it and goes on
                 return
             next_req = self._sent(req, data)
+
+    def broken(self, req: LeanRequest) -> None:
+        """Encoding the answer to `req` failed: nothing sensible can follow on this connection."""
+        log.exception("lean server: answering %s %s failed", req.method, req.path)
+        self.busy = False
+        self.abort()
 
     def deferred_done(self, req: LeanRequest, data: bytes) -> None:
         """The answer to a deferred request, on the loop: write it, then go on with the queue."""

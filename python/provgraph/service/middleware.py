@@ -40,10 +40,9 @@ def error_response(exc: Exception, method: str, path: str) -> web.Response:
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         response = _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason, {})
-        if headers:
-            response.headers.update(headers)
+        if "Allow" in exc.headers:  # 405
+            response.headers["Allow"] = exc.headers["Allow"]
         return response
     log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return _error(500, "internal_error", "internal error", {})
