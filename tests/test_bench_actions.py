@@ -90,3 +90,23 @@ def test_flows_without_an_answer_end_the_run_as_errors() -> None:
 
     rec = asyncio.run(scenario())
     assert list(rec.lat) == ["quick"] and rec.errors == {"stuck": 1} and rec.samples["stuck"] == [NO_ANSWER]
+
+
+def test_collector_pauses_of_a_run(server: Server) -> None:
+    """The P1 runs report the server's collector pauses between two scrapes of /metrics: a flag change
+    to runtime.gc=frozen runs one full collection, which shows up as one generation-2 pause."""
+    from provgraph.bench.actions import collector_pauses, pauses_between, pauses_line
+
+    base = f"http://127.0.0.1:{server.port}"
+    admin = server.api()
+    before = collector_pauses(base)
+    assert set(before) == {"0", "1", "2"}
+    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "default"})
+    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
+    delta = pauses_between(before, collector_pauses(base))
+    n = delta["2"]["collections"]
+    assert n >= 1  # that one (and any the server ran by itself meanwhile)
+    assert 0 < delta["2"]["total_ms"] <= n * delta["2"]["longest_le_ms"]
+    assert f"gen 2: {n} pauses" in pauses_line(delta)
+    unchanged = pauses_between(before, before)
+    assert all(v == {"collections": 0, "total_ms": 0.0, "longest_le_ms": 0.0} for v in unchanged.values())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 from provgraph.config import (
     DEFAULT_FLAGS,
     FLAG_CHOICES,
+    apply_gc_flag,
     apply_runtime_flags,
     baseline_flags,
     validate_flags,
@@ -60,3 +62,35 @@ def test_writer_priority_flag_sets_the_writer_threads_nice_value(tmp_path: Path)
     finally:
         writer.close()
         store.close()
+
+
+class _Node:
+    self_ref: object = None
+
+
+def test_gc_flag_freezes_and_releases_the_heap() -> None:
+    """runtime.gc=frozen collects, then moves every live object to the permanent generation: a full
+    collection no longer walks them (nor frees a cycle among them); what is made later is collected as
+    usual. default moves them back, and the frozen garbage goes."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    old = _Node()
+    old.self_ref = old
+    old_ref = weakref.ref(old)
+    try:
+        apply_gc_flag(DEFAULT_FLAGS)
+        assert DEFAULT_FLAGS["runtime.gc"] == "frozen"
+        assert gc.get_freeze_count() > 1000
+        new = _Node()
+        new.self_ref = new
+        new_ref = weakref.ref(new)
+        del old, new
+        gc.collect()
+        assert new_ref() is None  # made after the freeze: collected
+        assert old_ref() is not None  # frozen: left alone
+    finally:
+        apply_gc_flag({**DEFAULT_FLAGS, "runtime.gc": "default"})
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert old_ref() is None

@@ -248,3 +248,29 @@ def test_writer_priority_flag_at_run_time(admin: Api) -> None:
     process = os.getpriority(os.PRIO_PROCESS, 0)  # the server inherits this process's nice value
     assert nice() == (process - 10 if os.geteuid() == 0 else process)
     assert api.ok("POST", base(t) + "/edges", {"edges": [{"src": 7, "dst": 8}]}, status=200) is not None
+
+
+def test_gc_flag_at_run_time(admin: Api) -> None:
+    """runtime.gc=frozen (the default) freezes the heap the server built at start-up; default hands it
+    back to the collector; turning it on again runs one full collection first (timed, like every
+    collection, in provgraph_gc_pause_seconds) and freezes what is alive."""
+    anon = admin.with_key(None)
+
+    def sample(name: str) -> float:
+        status, text = anon.get("/metrics")
+        assert status == 200
+        return float(next(ln for ln in text.decode().splitlines() if ln.startswith(name + " ")).split()[1])
+
+    frozen = 'provgraph_gc_frozen_objects'
+    full = 'provgraph_gc_pause_seconds_count{generation="2"}'
+    assert sample(frozen) > 1000  # modules, routes, handlers: frozen at start
+    full_before = sample(full)
+    try:
+        assert admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "default"})["flags"]["runtime.gc"] == "default"
+        assert sample(frozen) == 0
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
+    assert sample(frozen) > 1000
+    assert sample(full) >= full_before + 1  # the collection before freezing
+    t, api = fresh(admin)
+    small_graph(api, t)  # and it serves as before

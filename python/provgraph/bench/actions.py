@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 import numpy as np
 import orjson
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from provgraph.bench.decide import decision_bodies, prepare_policy
 from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loaded_server
-from provgraph.bench.loadgen import HttpPool, has_ms_timers, timer_delay
+from provgraph.bench.loadgen import HttpPool, frozen_heap, has_ms_timers, timer_delay
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
 from provgraph.config import DEFAULT_FLAGS, baseline_flags
@@ -234,38 +236,39 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
     inflight = 0
     dropped: dict[str, int] = {}
     tasks: set[asyncio.Task[None]] = set()
-    async with HttpPool(base) as session:
-        async def one(flow: str, i: int, intended: float, record: bool) -> None:
-            nonlocal inflight
-            try:
-                await flows[flow](session, i)
-                if record:
-                    rec.ok(flow, int((time.perf_counter() - intended) * 1e9))
-            except asyncio.CancelledError:
-                if record:
-                    rec.error(flow, NO_ANSWER)
-                raise
-            except Exception as exc:  # noqa: BLE001 — every failure is counted per flow
-                if record:
-                    rec.error(flow, f"{type(exc).__name__}: {exc}")
-            finally:
-                inflight -= 1
-
-        total = int((duration + warmup) * rate)
-        picks = rng.choice(len(names), size=total, p=p)
-        start = time.perf_counter() + 0.01
-        for i in range(total):
-            for flow in (names[picks[i]], "healthz"):
-                intended = start + i / rate
-                await _until(intended)
-                record = i >= warmup * rate
-                if inflight >= max_inflight:
+    with frozen_heap():  # the generator's own full collections would count as server latency
+        async with HttpPool(base) as session:
+            async def one(flow: str, i: int, intended: float, record: bool) -> None:
+                nonlocal inflight
+                try:
+                    await flows[flow](session, i)
                     if record:
-                        dropped[flow] = dropped.get(flow, 0) + 1
-                    continue
-                inflight += 1
-                _spawn(tasks, one(flow, i, intended, record))
-        await _finish(tasks)
+                        rec.ok(flow, int((time.perf_counter() - intended) * 1e9))
+                except asyncio.CancelledError:
+                    if record:
+                        rec.error(flow, NO_ANSWER)
+                    raise
+                except Exception as exc:  # noqa: BLE001 — every failure is counted per flow
+                    if record:
+                        rec.error(flow, f"{type(exc).__name__}: {exc}")
+                finally:
+                    inflight -= 1
+
+            total = int((duration + warmup) * rate)
+            picks = rng.choice(len(names), size=total, p=p)
+            start = time.perf_counter() + 0.01
+            for i in range(total):
+                for flow in (names[picks[i]], "healthz"):
+                    intended = start + i / rate
+                    await _until(intended)
+                    record = i >= warmup * rate
+                    if inflight >= max_inflight:
+                        if record:
+                            dropped[flow] = dropped.get(flow, 0) + 1
+                        continue
+                    inflight += 1
+                    _spawn(tasks, one(flow, i, intended, record))
+            await _finish(tasks)
     rows = {}
     for flow in [*names, "healthz"]:
         lat = np.array(rec.lat.get(flow, []), dtype=np.int64)
@@ -465,7 +468,53 @@ COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
 # service.http is a start-up flag: its variant restarts the server.
 ABLATE = ("service.http", "service.write_answer", "runtime.gil_switch", "runtime.writer_priority",
-          "actions.preflight_ack")
+          "runtime.gc", "actions.preflight_ack")
+
+
+def collector_pauses(base: str) -> dict[str, dict[str, Any]]:
+    """The server's cyclic-collector pauses so far, per generation (provgraph_gc_pause_seconds):
+    count, total seconds, cumulative bucket counts by upper bound."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "provgraph_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            gen = out.setdefault(sample.labels["generation"], {"count": 0, "sum_s": 0.0, "buckets": {}})
+            if sample.name.endswith("_count"):
+                gen["count"] = int(sample.value)
+            elif sample.name.endswith("_sum"):
+                gen["sum_s"] = sample.value
+            elif sample.name.endswith("_bucket"):
+                gen["buckets"][float(sample.labels["le"])] = int(sample.value)
+    return out
+
+
+def pauses_between(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per generation over a run: collections, total pause, and the bound the longest stayed under."""
+    out: dict[str, Any] = {}
+    for gen, a in sorted(after.items()):
+        b = before.get(gen, {"count": 0, "sum_s": 0.0, "buckets": {}})
+        n = a["count"] - b["count"]
+        bound = min((le for le, c in a["buckets"].items() if c - b["buckets"].get(le, 0) == n), default=math.inf)
+        out[gen] = {"collections": n, "total_ms": (a["sum_s"] - b["sum_s"]) * 1e3,
+                    "longest_le_ms": bound * 1e3 if n else 0.0}
+    return out
+
+
+def pauses_line(p: dict[str, Any]) -> str:
+    return "server collector: " + "; ".join(
+        f"gen {g}: {v['collections']} pauses, {v['total_ms']:.1f} ms in all, longest <= {v['longest_le_ms']:g} ms"
+        for g, v in p.items())
+
+
+def p1_run(base: str, keys: dict[str, Any], rate: float, duration: float, warmup: float) -> dict[str, Any]:
+    """One P1 mix run: per-flow rows, the verdict, and the server's collector pauses meanwhile."""
+    before = collector_pauses(base)
+    flows = uvloop.run(run_mix(base, keys, rate, duration, warmup))
+    return {"rate": rate, "flows": flows, "verdict": p1_verdict(flows),
+            "collector": pauses_between(before, collector_pauses(base))}
 
 
 def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:
@@ -496,10 +545,10 @@ def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float
             flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
             bench.apply_flags(flags)
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
-            res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
-            verdict = p1_verdict(res)
-            runs.append({"round": rnd, "variant": label, "rate": rate, "flows": res, "verdict": verdict})
-            print(_verdict_line(f"ablation {label} (round {rnd + 1})", verdict), flush=True)
+            run = p1_run(base, keys, rate, duration, warmup)
+            runs.append({"round": rnd, "variant": label, **run})
+            print(_verdict_line(f"ablation {label} (round {rnd + 1})", run["verdict"]), flush=True)
+            print("    " + pauses_line(run["collector"]), flush=True)
     bench.apply_flags(DEFAULT_FLAGS)
     return runs
 
@@ -541,11 +590,12 @@ def main(argv: list[str] | None = None) -> int:
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             t0 = time.time()
-            res = uvloop.run(run_mix(base, keys, rate, duration, warmup))
+            report[label] = p1_run(base, keys, rate, duration, warmup)
             windows[label] = (t0 + warmup, time.time())
-            report[label] = {"rate": rate, "flows": res, "verdict": p1_verdict(res)}
             print(_verdict_line(label, report[label]["verdict"]), flush=True)
-            rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}} for r in res.values()]
+            print("    " + pauses_line(report[label]["collector"]), flush=True)
+            rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}}
+                     for r in report[label]["flows"].values()]
         if a.ablate:
             report["ablation"] = run_ablation(base, keys, bench, PEAK_RPS * a.ablate_peak, a.ablate_duration, warmup)
             rows += [{"run": f"{a.ablate_peak:g}x {r['variant']} #{r['round'] + 1}",

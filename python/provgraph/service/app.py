@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -11,7 +11,7 @@ from provgraph._core import policy_vm_fallbacks
 from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
-from provgraph.config import Config, apply_runtime_flags
+from provgraph.config import Config, apply_gc_flag, apply_runtime_flags
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
 from provgraph.service.keys import (
@@ -111,4 +111,20 @@ def create_app(config: Config | None = None) -> web.Application:
     setup_graph_routes(app)
     setup_policy_routes(app)
     setup_action_routes(app)
+
+    # after every start-up context (they run first: aiohttp put them at the head of on_startup):
+    # what start-up built is what runtime.gc=frozen freezes; clean-up gives it back to the collector
+    stop_watching: list[Callable[[], None]] = []
+
+    async def settle_heap(app: web.Application) -> None:
+        apply_gc_flag(app[CONFIG].flags)
+        stop_watching.append(app[METRICS].watch_collector())
+
+    async def release_heap(app: web.Application) -> None:
+        for stop in stop_watching:
+            stop()
+        apply_gc_flag({**app[CONFIG].flags, "runtime.gc": "default"})
+
+    app.on_startup.append(settle_heap)
+    app.on_cleanup.append(release_heap)
     return app

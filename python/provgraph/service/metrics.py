@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +57,11 @@ class Metrics:
         self.outbox_depth = Gauge("provgraph_receipt_outbox_depth", "Receipt intents waiting to be issued",
                                   registry=r)
         self.dlq_depth = Gauge("provgraph_receipt_dlq_depth", "Receipt intents in the dead-letter queue", registry=r)
+        self.gc_pause = Histogram("provgraph_gc_pause_seconds",
+                                  "Pauses of Python's cyclic collector by generation (flag runtime.gc)",
+                                  ["generation"], buckets=_BUCKETS, registry=r)
+        self.gc_frozen = Gauge("provgraph_gc_frozen_objects",
+                               "Objects in the collector's permanent generation (runtime.gc=frozen)", registry=r)
         self._refreshers: list[Callable[[], None]] = []
         self._request_children: dict[tuple[str, str, int], Any] = {}
 
@@ -66,6 +73,22 @@ class Metrics:
         for fn in self._refreshers:
             fn()
         return generate_latest(self.registry)
+
+    def watch_collector(self) -> Callable[[], None]:
+        """Time every pause of the cyclic collector (gc.callbacks) into provgraph_gc_pause_seconds and
+        keep provgraph_gc_frozen_objects current; returns the function that stops watching."""
+        children = [self.gc_pause.labels(str(generation)) for generation in range(3)]
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                children[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
+        self.on_scrape(lambda: self.gc_frozen.set(gc.get_freeze_count()))
+        return lambda: gc.callbacks.remove(callback)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # labels() costs ~4 us a call (it validates and joins the label values); the children of a

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from provgraph.config import STARTUP_FLAGS, apply_runtime_flags, validate_flags
+from provgraph.config import STARTUP_FLAGS, apply_gc_flag, apply_runtime_flags, validate_flags
 from provgraph.errors import BadRequestError, ConflictError
 from provgraph.service.http import Request, authorize, json_response, read_json
 from provgraph.service.keys import CONFIG, GRAPH, REGISTRY, WRITER
@@ -53,8 +53,11 @@ async def put_flags(request: Request) -> web.Response:
         if flags[name] != current[name]:
             raise ConflictError(f"flag {name} is read at start: restart with `provgraph serve --flag {name}="
                                 f"{flags[name]}`", {"flag": name, "current": current[name]})
+    gc_changed = "runtime.gc" in flags and flags["runtime.gc"] != current["runtime.gc"]
     current.update(flags)
     apply_runtime_flags(request.app[CONFIG].flags, request.app[WRITER])
+    if gc_changed:
+        apply_gc_flag(current)
     return json_response({"flags": request.app[CONFIG].flags})
 
 
