@@ -91,3 +91,75 @@ def test_flush_waits_for_a_flush_already_in_flight(tmp_path: Path) -> None:
     finally:
         gate.set()
         writer.close()
+
+
+def _stored_counts(store: Store) -> dict[int, int]:
+    with store.read() as txn:
+        return {int.from_bytes(k, "big"): int.from_bytes(v, "big")
+                for k, v in txn.cursor(db=store.db("decision_log_counts"))}
+
+
+def _entries(store: Store) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    with store.read() as txn:
+        for key in txn.cursor(db=store.db("decision_log")).iternext(values=False):
+            t = int.from_bytes(key[:4], "big")
+            counts[t] = counts.get(t, 0) + 1
+    return counts
+
+
+def test_counts_are_stored_with_the_entries(tmp_path: Path) -> None:
+    """Each flush stores the per-tenant counts in its own transaction, so a log opens without counting
+    its entries; the stored counts always equal the entries, retention trims included."""
+    store = Store(tmp_path, sync=False)
+    writer = Writer(store)
+    try:
+        log = DecisionLog(store, writer, retention=40)
+        assert _stored_counts(store) == {}
+        for i in range(100):
+            log.record(3, {"n": i})
+            if i % 2:
+                log.record(4, {"n": i})
+            if i % 25 == 24:
+                fut = log.flush()
+                assert fut is not None
+                fut.result()
+                assert _stored_counts(store) == _entries(store)
+        assert _stored_counts(store) == {3: 40, 4: 40}
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_log_without_stored_counts_is_counted_once(tmp_path: Path) -> None:
+    """A data dir written before counts were stored (entries, no counts) is counted when the log
+    opens, and the counts are stored: retention holds from the first flush on."""
+    store = Store(tmp_path, sync=False)
+    writer = Writer(store)
+    try:
+        log = DecisionLog(store, writer, retention=30)
+        for i in range(25):
+            log.record(5, {"n": i})
+        fut = log.flush()
+        assert fut is not None
+        fut.result()
+
+        def forget_counts(txn: Txn) -> tuple[None, None]:  # as an older version left the data dir
+            txn.drop(store.db("decision_log_counts"), delete=False)
+            txn.delete(b"decision_log_counted", db=store.db("meta"))
+            return None, None
+
+        writer.submit(forget_counts).result()
+        assert _stored_counts(store) == {} and _entries(store) == {5: 25}
+        reopened = DecisionLog(store, writer, retention=30)
+        assert _stored_counts(store) == {5: 25}
+        for i in range(25):
+            reopened.record(5, {"n": 100 + i})
+        fut = reopened.flush()
+        assert fut is not None
+        fut.result()
+        assert _entries(store) == _stored_counts(store) == {5: 30}
+        assert [e["n"] for e in reopened.query(5, limit=3)] == [124, 123, 122]
+    finally:
+        writer.close()
+        store.close()

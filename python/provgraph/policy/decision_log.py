@@ -18,6 +18,8 @@ from provgraph.store.keys import prefix_end, tenant_prefix
 __all__ = ["DecisionLog"]
 
 _KEY = struct.Struct(">IQI")  # tenant num, time ns, sequence
+_COUNT = struct.Struct(">Q")
+_COUNTED = b"decision_log_counted"  # in meta: decision_log_counts is complete
 
 
 class DecisionLog:
@@ -25,7 +27,9 @@ class DecisionLog:
     tenant. Retention is kept as entries come: each flush deletes as many of a tenant's oldest
     entries as take it over `retention` — work in proportion to what was written, never a scan of
     the whole log inside the writer (which holds the GIL: a 100k-entry scan stalled every request
-    for ~50 ms). Per-tenant counts are taken once, when the log opens."""
+    for ~50 ms). Per-tenant counts are stored with the entries (table decision_log_counts, same
+    transaction) and read when the log opens; a data dir from before the table existed is counted
+    once, then stored."""
 
     def __init__(self, store: Store, writer: Writer, retention: int = 100_000) -> None:
         self.store, self.writer, self.retention = store, writer, retention
@@ -35,11 +39,30 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._seq = 0
         self.dropped = 0
+        self.counts_db = store.db("decision_log_counts")
         self._count: dict[int, int] = {}  # tenant -> entries stored (as committed)
         with store.read() as txn:
-            for key in txn.cursor(db=self.db).iternext(values=False):
-                t = int.from_bytes(key[:4], "big")
-                self._count[t] = self._count.get(t, 0) + 1
+            stored = txn.get(_COUNTED, db=store.db("meta")) is not None
+            if stored:
+                for key, value in txn.cursor(db=self.counts_db):
+                    self._count[int.from_bytes(key, "big")] = _COUNT.unpack(value)[0]
+        if not stored:
+            self._count = writer.submit(self._count_once).result()
+
+    def _count_once(self, txn: Txn) -> tuple[dict[int, int], None]:
+        """Count every tenant's entries (a data dir written before counts were stored) and store the
+        counts, in the writer so that no flush runs meanwhile."""
+        counts: dict[int, int] = {}
+        for key in txn.cursor(db=self.db).iternext(values=False):
+            t = int.from_bytes(key[:4], "big")
+            counts[t] = counts.get(t, 0) + 1
+        self._store_counts(txn, counts)
+        txn.put(_COUNTED, b"1", db=self.store.db("meta"))
+        return counts, None
+
+    def _store_counts(self, txn: Txn, counts: dict[int, int]) -> None:
+        cur = txn.cursor(db=self.counts_db)
+        cur.putmulti([(tenant_prefix(t), _COUNT.pack(n)) for t, n in sorted(counts.items())])
 
     @property
     def pending(self) -> bool:
@@ -76,6 +99,7 @@ class DecisionLog:
             for t, count in counts.items():
                 if count > self.retention:
                     counts[t] = count - self._delete_oldest(txn, t, count - self.retention)
+            self._store_counts(txn, counts)
 
             def committed() -> None:  # counts follow what was committed (a failed group changes none)
                 self._count.update(counts)

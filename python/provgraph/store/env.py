@@ -38,6 +38,7 @@ TABLES: dict[str, str] = {
     "bundle_meta": "name 0x00 revision -> bundle revision record (digest, times, manifest)",
     "bundle_active": "name -> active revision",
     "decision_log": "tenant|time ns|seq -> decision log entry",
+    "decision_log_counts": "tenant (4 bytes) -> entries in decision_log (8 bytes BE); written with them",
     "preflights": "tenant|preflight id (16 bytes) -> preflight record (decision, approvals, execution)",
     "idempotency": "tenant|BLAKE3(Idempotency-Key) -> first execute answer",
     "outbox": "tenant|receipt id (16 bytes, UUIDv7: time-ordered) -> receipt intent",
