@@ -349,3 +349,26 @@ def test_lean_router_resolution() -> None:
     bad.router.add_get(r"/n/{id:\d+}", h)
     with pytest.raises(ValueError, match="unsupported parameter pattern"):
         Router(bad)
+
+
+def test_100_continue_waits_for_the_answers_before_it(front: Server) -> None:
+    """Answers go in request order, the interim 100 too: a request that expects 100-continue,
+    pipelined behind another, gets its 100 only after the earlier request's answer."""
+    body = orjson.dumps({"tenant_id": "after-healthz"})
+    c = Raw(front.port)
+    try:
+        c.send(_get("/healthz") + (f"POST /v1/admin/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n{AUTH}\r\n").encode())
+        deadline = time.monotonic() + 5
+        while b"100 Continue" not in c.buf and time.monotonic() < deadline:
+            c.buf += c.sock.recv(65536)
+        assert bytes(c.buf).startswith(b"HTTP/1.1 200 ")  # the healthz answer first
+        status, _, answer, _ = c.response()
+        assert status == 200 and orjson.loads(answer) == {"status": "ok"}
+        assert bytes(c.buf).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        del c.buf[:len(b"HTTP/1.1 100 Continue\r\n\r\n")]
+        c.send(body)
+        status, _, answer, _ = c.response()
+        assert status == 201 and orjson.loads(answer) == {"tenant_id": "after-healthz"}
+    finally:
+        c.close()

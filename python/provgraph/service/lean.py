@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LeanHandler = Callable[[Request], Awaitable[web.StreamResponse]]
 _SEGMENT_PARAM = "[^{}/]+"  # aiohttp's pattern for a plain {name}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PIPELINE_MAX = 32  # queued requests on one connection before it stops reading
 _MAX_HEAD = 64 * 1024  # request line, or all header names and values (431 beyond)
 KEEPALIVE_TIMEOUT_S = 75.0  # an idle keep-alive connection is closed after this (aiohttp's default)
@@ -168,8 +169,20 @@ class DeferredResponse(web.StreamResponse):
 class LeanRequest:
     """The part of aiohttp's `web.Request` that provgraph's handlers use."""
 
-    __slots__ = ("_body", "_query", "app", "headers", "keep_alive", "match_info", "method", "path",
-                 "query_string", "route", "too_large")
+    __slots__ = (
+        "_body",
+        "_query",
+        "app",
+        "continue_owed",
+        "headers",
+        "keep_alive",
+        "match_info",
+        "method",
+        "path",
+        "query_string",
+        "route",
+        "too_large",
+    )
 
     def __init__(self, app: web.Application, method: str, path: str, query_string: str,
                  headers: CIMultiDictProxy[str], body: bytes, keep_alive: bool) -> None:
@@ -179,6 +192,7 @@ class LeanRequest:
         self.match_info: dict[str, str] = {}
         self.route: Route | None = None
         self.too_large = False
+        self.continue_owed = False  # Expect: 100-continue, while an earlier request is being answered
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -427,8 +441,12 @@ class _Connection(asyncio.Protocol):
             self.current = req
             self._dispatch(req)
             return
-        if self.transport is not None and req.headers.get("Expect", "").lower() == "100-continue":
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if req.headers.get("Expect", "").lower() == "100-continue":
+            # Answers go in request order: the interim 100 too, once the earlier ones are written.
+            if self.busy:
+                req.continue_owed = True
+            elif self.transport is not None:
+                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self.current is not None:
@@ -513,6 +531,9 @@ class _Connection(asyncio.Protocol):
             if self.closing:
                 transport.write(self.last_words)
                 transport.close()
+            elif self.pending is not None and self.pending.continue_owed:
+                self.pending.continue_owed = False
+                transport.write(_CONTINUE)
             return None
         if self.paused and len(self.queue) <= _PIPELINE_MAX // 2:
             self.paused = False
