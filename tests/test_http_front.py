@@ -372,3 +372,37 @@ def test_100_continue_waits_for_the_answers_before_it(front: Server) -> None:
         assert status == 201 and orjson.loads(answer) == {"tenant_id": "after-healthz"}
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("mode", ["lean", "aiohttp"])
+def test_listen_backlog_bounds_the_connections_waiting_to_be_accepted(server_factory: Any, mode: str) -> None:
+    """`serve --backlog N` is the listen queue: while the server accepts nothing (SIGSTOP) the kernel
+    completes the handshake of N + 1 connections and drops the rest's SYNs (they retry after 1 s, 3 s,
+    7 s...: why the default is 1024, not the 128 of aiohttp's)."""
+    import os
+    import select
+
+    def waiting(srv: Server, attempts: int) -> int:
+        """Connections whose handshake completed within 0.5 s, of `attempts`, while `srv` is stopped."""
+        assert srv.proc is not None
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        socks = []
+        try:
+            for _ in range(attempts):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", srv.port))
+                socks.append(s)
+            time.sleep(0.5)
+            _, writable, _ = select.select([], socks, [], 0)
+            return sum(1 for s in writable if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0)
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+            for s in socks:
+                s.close()
+
+    small = server_factory(["--flag", f"service.http={mode}", "--backlog", "4"])
+    assert 5 <= waiting(small, 16) <= 7  # backlog + 1 (a handshake racing the full queue may slip in)
+    assert small.api().ok("GET", "/healthz") == {"status": "ok"}  # serving again once resumed
+    default = server_factory(["--flag", f"service.http={mode}"])
+    assert waiting(default, 16) == 16
