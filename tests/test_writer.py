@@ -145,3 +145,66 @@ def test_close_commits_a_deferred_group(store: Store) -> None:
     assert writer.submit(put(store, b"c"), durable=False).result(10) == b"c"
     writer.close()  # the stop sentinel ends the wait: the group commits before the writer stops
     assert read(store, b"c") == b"v"
+
+
+def visible(writer: Writer, store: Store, key: bytes) -> bytes | None:
+    with store.read() as txn:
+        raw = writer.get(txn, "outbox", key)
+        return None if raw is None else bytes(raw)
+
+
+def test_shadowed_rows_show_from_submit_until_the_commit(store: Store) -> None:
+    """A job answered early (durable=False) may shadow the rows it writes: `get` shows them from the
+    submit on, before the job is applied, and the committed row once its group commits."""
+    writer = Writer(store, defer_s=5.0)
+    try:
+        gate, blocker = hold(writer)  # nothing of the next job is applied yet
+        shadow = b"shadowed"
+        early = writer.submit(put(store, b"s"), durable=False, shadow={("outbox", b"s"): shadow})
+        assert visible(writer, store, b"s") == shadow and read(store, b"s") is None
+        gate.set()
+        assert blocker.result(10) is True and early.result(10) == b"s"
+        assert visible(writer, store, b"s") == shadow  # applied, its commit waits for a durable job
+        assert writer.submit(put(store, b"d")).result(10) == b"d"  # the shared commit
+        assert visible(writer, store, b"s") == b"v" == read(store, b"s")  # the committed row now
+        assert writer._shadow == {}
+    finally:
+        writer.close()
+
+
+def test_shadowed_rows_go_when_the_job_is_lost(store: Store) -> None:
+    """A shadowed job that fails, alone or with its group, stops showing; a later job's shadow of the
+    same row stays until that job's own commit."""
+    writer = Writer(store)
+    try:
+        def bad(txn: lmdb.Transaction) -> tuple[None, None]:
+            raise ValueError("bad job")
+
+        failed = writer.submit(bad, durable=False, shadow={("outbox", b"f"): b"never"})
+        with pytest.raises(ValueError):
+            failed.result(10)
+        assert visible(writer, store, b"f") is None
+
+        gate, blocker = hold(writer)
+        doomed_row = writer.submit(put(store, b"g"), durable=False, shadow={("outbox", b"g"): b"first"})
+
+        def boom(txn: lmdb.Transaction) -> tuple[None, None]:
+            raise GroupFailure()
+
+        doomed = writer.submit(boom)
+        gate.set()
+        assert blocker.result(10) is True and doomed_row.result(10) == b"g"
+        with pytest.raises(GroupFailure):
+            doomed.result(10)
+        assert visible(writer, store, b"g") is None  # the group failed: not shown, not stored
+
+        gate, blocker = hold(writer)
+        first = writer.submit(put(store, b"h"), durable=False, shadow={("outbox", b"h"): b"one"})
+        second = writer.submit(put(store, b"h"), durable=False, shadow={("outbox", b"h"): b"two"})
+        assert visible(writer, store, b"h") == b"two"  # the newest shadow of a row
+        gate.set()
+        assert blocker.result(10) is True and first.result(10) == second.result(10) == b"h"
+        assert writer.submit(put(store, b"z")).result(10) == b"z"
+        assert visible(writer, store, b"h") == b"v" and writer._shadow == {}
+    finally:
+        writer.close()

@@ -56,18 +56,19 @@ class ActionManager:
         self.store, self.writer, self.policy, self.graph, self.issuer = store, writer, policy, graph, issuer
         self.preflight_ttl_s = preflight_ttl_s
         self.db = store.db("preflights")
-        # preflights answered before their commit (flag actions.preflight_ack=queued|applied), until it lands
-        self._unsynced: dict[tuple[int, str], dict[str, Any]] = {}
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _visible(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
         """A preflight as a reader outside the writer sees it, including one answered before its
-        commit landed (read-your-writes)."""
-        pf = self._unsynced.get((tenant, preflight_id))
-        return pf if pf is not None else self._load(txn, tenant, preflight_id)
+        commit landed (flag actions.preflight_ack=queued|applied: the writer's shadow of it)."""
+        return self._parse(self.writer.get(txn, "preflights", _pf_key(tenant, preflight_id)), preflight_id)
 
     def _load(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
-        raw = txn.get(_pf_key(tenant, preflight_id), db=self.db)
+        """A preflight as the writer's own transaction holds it (a job's view)."""
+        return self._parse(txn.get(_pf_key(tenant, preflight_id), db=self.db), preflight_id)
+
+    @staticmethod
+    def _parse(raw: bytes | None, preflight_id: str) -> dict[str, Any]:
         if raw is None:
             raise NotFoundError(f"unknown preflight {preflight_id!r}", {"preflight_id": preflight_id})
         record: dict[str, Any] = orjson.loads(raw)
@@ -109,23 +110,21 @@ class ActionManager:
         - "applied": once applied in the writer's transaction, before its fsync;
         - "queued": once queued for the writer, with no wait for it: the writer applies jobs in
           the order they were queued, so every later execute, grant or reject sees it, and reads
-          see it at once (the in-memory overlay, until its commit lands).
+          see it at once (the writer's shadow of the record, until its commit lands).
 
         With "applied" or "queued" a crash before the commit loses the preflight, and its execute
         then answers 404 — nothing was executed or receipted on it."""
         req = parse_action(body)
         pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
-        job = self._store_job(tenant, pf)
-        where = (tenant.num, pf["preflight_id"])
-
-        def lost() -> None:  # not committed after all (its group failed): reads must not see it
-            self._unsynced.pop(where, None)
-
-        if ack == "queued":
-            self._unsynced[where] = pf
-            self.writer.submit(job, durable=False, on_lost=lost)
-        else:
-            await asyncio.wrap_future(self.writer.submit(job, durable=ack == "durable", on_lost=lost))
+        row = _pf_key(tenant.num, pf["preflight_id"])
+        raw = orjson.dumps(pf)
+        job = self._store_job(row, raw)
+        if ack == "durable":
+            await asyncio.wrap_future(self.writer.submit(job))
+        else:  # answered before its commit: reads see it until then through the writer's shadow
+            done = self.writer.submit(job, durable=False, shadow={("preflights", row): raw})
+            if ack == "applied":
+                await asyncio.wrap_future(done)
         return self._preflight_answer(pf)
 
     # ---- execute ---------------------------------------------------------------------------------
@@ -276,19 +275,15 @@ class ActionManager:
         return {**self._preflight_answer(pf), "status": pf["status"], "approvals": pf["approvals"],
                 "execution": pf["execution"], "actor": pf["actor"]}
 
-    def _store_job(self, tenant: Tenant, pf: dict[str, Any]
-                   ) -> Callable[[Txn], tuple[None, Callable[[], None]]]:
-        where = (tenant.num, pf["preflight_id"])
-
-        def job(txn: Txn) -> tuple[None, Callable[[], None]]:
-            txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
-            self._unsynced[where] = pf  # reads see it before the commit (read-your-writes)
-            return None, synced
-
-        def synced() -> None:
-            self._unsynced.pop(where, None)
+    def _store_job(self, row: bytes, raw: bytes) -> Callable[[Txn], tuple[None, None]]:
+        def job(txn: Txn) -> tuple[None, None]:
+            txn.put(row, raw, db=self.db)
+            return None, None
 
         return job
+
+    def _store_preflight(self, tenant: Tenant, pf: dict[str, Any]) -> Future[Any]:
+        return self.writer.submit(self._store_job(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf)))
 
     # ---- batch -----------------------------------------------------------------------------------
     async def batch(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool,
@@ -325,10 +320,10 @@ class ActionManager:
                 if pf["decision"] != "allow":
                     results[i] = {"error": {"code": "forbidden", "message": "the policy denied this action",
                                             "details": {"reasons": pf["reasons"], "preflight_id": pf["preflight_id"]}}}
-                    fut = self.writer.submit(self._store_job(tenant, pf))
+                    fut = self._store_preflight(tenant, pf)
                 elif _required_approvers(pf["obligations"]) > 0:
                     results[i] = {"status": "pending_approval", "preflight_id": pf["preflight_id"]}
-                    fut = self.writer.submit(self._store_job(tenant, pf))
+                    fut = self._store_preflight(tenant, pf)
                 else:
                     fut = self.writer.submit(self._execute_job(tenant, None, pf, req, None))
             except ProvgraphError as exc:

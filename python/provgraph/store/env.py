@@ -112,14 +112,7 @@ class _Pending:
     future: Future[Any]
     durable: bool = True
     on_lost: Callable[[], None] | None = None
-
-
-def _lost(pending: _Pending) -> None:
-    if pending.on_lost is not None:
-        try:
-            pending.on_lost()
-        except Exception:
-            log.exception("on_lost hook failed")
+    shadow: dict[tuple[str, bytes], bytes] | None = None
 
 
 class Writer:
@@ -138,6 +131,8 @@ class Writer:
         self.defer_s = defer_s
         self._stopping = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._shadow: dict[tuple[str, bytes], bytes] = {}  # see submit(shadow=)
+        self._shadow_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
         self.jobs = 0
@@ -169,18 +164,46 @@ class Writer:
         self.nice = nice
         return True
 
-    def submit(self, job: WriteJob[T], durable: bool = True,
-               on_lost: Callable[[], None] | None = None) -> Future[T]:
+    def submit(self, job: WriteJob[T], durable: bool = True, on_lost: Callable[[], None] | None = None,
+               shadow: dict[tuple[str, bytes], bytes] | None = None) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
         `durable=False` it resolves as soon as the job is applied inside the group's transaction:
         writes queued after that see it (the writer applies jobs in order), readers see it once the
         group commits, and a crash before that commit loses it. For records whose loss is harmless
         to the caller (e.g. a preflight: its execute answers 404 and the client asks again).
-        `on_lost` is called (on the writer thread) if the job is not committed after all: it
-        failed, or its group did."""
+        `shadow`: rows the job writes, {(table, key): value}, that `get` shows from now on, before
+        the job is even applied (read-your-writes for a job answered early), until its group commits
+        (then the committed rows show) or it is lost. `on_lost` is called (on the writer thread) if
+        the job is not committed after all: it failed, or its group did."""
         fut: Future[T] = Future()
-        self._queue.put(_Pending(job, fut, durable, on_lost))
+        if shadow:
+            with self._shadow_lock:
+                self._shadow.update(shadow)
+        self._queue.put(_Pending(job, fut, durable, on_lost, shadow))
         return fut
+
+    def get(self, txn: Txn, table: str, key: bytes) -> bytes | None:
+        """A row as a reader sees it with read-your-writes: a shadowed write not committed yet (see
+        `submit`), else what `txn` holds."""
+        value = self._shadow.get((table, key))
+        return value if value is not None else txn.get(key, db=self.store.db(table))
+
+    def _unshadow(self, pending: _Pending) -> None:
+        """The job's shadowed rows are committed or lost: stop showing them (not a later job's
+        shadow of the same row)."""
+        if pending.shadow:
+            with self._shadow_lock:
+                for row, value in pending.shadow.items():
+                    if self._shadow.get(row) is value:
+                        del self._shadow[row]
+
+    def _lost(self, pending: _Pending) -> None:
+        self._unshadow(pending)
+        if pending.on_lost is not None:
+            try:
+                pending.on_lost()
+            except Exception:
+                log.exception("on_lost hook failed")
 
     def close(self) -> None:
         self._queue.put(None)
@@ -259,16 +282,17 @@ class Writer:
                         log.error("write group failed after a non-durable job was answered: %s", exc)
                     else:
                         pending.future.set_exception(exc)
-                    _lost(pending)
+                    self._lost(pending)
                 return
             break
         self.groups += 1
         self.jobs += len(group)
         for pending, (ok, value, after) in zip(group, outcomes):
+            self._unshadow(pending)  # committed (or failed alone: rolled back)
             answered = pending.future.done()  # when applied (durable=False)
             if not ok:
                 pending.future.set_exception(value)
-                _lost(pending)
+                self._lost(pending)
                 continue
             try:
                 if after is not None:
