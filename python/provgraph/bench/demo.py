@@ -119,9 +119,9 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
             print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
                   f"(flags {'off' if label == 'baseline' else 'on'})")
             bench.apply_flags(flags)
-            t0 = time.time()
+            started = time.time()
             p1_runs[label] = uvloop.run(run_mix(base, akeys, PEAK_RPS, duration, warmup))
-            windows[f"P1 {label}"] = (t0 + warmup, time.time())
+            windows[f"P1 {label}"] = (started + warmup, time.time())
         issuance = issuance_lag(base, akeys, windows)
     finally:
         bench.close()
