@@ -406,3 +406,48 @@ def test_listen_backlog_bounds_the_connections_waiting_to_be_accepted(server_fac
     assert small.api().ok("GET", "/healthz") == {"status": "ok"}  # serving again once resumed
     default = server_factory(["--flag", f"service.http={mode}"])
     assert waiting(default, 16) == 16
+
+
+def test_a_deferred_answer_leaves_no_reference_cycle(tmp_path: Path) -> None:
+    """The lean front end's answer from a write job's completion (DeferredResponse) frees the job's
+    future by reference counting alone: a cycle per answer (future -> its callback -> the deferred
+    response -> the future) made the cyclic collector run several times a second at 3x peak."""
+    import asyncio
+    import gc
+    import weakref
+    from concurrent.futures import Future
+
+    from aiohttp import web
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from provgraph.config import Config
+    from provgraph.service.app import create_app
+    from provgraph.service.lean import DeferredResponse, LeanRequest, LeanServer
+
+    async def answer_one() -> tuple[weakref.ref[Future[Any]], bytes]:
+        app = create_app(Config(data_dir=tmp_path / "data"))
+        server = LeanServer(app)
+        ours, theirs = socket.socketpair()
+        theirs.settimeout(10)
+        loop = asyncio.get_running_loop()
+        transport, conn = await loop.connect_accepted_socket(server, ours)
+        req = LeanRequest(app, "POST", "/x", "", CIMultiDictProxy(CIMultiDict()), b"", True)
+        fut: Future[Any] = Future()
+        conn.busy = True  # as when a request of the connection is being answered
+        server._defer(conn, req, time.perf_counter(), DeferredResponse(fut, lambda v: web.json_response(v)))
+        fut.set_result({"done": 1})
+        ref = weakref.ref(fut)
+        del fut
+        await asyncio.sleep(0.05)  # the loop callback writes the answer
+        data = theirs.recv(65536)
+        transport.close()
+        await asyncio.sleep(0)
+        theirs.close()
+        return ref, data
+
+    gc.disable()
+    try:
+        ref, data = asyncio.run(answer_one())
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"done": 1}')
+        assert ref() is None  # no collection ran: only a cycle would keep it
+    finally:
+        gc.enable()
