@@ -53,8 +53,8 @@ def test_batch_vs_single_round_trips_and_receipts(server: Server) -> None:
 
 def test_p1_verdict_applies_the_target_to_every_flow() -> None:
     def flows(p99: dict[str, float], errors: int = 0, dropped: int = 0) -> dict[str, Any]:
-        return {f: {"p99_ms": v, "errors": errors if f == "approval" else 0, "dropped": dropped if f == "q1" else 0}
-                for f, v in p99.items()}
+        return {f: {"p99_ms": v, "p50_ms": v / 4, "errors": errors if f == "approval" else 0,
+                    "dropped": dropped if f == "q1" else 0} for f, v in p99.items()}
 
     ok = {"q1": 3.0, "q2": 3.0, "decide": 3.0, "preflight_execute": 16.0, "approval": 15.9, "receipt_verify": 4.0,
           "healthz": 4.0}
@@ -64,6 +64,12 @@ def test_p1_verdict_applies_the_target_to_every_flow() -> None:
     assert v["flows_over"] == {"approval": 16.5} and not v["met"]
     assert not p1_verdict(flows(ok, errors=1))["met"] and not p1_verdict(flows(ok, dropped=2))["met"]
     assert not p1_verdict(flows({**ok, "q2": float("nan")}))["met"]  # a flow with no answers is not a pass
+    # the line shows the floor too: a saturated server "meets" the limit its own floor makes huge
+    from provgraph.bench.actions import _verdict_line
+
+    saturated = p1_verdict(flows({f: 2000.0 for f in ok}))
+    assert saturated["met"] and (saturated["floor_p50_ms"], saturated["floor_p99_ms"]) == (500.0, 2000.0)
+    assert "/healthz p50 500.00 ms, p99 2000.00 ms -> p99 limit 3010.00 ms" in _verdict_line("run", saturated)
 
 
 def test_flows_without_an_answer_end_the_run_as_errors() -> None:

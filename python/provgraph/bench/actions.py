@@ -525,12 +525,15 @@ def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:
     errors = sum(r["errors"] for r in flows.values())
     dropped = sum(r["dropped"] for r in flows.values())
     return {"p99_limit_ms": limit, "flows_over": over, "errors": errors, "dropped": dropped,
+            "floor_p50_ms": flows["healthz"]["p50_ms"], "floor_p99_ms": flows["healthz"]["p99_ms"],
             "met": not over and errors == 0 and dropped == 0}
 
 
 def _verdict_line(label: str, v: dict[str, Any]) -> str:
     over = ", ".join(f"{f} {p:.2f}" for f, p in v["flows_over"].items()) or "none"
-    return (f"  {label}: p99 limit {v['p99_limit_ms']:.2f} ms (1.5 x /healthz p99 + 10); over it: {over}; "
+    # the floor itself is shown: a saturated server "meets" a limit its own /healthz p99 makes huge
+    return (f"  {label}: /healthz p50 {v['floor_p50_ms']:.2f} ms, p99 {v['floor_p99_ms']:.2f} ms -> p99 limit "
+            f"{v['p99_limit_ms']:.2f} ms (1.5 x /healthz p99 + 10); over it: {over}; "
             f"errors {v['errors']}, dropped {v['dropped']} -> {'met' if v['met'] else 'NOT met'}")
 
 
