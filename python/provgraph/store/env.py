@@ -288,12 +288,12 @@ class Writer:
         self.groups += 1
         self.jobs += len(group)
         for pending, (ok, value, after) in zip(group, outcomes):
-            self._unshadow(pending)  # committed (or failed alone: rolled back)
             answered = pending.future.done()  # when applied (durable=False)
-            if not ok:
+            if not ok:  # failed alone, rolled back
                 pending.future.set_exception(value)
                 self._lost(pending)
                 continue
+            self._unshadow(pending)  # committed: the rows themselves show now
             try:
                 if after is not None:
                     after()
