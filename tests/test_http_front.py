@@ -22,10 +22,14 @@ LIMIT = 4096
 AUTH = f"Authorization: Bearer {ADMIN_KEY}\r\n"
 
 
-@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+# lean-task: the lean front end with service.dispatch=task (each request answered by a Task, the
+# rollback of eager dispatch)
+@pytest.fixture(scope="module", params=["lean", "lean-task", "aiohttp"])
 def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    http, _, dispatch = request.param.partition("-")
+    flags = ["--flag", f"service.http={http}"] + (["--flag", f"service.dispatch={dispatch}"] if dispatch else [])
     s = Server(tmp_path_factory.mktemp(f"front-{request.param}") / "data", ADMIN_KEY,
-               ["--flag", f"service.http={request.param}", "--max-body-bytes", str(LIMIT)])
+               [*flags, "--max-body-bytes", str(LIMIT)])
     s.start()
     s.api().new_tenant("acme")
     yield s

@@ -25,6 +25,7 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "orchestration.batching": ("on", "off"),
     "service.http": ("lean", "aiohttp"),
     "service.write_answer": ("callback", "await"),
+    "service.dispatch": ("eager", "task"),
 }
 # Flags read once, when the server starts (`provgraph serve --flag name=value`): changing one at run
 # time is refused (409); the others apply at once on PUT /v1/admin/flags.
@@ -34,7 +35,7 @@ BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off",
                                   "runtime.gil_switch": "default", "runtime.writer_priority": "normal",
                                   "runtime.gc": "default", "actions.preflight_ack": "durable",
                                   "orchestration.batching": "off", "service.http": "aiohttp",
-                                  "service.write_answer": "await"}
+                                  "service.write_answer": "await", "service.dispatch": "task"}
 
 # runtime.gil_switch: how long a thread may hold the GIL while another waits for it. Python's
 # default (5 ms) makes a request wait up to 5 ms whenever the group-commit writer thread and the

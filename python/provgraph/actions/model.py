@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from provgraph._core import canonical_hash, canonicalize
+from provgraph.clock import rfc3339
 from provgraph.errors import BadRequestError
 from provgraph.policy.manager import parse_decision_request
 
 __all__ = ["ActionRequest", "hash_hex", "parse_action", "rfc3339"]
 
 
-
-def rfc3339(ts: float) -> str:
-    """RFC 3339 UTC with microseconds and Z, as receipts carry it."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def hash_hex(value: Any) -> str:

@@ -467,7 +467,7 @@ def lag_lines(iss: dict[str, Any]) -> list[str]:
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
 # service.http is a start-up flag: its variant restarts the server.
-ABLATE = ("service.http", "service.write_answer", "runtime.gil_switch", "runtime.writer_priority",
+ABLATE = ("service.http", "service.write_answer", "service.dispatch", "runtime.gil_switch", "runtime.writer_priority",
           "runtime.gc", "actions.preflight_ack")
 
 

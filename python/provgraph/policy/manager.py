@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
-from provgraph._core import DecisionCache, PolicyBundle, canonical_hash
+from provgraph._core import DecisionCache, PolicyBundle, canonical_hash, uuid7
+from provgraph.clock import now_rfc3339
 from provgraph.errors import (
     BadRequestError,
     BundleError,
@@ -35,16 +33,14 @@ DEFAULT_TTL_S = 5.0
 _SAMPLES = 100_000  # latency samples kept per revision and outcome for the stats endpoint
 
 
-def _now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _key(name: str, revision: str) -> bytes:
     return name.encode() + b"\x00" + revision.encode()
 
 
 def new_decision_id() -> str:
-    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+    """A UUIDv7 (time-ordered, 74 random bits), made in Rust: ~0.3 µs, vs ~6 µs for a uuid4 from
+    os.urandom (a syscall per decision)."""
+    return uuid7()
 
 
 @dataclass
@@ -158,7 +154,7 @@ class PolicyManager:
         """Make `rev` active: a new epoch, so no cached decision of an older revision is ever served."""
         self._epoch += 1
         rev.epoch = self._epoch
-        rev.activated_at = rev.activated_at or _now_rfc3339()
+        rev.activated_at = rev.activated_at or now_rfc3339()
         self.active[rev.name] = rev
         self._changed.setdefault(rev.name, asyncio.Event()).set()
         self._changed[rev.name] = asyncio.Event()
@@ -190,7 +186,7 @@ class PolicyManager:
         except PolicyCompileError as exc:
             raise BundleError(f"bundle does not compile: {exc.message}",
                               {"reason": "compile error", "error": exc.message}) from None
-        rev = Revision(name, bundle.revision, bundle.digest, bundle.size, _now_rfc3339(), bundle.roots,
+        rev = Revision(name, bundle.revision, bundle.digest, bundle.size, now_rfc3339(), bundle.roots,
                        _ttl(bundle, self.default_ttl_s), compiled=compiled, raw=raw)
         return bundle, rev
 
@@ -311,7 +307,7 @@ class PolicyManager:
         entry = {"decision_id": decision_id, "path": DECISION_PATH, "bundle": rev.name, "revision": rev.revision,
                  "input_hash": digest.hex(), "tenant_id": tenant_id, "actor": actor_id, "action": action,
                  "resource_type": rtype, "result": decision, "cached": outcome == "hit",
-                 "timestamp": _now_rfc3339(), "eval_ns": eval_ns}
+                 "timestamp": now_rfc3339(), "eval_ns": eval_ns}
         return response, entry
 
     def _evaluate(self, rev: Revision, policy_input: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:

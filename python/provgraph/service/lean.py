@@ -15,12 +15,13 @@ with a whole body), WebSockets and protocol upgrades.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from concurrent.futures import Future
 from email.utils import formatdate
 from typing import Any, cast
@@ -166,6 +167,54 @@ class DeferredResponse(web.StreamResponse):
         self.future, self.finalize = future, finalize
 
 
+class _Rest(Coroutine[Any, Any, None]):
+    """The rest of a request's coroutine that waited when it was started eagerly (`run_eagerly`),
+    for a Task to run: the Task's first step gets what the coroutine yielded (the future it waits
+    on), every later value or exception goes into the coroutine, as with `yield from`. A class, not
+    a generator: a Task cancelled before its first step throws into it, and that must reach the
+    coroutine (a generator not yet started would raise it at its first line instead)."""
+
+    __slots__ = ("coro", "first", "started")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self.coro, self.first, self.started = coro, yielded, False
+
+    def send(self, value: Any) -> Any:
+        if not self.started:
+            self.started = True
+            first, self.first = self.first, None
+            return first
+        return self.coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.started, self.first = True, None
+        return self.coro.throw(typ, val, tb) if val is not None or tb is not None else self.coro.throw(typ)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise TypeError("_Rest is run by a Task, never awaited")
+
+
+def run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` (answering a request) now, on the caller's stack, up to its first real wait; only
+    if it waits does a Task take over the rest (flag service.dispatch=eager; Python 3.12's eager
+    tasks). A request whose handler answers without waiting (every hot-path route: queries,
+    decisions, preflights, reads, and the deferred writes) is answered within the `data_received`
+    that completed it: no Task, and no turn of the loop behind every callback queued meanwhile.
+    Each request runs in its own copy of the context, as a Task would."""
+    ctx = contextvars.copy_context()
+    try:
+        yielded = ctx.run(coro.send, None)
+    except StopIteration:
+        return
+    except Exception:  # _answer handles its own errors: this is a bug, log it
+        log.exception("lean server: answering a request failed")
+        return
+    loop.create_task(_Rest(coro, yielded), context=ctx)
+
+
 class LeanRequest:
     """The part of aiohttp's `web.Request` that provgraph's handlers use."""
 
@@ -251,6 +300,7 @@ class LeanServer:
         self.app = app
         self.router = Router(app)
         self.metrics = app[METRICS]
+        self.config = app[CONFIG]
         self.max_body = app[CONFIG].max_body_bytes
         self.connections: set[_Connection] = set()
         self.date = _DateHeader()
@@ -489,7 +539,10 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         self.busy = True
-        self.loop.create_task(self._answer(req))
+        if self.server.config.flags["service.dispatch"] == "eager":
+            run_eagerly(self.loop, self._answer(req))
+        else:
+            self.loop.create_task(self._answer(req))
 
     async def _answer(self, req: LeanRequest) -> None:
         next_req: LeanRequest | None = req
@@ -514,7 +567,10 @@ class _Connection(asyncio.Protocol):
         """The answer to a deferred request, on the loop: write it, then go on with the queue."""
         next_req = self._sent(req, data)
         if next_req is not None:
-            self.loop.create_task(self._answer(next_req))
+            if self.server.config.flags["service.dispatch"] == "eager":
+                run_eagerly(self.loop, self._answer(next_req))
+            else:
+                self.loop.create_task(self._answer(next_req))
 
     def _sent(self, req: LeanRequest, data: bytes) -> LeanRequest | None:
         """Write `data`, the answer to `req`; the next queued request to answer, if any (else the
