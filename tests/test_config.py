@@ -56,6 +56,11 @@ def test_writer_priority_flag_sets_the_writer_threads_nice_value(tmp_path: Path)
         apply_runtime_flags({**DEFAULT_FLAGS, "runtime.writer_priority": "normal"}, writer)
         assert writer.nice == process == os.getpriority(os.PRIO_PROCESS, tid)
         assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == process  # only the writer thread moved
+        assert writer.coalesce  # runtime.write_coalesce=turn, the default
+        apply_runtime_flags({**DEFAULT_FLAGS, "runtime.write_coalesce": "off"}, writer)
+        assert not writer.coalesce
+        apply_runtime_flags(DEFAULT_FLAGS, writer)
+        assert writer.coalesce
         assert writer.submit(lambda txn: (txn.put(b"k", b"v", db=store.db("meta")), None)).result(timeout=10)
         with store.read() as txn:
             assert txn.get(b"k", db=store.db("meta")) == b"v"  # and it still writes

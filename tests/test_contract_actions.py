@@ -395,3 +395,36 @@ def test_write_answers_in_order_and_errors_either_way(keys: dict[str, TenantApi]
         assert wait_receipt(op, receipt)["preflight_id"] == pf
     finally:
         admin.ok("PUT", "/v1/admin/flags", {"service.write_answer": "callback"})
+
+
+@pytest.mark.parametrize("mode", ["turn", "off"])
+def test_dual_control_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str, TenantApi], srv: Server,
+                                                                  mode: str) -> None:
+    """runtime.write_coalesce: the two approvers' grants, sent at the same moment on two connections
+    (as the P1 approval flow sends them), then the execute: the same answers and the same receipt
+    either way — both grants counted, each its own receipt, the execute's receipt naming both."""
+    from test_http_front import Raw
+
+    op, a1, a2, admin = keys["op"], keys["a1"], keys["a2"], srv.api()
+    base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
+    admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": mode})
+    try:
+        dual = act("graph.delete", "graph", {"nodes": [7100]}, rid=f"wc-{mode}")
+        pf = op.ok("POST", f"{base}/preflight", dual, status=201)["preflight_id"]
+        grant = "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 0\r\n\r\n"
+        c1, c2 = Raw(srv.port), Raw(srv.port)
+        try:
+            c1.send(grant.format(path=f"{appr}/{pf}/grant", key=a1.key).encode())
+            c2.send(grant.format(path=f"{appr}/{pf}/grant", key=a2.key).encode())
+            answers = [orjson.loads(c.response()[2]) for c in (c1, c2)]
+        finally:
+            c1.close()
+            c2.close()
+        assert sorted(a["approvals"] for a in answers) == [1, 2]
+        assert sorted(a["status"] for a in answers) == ["approved", "pending_approval"]
+        got = op.ok("POST", f"{base}/{pf}/execute", dual)
+        receipt = wait_receipt(op, got["receipt_id"])
+        assert sorted(a["actor"] for a in receipt["approvals"]) == ["user:ann", "user:bob"]
+        assert {a["receipt_id"] for a in answers} == {a["receipt_id"] for a in receipt["approvals"]}
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": "turn"})

@@ -208,3 +208,83 @@ def test_shadowed_rows_go_when_the_job_is_lost(store: Store) -> None:
         assert visible(writer, store, b"h") == b"v" and writer._shadow == {}
     finally:
         writer.close()
+
+
+def test_jobs_coalesced_in_one_loop_turn_share_one_group(store: Store) -> None:
+    """runtime.write_coalesce=turn: jobs submitted with coalesce=True during one event-loop turn are
+    queued when the turn ends, together, so they commit in one group — the two grants of a dual
+    control approval arrive in the same turn and used to start a group each."""
+    import asyncio
+
+    writer = Writer(store)
+    order: list[bytes] = []
+
+    def note(key: bytes) -> Any:
+        def job(txn: lmdb.Transaction) -> tuple[bytes, None]:
+            txn.put(key, b"v", db=store.db("outbox"))
+            order.append(key)
+            return key, None
+
+        return job
+
+    async def one_turn(keys: list[bytes]) -> int:
+        before = writer.groups
+        futs = [writer.submit(note(k), coalesce=True) for k in keys]
+        assert len(writer._turn) == len(keys)  # held until the turn ends: the writer has not seen them
+        done = await asyncio.gather(*(asyncio.wrap_future(f) for f in futs))
+        assert done == keys
+        return writer.groups - before
+
+    try:
+        assert asyncio.run(one_turn([b"c1", b"c2", b"c3"])) == 1
+        assert order == [b"c1", b"c2", b"c3"]
+        assert all(read(store, k) == b"v" for k in order)  # committed
+        writer.coalesce = False  # the flag off: each job queued at once, as without coalesce
+        gate, blocker = hold(writer)  # so the jobs below queue up behind a group and
+        futs = [writer.submit(note(k), coalesce=True) for k in (b"d1", b"d2")]
+        assert writer._turn == []  # went straight to the queue
+        gate.set()
+        assert [f.result(10) for f in futs] == [b"d1", b"d2"]
+        assert blocker.result(10) is True
+    finally:
+        writer.close()
+
+
+def test_coalesced_jobs_keep_their_order_before_later_turns(store: Store) -> None:
+    """A job coalesced in one turn is applied before any job submitted in a later turn (what the
+    preflight's early answer relies on: its execute comes in a later request); outside a running
+    loop coalesce has no turn to wait for and queues at once."""
+    import asyncio
+
+    writer = Writer(store)
+    seen: list[bytes | None] = []
+
+    async def turns() -> None:
+        first = writer.submit(put(store, b"k"), durable=False, coalesce=True)
+        await asyncio.sleep(0)  # the next turn
+        later = writer.submit(lambda txn: (seen.append(txn.get(b"k", db=store.db("outbox"))), None))
+        await asyncio.wrap_future(later)
+        assert first.done()
+
+    try:
+        asyncio.run(turns())
+        assert seen == [b"v"]
+        direct = writer.submit(put(store, b"x"), coalesce=True)  # no running loop here
+        assert direct.result(10) == b"x"
+    finally:
+        writer.close()
+
+
+def test_close_writes_what_the_closing_turn_coalesced(store: Store) -> None:
+    import asyncio
+
+    writer = Writer(store)
+
+    async def submit_and_close() -> Any:
+        fut = writer.submit(put(store, b"last"), coalesce=True)
+        writer.close()  # in the same turn: the job is queued before the stop
+        return fut
+
+    fut = asyncio.run(submit_and_close())
+    assert fut.result(10) == b"last"
+    assert read(store, b"last") == b"v"

@@ -21,6 +21,7 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "runtime.gil_switch": ("fast", "default"),
     "runtime.writer_priority": ("high", "normal"),
     "runtime.gc": ("frozen", "default"),
+    "runtime.write_coalesce": ("turn", "off"),
     "actions.preflight_ack": ("queued", "durable", "applied"),
     "orchestration.batching": ("on", "off"),
     "service.http": ("lean", "aiohttp"),
@@ -33,7 +34,8 @@ STARTUP_FLAGS = frozenset({"service.http"})
 DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOICES.items()}
 BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "policy.vm": "off",
                                   "runtime.gil_switch": "default", "runtime.writer_priority": "normal",
-                                  "runtime.gc": "default", "actions.preflight_ack": "durable",
+                                  "runtime.gc": "default", "runtime.write_coalesce": "off",
+                                  "actions.preflight_ack": "durable",
                                   "orchestration.batching": "off", "service.http": "aiohttp",
                                   "service.write_answer": "await", "service.dispatch": "task"}
 
@@ -48,6 +50,8 @@ WRITER_BOOST = {"high": 10, "normal": 0}
 
 
 class _Prioritized(Protocol):
+    coalesce: bool
+
     def set_priority(self, boost: int) -> bool: ...
 
 
@@ -59,6 +63,7 @@ def apply_runtime_flags(flags: dict[str, str], writer: _Prioritized | None = Non
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S[flags.get("runtime.gil_switch", "fast")])
     if writer is not None:
         writer.set_priority(WRITER_BOOST[flags.get("runtime.writer_priority", "high")])
+        writer.coalesce = flags.get("runtime.write_coalesce", "turn") == "turn"
 
 
 # runtime.gc: Python's cyclic collector walks every tracked object in a full (generation 2)

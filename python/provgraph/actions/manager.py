@@ -120,9 +120,9 @@ class ActionManager:
         raw = orjson.dumps(pf)
         job = self._store_job(row, raw)
         if ack == "durable":
-            await asyncio.wrap_future(self.writer.submit(job))
+            await asyncio.wrap_future(self.writer.submit(job, coalesce=True))
         else:  # answered before its commit: reads see it until then through the writer's shadow
-            done = self.writer.submit(job, durable=False, shadow={("preflights", row): raw})
+            done = self.writer.submit(job, durable=False, shadow={("preflights", row): raw}, coalesce=True)
             if ack == "applied":
                 await asyncio.wrap_future(done)
         return self._preflight_answer(pf)
@@ -220,7 +220,7 @@ class ActionManager:
             done.set_result(orjson.loads(first)["response"])
             return done
         self._check_executable(pf, req, time.time())
-        return self.writer.submit(self._execute_job(tenant, preflight_id, None, req, idem))
+        return self.writer.submit(self._execute_job(tenant, preflight_id, None, req, idem), coalesce=True)
 
     # ---- approvals -------------------------------------------------------------------------------
     async def review(self, key: KeyRecord, tenant: Tenant, preflight_id: str, grant: bool) -> dict[str, Any]:
@@ -267,7 +267,7 @@ class ActionManager:
             return ({"preflight_id": preflight_id, "receipt_id": receipt_id, "status": status,
                      "approvals": len(pf["approvals"]), "required_approvers": need}, self.issuer.notify)
 
-        return self.writer.submit(job)
+        return self.writer.submit(job, coalesce=True)
 
     def get_preflight(self, tenant: Tenant, preflight_id: str) -> dict[str, Any]:
         with self.store.read() as txn:

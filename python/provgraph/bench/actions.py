@@ -468,7 +468,7 @@ COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
 # service.http is a start-up flag: its variant restarts the server.
 ABLATE = ("service.http", "service.write_answer", "service.dispatch", "runtime.gil_switch", "runtime.writer_priority",
-          "runtime.gc", "actions.preflight_ack")
+          "runtime.gc", "runtime.write_coalesce", "actions.preflight_ack")
 
 
 def collector_pauses(base: str) -> dict[str, dict[str, Any]]:

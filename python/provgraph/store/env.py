@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -133,6 +134,9 @@ class Writer:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._shadow: dict[tuple[str, bytes], bytes] = {}  # see submit(shadow=)
         self._shadow_lock = threading.Lock()
+        # submit(coalesce=True) on the event loop: jobs held until the end of the loop's turn
+        self.coalesce = True  # flag runtime.write_coalesce (turn: True, off: False)
+        self._turn: list[_Pending] = []
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
         self.jobs = 0
@@ -165,7 +169,7 @@ class Writer:
         return True
 
     def submit(self, job: WriteJob[T], durable: bool = True, on_lost: Callable[[], None] | None = None,
-               shadow: dict[tuple[str, bytes], bytes] | None = None) -> Future[T]:
+               shadow: dict[tuple[str, bytes], bytes] | None = None, coalesce: bool = False) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
         `durable=False` it resolves as soon as the job is applied inside the group's transaction:
         writes queued after that see it (the writer applies jobs in order), readers see it once the
@@ -174,13 +178,38 @@ class Writer:
         `shadow`: rows the job writes, {(table, key): value}, that `get` shows from now on, before
         the job is even applied (read-your-writes for a job answered early), until its group commits
         (then the committed rows show) or it is lost. `on_lost` is called (on the writer thread) if
-        the job is not committed after all: it failed, or its group did."""
+        the job is not committed after all: it failed, or its group did.
+
+        `coalesce` (called on an event loop's thread, with the flag runtime.write_coalesce=turn):
+        the job is queued at the end of the loop's current turn, together with every other job
+        submitted this way in that turn, so they are applied in one group and share its commit (one
+        fsync) instead of the first one starting a group alone (the writer wakes at once, and on one
+        core preempts the loop) and the others waiting for its commit to start theirs. Queue order
+        among coalesced jobs, and their order before any job submitted in a later turn, is kept. The
+        caller must not block on the future in the same turn (awaiting it is fine)."""
         fut: Future[T] = Future()
         if shadow:
             with self._shadow_lock:
                 self._shadow.update(shadow)
-        self._queue.put(_Pending(job, fut, durable, on_lost, shadow))
+        pending = _Pending(job, fut, durable, on_lost, shadow)
+        if coalesce and self.coalesce:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop: nothing ends a turn here
+                loop = None
+            if loop is not None:
+                self._turn.append(pending)
+                if len(self._turn) == 1:
+                    loop.call_soon(self._end_turn)
+                return fut
+        self._queue.put(pending)
         return fut
+
+    def _end_turn(self) -> None:
+        """Queue the jobs coalesced during the loop turn that just ended, in submit order."""
+        turn, self._turn = self._turn, []
+        for pending in turn:
+            self._queue.put(pending)
 
     def get(self, txn: Txn, table: str, key: bytes) -> bytes | None:
         """A row as a reader sees it with read-your-writes: a shadowed write not committed yet (see
@@ -206,6 +235,7 @@ class Writer:
                 log.exception("on_lost hook failed")
 
     def close(self) -> None:
+        self._end_turn()  # anything coalesced in the closing turn is still written
         self._queue.put(None)
         self._thread.join(timeout=30)
 
