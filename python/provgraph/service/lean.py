@@ -539,6 +539,10 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         self.busy = True
+        self._start(req)
+
+    def _start(self, req: LeanRequest) -> None:
+        """Answer `req` (and the queue after it): on the spot or in a Task (flag service.dispatch)."""
         if self.server.config.flags["service.dispatch"] == "eager":
             run_eagerly(self.loop, self._answer(req))
         else:
@@ -567,10 +571,7 @@ class _Connection(asyncio.Protocol):
         """The answer to a deferred request, on the loop: write it, then go on with the queue."""
         next_req = self._sent(req, data)
         if next_req is not None:
-            if self.server.config.flags["service.dispatch"] == "eager":
-                run_eagerly(self.loop, self._answer(next_req))
-            else:
-                self.loop.create_task(self._answer(next_req))
+            self._start(next_req)
 
     def _sent(self, req: LeanRequest, data: bytes) -> LeanRequest | None:
         """Write `data`, the answer to `req`; the next queued request to answer, if any (else the
