@@ -52,5 +52,12 @@ def test_apply_flags_restarts_only_for_a_changed_start_up_flag(tmp_path: Path) -
         bench.apply_flags({"service.http": "aiohttp", "policy.cache": "off"})
         assert server.proc.pid == pid  # the start-up flag is as running: no restart
         assert server.client().ok("GET", "/v1/admin/flags")["flags"]["policy.cache"] == "off"
+
+        # restart=True (each run of an ablation on a fresh process): restarted with the same flags
+        bench.apply_flags({"service.http": "aiohttp", "policy.cache": "on"}, restart=True)
+        assert server.proc.pid != pid and server.port == port
+        assert _front_end(port) == "aiohttp"
+        flags = server.client().ok("GET", "/v1/admin/flags")["flags"]
+        assert (flags["policy.cache"], flags["orchestration.batching"]) == ("on", "off")
     finally:
         server.stop()

@@ -25,7 +25,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
-                    preflight_ttl_s=args.preflight_ttl)
+                    preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
+                    preflight_sweep_interval_s=args.preflight_sweep_interval)
     app = create_app(config)
     if config.flags["service.http"] == "lean":
         from provgraph.service.lean import serve_lean
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--decision-cache-ttl", type=float, default=5.0,
                        help="seconds a cached decision lives (a bundle's manifest may override it)")
     serve.add_argument("--preflight-ttl", type=float, default=900.0, help="seconds a preflight stays executable")
+    serve.add_argument("--preflight-retention", type=float, default=86_400.0,
+                       help="seconds an expired preflight is kept (execute answers 410 or 409), then removed")
+    serve.add_argument("--preflight-sweep-interval", type=float, default=30.0,
+                       help="seconds between sweeps of preflights past their retention")
     serve.add_argument("--enable-fault-injection", action="store_true",
                        help="allow PUT /v1/admin/faults (drills only)")
     serve.set_defaults(fn=cmd_serve)

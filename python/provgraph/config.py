@@ -143,6 +143,10 @@ class Config:
     # Actions: how long a preflight can be executed; failed receipt batches retried this often
     # before their intents go to the dead-letter queue; drills may inject failures.
     preflight_ttl_s: float = 900.0
+    # Expired preflights (and their executes' Idempotency-Key rows) are removed this long after they
+    # expire, by a sweep every preflight_sweep_interval_s; until then execute answers 410 or 409.
+    preflight_retention_s: float = 86_400.0
+    preflight_sweep_interval_s: float = 30.0
     issuer_max_attempts: int = 5
     # The time bound of a receipt batch: at most one outbox drain starts per interval (idle: at once).
     issuer_linger_s: float = 0.01

@@ -52,10 +52,13 @@ def _required_approvers(obligations: list[Any]) -> int:
 
 class ActionManager:
     def __init__(self, store: Store, writer: Writer, policy: PolicyManager, graph: GraphManager, issuer: Issuer,
-                 preflight_ttl_s: float = 900.0) -> None:
+                 preflight_ttl_s: float = 900.0, preflight_retention_s: float = 86_400.0) -> None:
         self.store, self.writer, self.policy, self.graph, self.issuer = store, writer, policy, graph, issuer
         self.preflight_ttl_s = preflight_ttl_s
+        # A preflight (and its execute's Idempotency-Key) is kept this long after it expires, then swept.
+        self.preflight_retention_s = preflight_retention_s
         self.db = store.db("preflights")
+        self.swept = 0  # preflights removed by `sweep` since start
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _visible(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
@@ -183,6 +186,8 @@ class ActionManager:
             self.issuer.put_intent(txn, tenant.num, intent, now)
             pf = {**pf, "status": "executed",
                   "execution": {"receipt_id": receipt_id, "executed_at": intent["executed_at"], "result": result}}
+            if idem is not None:  # swept with the preflight
+                pf["idempotency_row"] = idem.hex()
             txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
             response = {"receipt_id": receipt_id, "status": "executed", "preflight_id": pf["preflight_id"],
                         "result_hash": intent["result_hash"]}
@@ -274,6 +279,57 @@ class ActionManager:
             pf = self._visible(txn, tenant.num, preflight_id)
         return {**self._preflight_answer(pf), "status": pf["status"], "approvals": pf["approvals"],
                 "execution": pf["execution"], "actor": pf["actor"]}
+
+    # ---- retention -------------------------------------------------------------------------------
+    async def sweep(self, now: float | None = None, budget: int = 256) -> int:
+        """Remove every preflight that expired more than `preflight_retention_s` before `now`, with the
+        Idempotency-Key row of its execute; returns how many. Runs as write jobs of at most `budget`
+        rows looked at each, so a sweep never holds a commit group long.
+
+        Rows are keyed tenant + UUIDv7 (creation order within a tenant): a tenant's scan stops at the
+        first row created after the horizon (`now - retention`), since every later row expires later
+        than that; rows before it are removed only when their own `expires_ts` says so."""
+        now = time.time() if now is None else now
+        start: bytes | None = b""
+        removed = 0
+        while start is not None:
+            n, start = await asyncio.wrap_future(self.writer.submit(self._sweep_job(start, now, budget)))
+            removed += n
+        self.swept += removed
+        return removed
+
+    def _sweep_job(self, start: bytes, now: float, budget: int
+                   ) -> Callable[[Txn], tuple[tuple[int, bytes | None], None]]:
+        horizon = now - self.preflight_retention_s
+        horizon_ms = int(horizon * 1000)
+
+        def job(txn: Txn) -> tuple[tuple[int, bytes | None], None]:
+            cur = txn.cursor(db=self.db)
+            idempotency = self.store.db("idempotency")
+            removed = 0
+            if not cur.set_range(start):
+                return (0, None), None
+            for _ in range(budget):
+                key = bytes(cur.key())
+                if not key:  # past the last row
+                    return (removed, None), None
+                if int.from_bytes(key[4:10], "big") > horizon_ms:  # created after the horizon: next tenant
+                    tenant = int.from_bytes(key[:4], "big")
+                    if tenant == 0xFFFFFFFF or not cur.set_range(tenant_prefix(tenant + 1)):
+                        return (removed, None), None
+                    continue
+                record = orjson.loads(cur.value())
+                if record["expires_ts"] + self.preflight_retention_s < now:
+                    if record.get("idempotency_row"):
+                        txn.delete(bytes.fromhex(record["idempotency_row"]), db=idempotency)
+                    removed += 1
+                    if not cur.delete():  # moves to the next row
+                        return (removed, None), None
+                elif not cur.next():
+                    return (removed, None), None
+            return (removed, bytes(cur.key()) or None), None
+
+        return job
 
     def _store_job(self, row: bytes, raw: bytes) -> Callable[[Txn], tuple[None, None]]:
         def job(txn: Txn) -> tuple[None, None]:

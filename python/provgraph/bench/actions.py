@@ -540,13 +540,15 @@ def _verdict_line(label: str, v: dict[str, Any]) -> str:
 def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float, duration: float, warmup: float,
                  rounds: int = 2) -> list[dict[str, Any]]:
     """The P1 mix with every flag on, then with each write-path flag alone at its baseline value, in
-    alternation (`rounds` times), so each flag's effect is seen against the same machine state."""
+    alternation (`rounds` times), so each flag's effect is seen against the same machine state.
+    Every run starts on a freshly restarted server (same data): service.http's variant needs a
+    restart, and the others get one too, so no variant runs on an older process than another."""
     runs: list[dict[str, Any]] = []
     base_flags = baseline_flags()
     for rnd in range(rounds):
         for flag in (None, *ABLATE):
             flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
-            bench.apply_flags(flags)
+            bench.apply_flags(flags, restart=True)
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
             run = p1_run(base, keys, rate, duration, warmup)
             runs.append({"round": rnd, "variant": label, **run})

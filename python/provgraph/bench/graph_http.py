@@ -48,12 +48,13 @@ class GraphBench:
     def set_flags(self, **flags: str) -> None:
         self.apply_flags({k.replace("_", "."): v for k, v in flags.items()})
 
-    def apply_flags(self, flags: dict[str, str]) -> None:
+    def apply_flags(self, flags: dict[str, str], restart: bool = False) -> None:
         """Set `flags`: start-up flags (service.http) by restarting the server with them when they
-        differ from the running server's (same data, port and core), the rest with PUT."""
+        differ from the running server's (same data, port and core), the rest with PUT. `restart`
+        restarts it in any case (a fresh process for each run of a comparison)."""
         running = self.admin().ok("GET", "/v1/admin/flags")["flags"]
         changed = {k: v for k, v in flags.items() if k in STARTUP_FLAGS and running.get(k) != v}
-        if changed:
+        if changed or restart:
             self.server.restart_with_flags(changed)
         runtime = runtime_part(flags)
         if runtime:

@@ -31,7 +31,7 @@ from provgraph.service.keys import (
 )
 from provgraph.service.metrics import Metrics
 from provgraph.service.middleware import error_and_metrics_middleware
-from provgraph.service.routes_actions import issuer_ctx, setup_action_routes
+from provgraph.service.routes_actions import issuer_ctx, preflight_sweep_ctx, setup_action_routes
 from provgraph.service.routes_admin import setup_admin_routes
 from provgraph.service.routes_graph import setup_graph_routes
 from provgraph.service.routes_health import setup_health_routes
@@ -70,7 +70,8 @@ def setup_storage(app: web.Application) -> None:
         issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
                         linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
         app[KEYRING], app[ISSUER], app[RECEIPTS] = keyring, issuer, ReceiptLog(store)
-        app[ACTIONS] = ActionManager(store, writer, policy, graph, issuer, config.preflight_ttl_s)
+        app[ACTIONS] = ActionManager(store, writer, policy, graph, issuer, config.preflight_ttl_s,
+                                     config.preflight_retention_s)
 
         def refresh() -> None:
             metrics.set_graph_stats(graph.stats())
@@ -83,6 +84,7 @@ def setup_storage(app: web.Application) -> None:
             metrics.policy_vm_fallbacks.set(policy_vm_fallbacks())
             metrics.outbox_depth.set(issuer.depth("outbox"))
             metrics.dlq_depth.set(issuer.depth("dlq"))
+            metrics.preflights_stored.set(issuer.depth("preflights"))
 
         metrics.on_scrape(refresh)
         app[READY]["ready"] = True
@@ -95,6 +97,7 @@ def setup_storage(app: web.Application) -> None:
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(policy_ctx)  # after storage: it needs the policy manager
     app.cleanup_ctx.append(issuer_ctx)  # drains the outbox before the server listens, and on shutdown
+    app.cleanup_ctx.append(preflight_sweep_ctx)
 
 
 def create_app(config: Config | None = None) -> web.Application:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar, cast
 
@@ -14,7 +15,7 @@ from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedM
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["Request", "answer_after", "authorize", "json_response", "read_body", "read_json", "tenant_of"]
+__all__ = ["Request", "answer_after", "authorize", "in_background", "json_response", "read_body", "read_json", "tenant_of"]
 
 
 class Request(Protocol):
@@ -98,3 +99,15 @@ def tenant_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
     tid = request.match_info["tenant"]
     key = authorize(request, scope, tid)
     return key, request.app[REGISTRY].tenant(tid)
+
+
+@contextlib.asynccontextmanager
+async def in_background(coro: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
+    """Run `coro` as a task for the body of the `async with`; cancel it and wait for it on the way out."""
+    task = asyncio.create_task(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -57,6 +57,10 @@ class Metrics:
         self.outbox_depth = Gauge("provgraph_receipt_outbox_depth", "Receipt intents waiting to be issued",
                                   registry=r)
         self.dlq_depth = Gauge("provgraph_receipt_dlq_depth", "Receipt intents in the dead-letter queue", registry=r)
+        self.preflights_stored = Gauge("provgraph_preflights_stored",
+                                       "Preflights stored (pending, executed or expired, until swept)", registry=r)
+        self.preflights_swept = Counter("provgraph_preflights_swept_total",
+                                        "Preflights removed after their retention", registry=r)
         self.gc_pause = Histogram("provgraph_gc_pause_seconds",
                                   "Pauses of Python's cyclic collector by generation (flag runtime.gc)",
                                   ["generation"], buckets=_BUCKETS, registry=r)

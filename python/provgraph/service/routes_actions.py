@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,15 +16,27 @@ from provgraph.service.http import (
     Request,
     answer_after,
     authorize,
+    in_background,
     json_response,
     parse_json,
     read_body,
     read_json,
     tenant_of,
 )
-from provgraph.service.keys import ACTIONS, CONFIG, ISSUER, KEYRING, RECEIPTS, REGISTRY, WRITER
+from provgraph.service.keys import (
+    ACTIONS,
+    CONFIG,
+    ISSUER,
+    KEYRING,
+    METRICS,
+    RECEIPTS,
+    REGISTRY,
+    WRITER,
+)
 
-__all__ = ["issuer_ctx", "setup_action_routes"]
+__all__ = ["issuer_ctx", "preflight_sweep_ctx", "setup_action_routes"]
+
+log = logging.getLogger(__name__)
 
 
 def _cache_on(request: Request) -> bool:
@@ -190,11 +203,23 @@ async def issuer_ctx(app: web.Application) -> AsyncIterator[None]:
     issuer = app[ISSUER]
     issuer.bind(asyncio.get_running_loop())
     await issuer.drain()
-    task = asyncio.create_task(issuer.run())
-    yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    async with in_background(issuer.run()):
+        yield
     await issuer.drain()
+
+
+async def preflight_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every `preflight_sweep_interval_s`, remove the preflights past their retention (a failed sweep
+    is logged and tried again at the next interval)."""
+    actions, config, metrics = app[ACTIONS], app[CONFIG], app[METRICS]
+
+    async def sweeper() -> None:
+        while True:
+            await asyncio.sleep(config.preflight_sweep_interval_s)
+            try:
+                metrics.preflights_swept.inc(await actions.sweep())
+            except Exception:  # logged; the next interval tries again
+                log.exception("preflight sweep failed")
+
+    async with in_background(sweeper()):
+        yield

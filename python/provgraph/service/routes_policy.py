@@ -15,6 +15,7 @@ from provgraph.policy.manager import PolicyManager, new_decision_id
 from provgraph.service.http import (
     Request,
     authorize,
+    in_background,
     json_response,
     parse_json,
     read_body,
@@ -208,13 +209,8 @@ async def policy_ctx(app: web.Application) -> AsyncIterator[None]:
             if fut is not None:
                 await asyncio.wrap_future(fut)
 
-    task = asyncio.create_task(flusher())
-    yield
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    async with in_background(flusher()):
+        yield
     fut = pm.log.flush()
     if fut is not None:
         await asyncio.wrap_future(fut)
