@@ -65,11 +65,11 @@ def test_p1_verdict_applies_the_target_to_every_flow() -> None:
     assert not p1_verdict(flows(ok, errors=1))["met"] and not p1_verdict(flows(ok, dropped=2))["met"]
     assert not p1_verdict(flows({**ok, "q2": float("nan")}))["met"]  # a flow with no answers is not a pass
     # the line shows the floor too: a saturated server "meets" the limit its own floor makes huge
-    from provgraph.bench.actions import _verdict_line
+    from provgraph.bench.actions import verdict_line
 
     saturated = p1_verdict(flows({f: 2000.0 for f in ok}))
     assert saturated["met"] and (saturated["floor_p50_ms"], saturated["floor_p99_ms"]) == (500.0, 2000.0)
-    assert "/healthz p50 500.00 ms, p99 2000.00 ms -> p99 limit 3010.00 ms" in _verdict_line("run", saturated)
+    assert "/healthz p50 500.00 ms, p99 2000.00 ms -> p99 limit 3010.00 ms" in verdict_line("run", saturated)
 
 
 def test_flows_without_an_answer_end_the_run_as_errors() -> None:

@@ -428,3 +428,34 @@ def test_dual_control_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str,
         assert {a["receipt_id"] for a in answers} == {a["receipt_id"] for a in receipt["approvals"]}
     finally:
         admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": "turn"})
+
+
+@pytest.mark.parametrize("mode", ["turn", "off"])
+def test_batch_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str, TenantApi], srv: Server, mode: str) -> None:
+    """A batch's writes (its executions, and its denied or pending preflights, stored) are queued
+    together at the end of the loop turn with runtime.write_coalesce=turn: the same results either
+    way — a receipt per execution, the stored preflights readable, the pending one executable once
+    approved."""
+    op, a1, a2, admin = keys["op"], keys["a1"], keys["a2"], srv.api()
+    base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
+    admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": mode})
+    try:
+        dual = act("graph.delete", "graph", {"nodes": [7200]}, rid=f"bc-{mode}")
+        items = [act("deploy", "service", {"n": i}, rid=f"bc-{mode}-{i}") for i in range(12)]
+        items += [dual, act("key.rotate", "key", rid=f"bc-{mode}")]
+        got = op.ok("POST", f"{base}:batch", {"actions": items})["results"]
+        executed = [wait_receipt(op, r["receipt_id"]) for r in got[:12]]
+        assert [r["resource"]["id"] for r in executed] == [f"bc-{mode}-{i}" for i in range(12)]
+        assert all(r["preflight_id"] == g["preflight_id"] for r, g in zip(executed, got[:12]))
+        pending, denied = got[12], got[13]
+        assert pending["status"] == "pending_approval"
+        assert denied["error"]["code"] == "forbidden"
+        stored = op.ok("GET", f"{base}/{denied['error']['details']['preflight_id']}")
+        assert stored["decision"] == "deny" and stored["status"] == "pending"
+        assert op.ok("GET", f"{base}/{pending['preflight_id']}")["required_approvers"] == 2
+        for approver in (a1, a2):
+            approver.ok("POST", f"{appr}/{pending['preflight_id']}/grant")
+        done = op.ok("POST", f"{base}/{pending['preflight_id']}/execute", dual)
+        assert len(wait_receipt(op, done["receipt_id"])["approvals"]) == 2
+    finally:
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": "turn"})

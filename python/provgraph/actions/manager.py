@@ -338,8 +338,9 @@ class ActionManager:
 
         return job
 
-    def _store_preflight(self, tenant: Tenant, pf: dict[str, Any]) -> Future[Any]:
-        return self.writer.submit(self._store_job(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf)))
+    def _store_preflight(self, tenant: Tenant, pf: dict[str, Any], coalesce: bool) -> Future[Any]:
+        return self.writer.submit(self._store_job(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf)),
+                                  coalesce=coalesce)
 
     # ---- batch -----------------------------------------------------------------------------------
     async def batch(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool,
@@ -376,12 +377,12 @@ class ActionManager:
                 if pf["decision"] != "allow":
                     results[i] = {"error": {"code": "forbidden", "message": "the policy denied this action",
                                             "details": {"reasons": pf["reasons"], "preflight_id": pf["preflight_id"]}}}
-                    fut = self._store_preflight(tenant, pf)
+                    fut = self._store_preflight(tenant, pf, concurrent)
                 elif _required_approvers(pf["obligations"]) > 0:
                     results[i] = {"status": "pending_approval", "preflight_id": pf["preflight_id"]}
-                    fut = self._store_preflight(tenant, pf)
+                    fut = self._store_preflight(tenant, pf, concurrent)
                 else:
-                    fut = self.writer.submit(self._execute_job(tenant, None, pf, req, None))
+                    fut = self.writer.submit(self._execute_job(tenant, None, pf, req, None), coalesce=concurrent)
             except ProvgraphError as exc:
                 results[i] = exc.to_json()
                 continue

@@ -34,10 +34,12 @@ __all__ = [
     "inproc_receipts",
     "issuance_lag",
     "main",
+    "p1_run",
     "p1_verdict",
     "run_ablation",
     "run_batch_vs_single",
     "run_mix",
+    "verdict_line",
 ]
 
 PEAK_RPS = 300
@@ -529,7 +531,7 @@ def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:
             "met": not over and errors == 0 and dropped == 0}
 
 
-def _verdict_line(label: str, v: dict[str, Any]) -> str:
+def verdict_line(label: str, v: dict[str, Any]) -> str:
     over = ", ".join(f"{f} {p:.2f}" for f, p in v["flows_over"].items()) or "none"
     # the floor itself is shown: a saturated server "meets" a limit its own /healthz p99 makes huge
     return (f"  {label}: /healthz p50 {v['floor_p50_ms']:.2f} ms, p99 {v['floor_p99_ms']:.2f} ms -> p99 limit "
@@ -552,7 +554,7 @@ def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
             run = p1_run(base, keys, rate, duration, warmup)
             runs.append({"round": rnd, "variant": label, **run})
-            print(_verdict_line(f"ablation {label} (round {rnd + 1})", run["verdict"]), flush=True)
+            print(verdict_line(f"ablation {label} (round {rnd + 1})", run["verdict"]), flush=True)
             print("    " + pauses_line(run["collector"]), flush=True)
     bench.apply_flags(DEFAULT_FLAGS)
     return runs
@@ -597,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             report[label] = p1_run(base, keys, rate, duration, warmup)
             windows[label] = (t0 + warmup, time.time())
-            print(_verdict_line(label, report[label]["verdict"]), flush=True)
+            print(verdict_line(label, report[label]["verdict"]), flush=True)
             print("    " + pauses_line(report[label]["collector"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}}
                      for r in report[label]["flows"].values()]
@@ -616,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.close()
     print(format_table(rows, COLUMNS))
     for label, _, _ in runs:
-        print(_verdict_line(label, report[label]["verdict"]))
+        print(verdict_line(label, report[label]["verdict"]))
     bvs_rows, bvs_line = batch_vs_single_summary(report["batch_vs_single"])
     print()
     print(format_table(bvs_rows, BVS_COLUMNS))
