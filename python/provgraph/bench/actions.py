@@ -36,6 +36,7 @@ __all__ = [
     "main",
     "p1_run",
     "p1_verdict",
+    "pauses_line",
     "run_ablation",
     "run_batch_vs_single",
     "run_mix",

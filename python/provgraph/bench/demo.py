@@ -16,6 +16,7 @@ from provgraph.bench.actions import (
     issuance_lag,
     lag_lines,
     p1_run,
+    pauses_line,
     run_batch_vs_single,
     verdict_line,
 )
@@ -96,6 +97,7 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
     decide_rate = PEAK_RPS * DECIDE_SHARE
     p1_runs: dict[str, dict[str, Any]] = {}
     p1_verdicts: dict[str, dict[str, Any]] = {}  # the P1 target (every flow's p99 vs 1.5 x /healthz p99 + 10 ms)
+    p1_pauses: dict[str, dict[str, Any]] = {}  # the server's collector pauses during each P1 run
     windows: dict[str, tuple[float, float]] = {}  # P1 run -> when it ran (its receipts' issuance lag)
     bvs_duration = 3.0 if quick else duration
     try:
@@ -123,7 +125,7 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
             bench.apply_flags(flags)
             started = time.time()
             run = p1_run(base, akeys, PEAK_RPS, duration, warmup)
-            p1_runs[label], p1_verdicts[label] = run["flows"], run["verdict"]
+            p1_runs[label], p1_verdicts[label], p1_pauses[label] = run["flows"], run["verdict"], run["collector"]
             windows[f"P1 {label}"] = (started + warmup, time.time())
         issuance = issuance_lag(base, akeys, windows)
     finally:
@@ -133,7 +135,8 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
     print(format_table(rows, COLUMNS))
     _, bvs_line = batch_vs_single_summary(bvs)
     iss_line = "\n".join(lag_lines(issuance))
-    p1_lines = "\n".join(verdict_line(f"P1 {label}", v) for label, v in p1_verdicts.items())
+    p1_lines = "\n".join(f"{verdict_line(f'P1 {label}', v)}\n    {pauses_line(p1_pauses[label])}"
+                         for label, v in p1_verdicts.items())
     print(f"{bvs_line}; round trips per action {bvs['single']['round_trips_per_action']:.2f} vs "
           f"{bvs['batch']['round_trips_per_action']:.2f}")
     print(p1_lines)
@@ -148,7 +151,8 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
                    "runs": {c: {f: r.as_dict() for f, r in res.items()} for c, res in decide_runs.items()}},
         "actions": {"batch_vs_single": bvs,
                     "p1": {"rate": PEAK_RPS, "floor_rate": PEAK_RPS, "duration_s": duration, "warmup_s": warmup,
-                           "runs": p1_runs, "verdicts": p1_verdicts},
+                           "runs": p1_runs, "verdicts": p1_verdicts,
+                           "collector": p1_pauses},
                     "issuance": issuance},
         "table": rows,
         "seconds": time.perf_counter() - t0,
