@@ -76,8 +76,9 @@ def test_sweep_removes_only_preflights_past_their_retention(env: tuple[Store, Wr
     kept = {put_preflight(store, t, edge + age) for t in (1, 2, 7) for age in (1, 60, RETENTION, RETENTION + TTL + 5)}
     # created long ago, but with a longer TTL (a restart with another --preflight-ttl): not expired long enough
     kept.add(put_preflight(store, 2, edge - 60, ttl=TTL + 120))
+    assert manager.stored() == len(gone) + len(kept)
     assert asyncio.run(manager.sweep(NOW)) == len(gone) == 9
-    assert stored(store) == kept
+    assert stored(store) == kept and manager.stored() == len(kept)
     assert manager.swept == 9
     assert asyncio.run(manager.sweep(NOW)) == 0  # nothing more to do
     assert stored(store) == kept
@@ -166,10 +167,11 @@ def test_expired_preflights_are_swept_after_the_retention_receipts_stay(sweeping
     status, err = op.call("POST", f"{base}/actions/{executed}/execute", body)
     assert status == 409
     deadline = time.monotonic() + 10
-    while op.get(f"{base}/actions/{executed}")[0] != 404 and time.monotonic() < deadline:
+    gone = (executed, pending["preflight_id"])  # each is swept by the first sweep after its own horizon
+    while any(op.get(f"{base}/actions/{pf_id}")[0] != 404 for pf_id in gone) and time.monotonic() < deadline:
         time.sleep(0.1)
     # swept: both preflights are unknown now, and their Idempotency-Key is free again
-    for pf_id in (executed, pending["preflight_id"]):
+    for pf_id in gone:
         status, err = op.get(f"{base}/actions/{pf_id}")
         assert status == 404 and err["error"]["code"] == "not_found"
     status, _ = op.call("POST", f"{base}/actions/{executed}/execute", body, headers={"Idempotency-Key": "k-1"})
@@ -180,6 +182,7 @@ def test_expired_preflights_are_swept_after_the_retention_receipts_stay(sweeping
     while metric(sweeping, "provgraph_preflights_swept_total") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # counted once the sweep that removed them returns
     assert metric(sweeping, "provgraph_preflights_swept_total") >= 2
+    assert metric(sweeping, "provgraph_preflights_stored") == 1  # the one executed with the key reused
     # the receipts are the permanent record: all there, the chain intact
     wait_receipt(op, reused["receipt_id"])
     receipts = all_receipts(op)

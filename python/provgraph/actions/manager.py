@@ -281,6 +281,11 @@ class ActionManager:
                 "execution": pf["execution"], "actor": pf["actor"]}
 
     # ---- retention -------------------------------------------------------------------------------
+    def stored(self) -> int:
+        """Preflights in the store: pending, executed or expired, until swept."""
+        with self.store.read() as txn:
+            return int(txn.stat(self.db)["entries"])
+
     async def sweep(self, now: float | None = None, budget: int = 256) -> int:
         """Remove every preflight that expired more than `preflight_retention_s` before `now`, with the
         Idempotency-Key row of its execute; returns how many. Runs as write jobs of at most `budget`

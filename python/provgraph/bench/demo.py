@@ -117,7 +117,7 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
         base = f"http://127.0.0.1:{bench.server.port}"
         bench.apply_flags(DEFAULT_FLAGS)
         print(f"  actions, all flags on: {ACTION_RATE} actions/s in bursts of {BURST}, each as preflight+execute "
-              f"then as one actions:batch request, {bvs_duration:g} s per mode")
+              f"then as one actions:batch request, {bvs_duration:g} s per mode in 4 alternating segments")
         bvs = uvloop.run(run_batch_vs_single(base, akeys, ACTION_RATE, BURST, bvs_duration, warmup))
         for label, flags in (("baseline", baseline_flags()), ("optimized", DEFAULT_FLAGS)):
             print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
@@ -165,7 +165,7 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
            f"Q2 {0.2 * rate:g}/s, /healthz {rate:g}/s for {duration:g} s per engine; /decide {decide_rate:g}/s with "
            f"{HIT_RATIO:.0%} repeated keys, cache and bytecode VM off then on. Actions: {ACTION_RATE} actions/s in "
            f"bursts of {BURST}, as preflight+execute pairs (baseline column) then one actions:batch request per burst "
-           f"(optimized column), all flags on, {bvs_duration:g} s each, latency per action from the burst's ready "
+           f"(optimized column), all flags on, {bvs_duration:g} s each in 4 alternating segments, latency per action from the burst's ready "
            f"time; then the P1 mix at {PEAK_RPS} req/s (+ /healthz {PEAK_RPS}/s) with every flag off, then on, "
            f"{duration:g} s each. Errors and drops: baseline/optimized."), "",
           to_markdown(rows, COLUMNS), "", bvs_line + ".", "", p1_lines, "", iss_line + ".", ""]

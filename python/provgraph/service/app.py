@@ -84,7 +84,7 @@ def setup_storage(app: web.Application) -> None:
             metrics.policy_vm_fallbacks.set(policy_vm_fallbacks())
             metrics.outbox_depth.set(issuer.depth("outbox"))
             metrics.dlq_depth.set(issuer.depth("dlq"))
-            metrics.preflights_stored.set(issuer.depth("preflights"))
+            metrics.preflights_stored.set(app[ACTIONS].stored())
 
         metrics.on_scrape(refresh)
         app[READY]["ready"] = True
