@@ -168,7 +168,9 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
            f"(optimized column), all flags on, {bvs_duration:g} s each in 4 alternating segments, latency per action from the burst's ready "
            f"time; then the P1 mix at {PEAK_RPS} req/s (+ /healthz {PEAK_RPS}/s) with every flag off, then on, "
            f"{duration:g} s each. Errors and drops: baseline/optimized."), "",
-          to_markdown(rows, COLUMNS), "", bvs_line + ".", "", p1_lines, "", iss_line + ".", ""]
+          to_markdown(rows, COLUMNS), "", bvs_line + ".", "",
+          *(("  - " if line.startswith("    ") else "- ") + line.strip() for line in p1_lines.splitlines()), "",
+          iss_line + ".", ""]
     (out_dir / "demo.md").write_text("\n".join(md))
     print(f"\nwrote {out_dir / 'demo.json'} and {out_dir / 'demo.md'} ({report['seconds']:.0f} s)")
     errors = sum(r.errors for res in (runs["csr"], decide_runs["on"]) for r in res.values())
