@@ -283,8 +283,7 @@ class ActionManager:
     # ---- retention -------------------------------------------------------------------------------
     def stored(self) -> int:
         """Preflights in the store: pending, executed or expired, until swept."""
-        with self.store.read() as txn:
-            return int(txn.stat(self.db)["entries"])
+        return self.store.entries("preflights")
 
     async def sweep(self, now: float | None = None, budget: int = 256) -> int:
         """Remove every preflight that expired more than `preflight_retention_s` before `now`, with the

@@ -131,8 +131,7 @@ class Issuer:
         txn.put(intent_key(tenant, intent["receipt_id"]), orjson.dumps(record), db=self.store.db("outbox"))
 
     def depth(self, table: str = "outbox") -> int:
-        with self.store.read() as txn:
-            return int(txn.stat(self.store.db(table))["entries"])
+        return self.store.entries(table)
 
     # ---- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -81,6 +81,11 @@ class Store:
     def read(self) -> Txn:
         return self.env.begin(write=False)
 
+    def entries(self, table: str) -> int:
+        """Rows in `table` as committed (LMDB keeps the count: no scan)."""
+        with self.read() as txn:
+            return int(txn.stat(self.db(table))["entries"])
+
     def grow(self) -> None:
         """Double the map size (LMDB refuses writes past it)."""
         with self._grow_lock:
