@@ -17,8 +17,13 @@ import lmdb
 import orjson
 import zstandard
 
-from provgraph.errors import BackupError, FormatVersionError
-from provgraph.store.migrations import FORMAT_VERSION_KEY, check_version, parse_version
+from provgraph.errors import BackupError
+from provgraph.store.migrations import (
+    FORMAT_VERSION,
+    FORMAT_VERSION_KEY,
+    check_version,
+    parse_version,
+)
 
 __all__ = ["BACKUP_FORMAT", "BackupSummary", "backup", "restore"]
 
@@ -162,6 +167,11 @@ def _read_manifest(tar: tarfile.TarFile, archive: Path) -> tuple[tarfile.TarInfo
             or not all(isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("blake3"), str)
                        and isinstance(e.get("size"), int) for e in files)):
         raise BackupError(f"{archive}: malformed {MANIFEST}")
+    version = manifest["format_version"]
+    if version > FORMAT_VERSION:
+        raise BackupError(f"{archive} holds a data dir of format version {version}, newer than the {FORMAT_VERSION} "
+                          f"this provgraph knows; restore it with a release that supports version {version}",
+                          {"found": version, "supported": FORMAT_VERSION})
     for entry in files:
         _check_name(entry["path"], archive)
     if LMDB_FILE not in {e["path"] for e in files}:
@@ -214,10 +224,6 @@ def restore(archive: Path, data_dir: Path) -> BackupSummary:
             if (size, digest) != (expected[path]["size"], expected[path]["blake3"]):
                 raise BackupError(f"{archive} is damaged: {path} does not match its manifest digest",
                                   {"path": path})
-        try:
-            check_version(manifest["format_version"], str(archive))
-        except FormatVersionError as exc:
-            raise BackupError(exc.message, exc.details) from None
         for d, mode in _DIR_MODES.items():
             os.chmod(staged / d, mode)
         os.chmod(staged, 0o700)
