@@ -249,3 +249,12 @@ def test_backup_refuses_a_missing_data_dir_and_an_existing_archive(archive: byte
     run = cli("backup", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "b.tar.zst"))
     assert run.returncode == 2 and "never overwrites" in run.stderr
     assert (tmp_path / "b.tar.zst").read_bytes() == b"keep me"
+
+
+def test_backup_refuses_a_data_dir_missing_a_signing_key_seed(tmp_path: Path) -> None:
+    unpack_fixture("datadir-v0", tmp_path / "data")
+    seed = min((tmp_path / "data" / "keys").iterdir())
+    seed.unlink()
+    run = cli("backup", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "b.tar.zst"))
+    assert run.returncode == 2 and "signing-key seeds missing" in run.stderr and seed.stem in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no archive, no staging left
