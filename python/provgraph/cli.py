@@ -93,7 +93,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         store = Store(_data_dir(args.data_dir))
         try:
-            tenant = Registry(store).tenant(args.tenant)
+            tenant = Registry(store).chain_tenant(args.tenant)  # _admin too: the admin changes
             with store.read() as txn:
                 keys = {bytes(k).decode(): base64.b64decode(orjson.loads(v)["public_key"])
                         for k, v in txn.cursor(db=store.db("signing_keys"))}
