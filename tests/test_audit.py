@@ -173,3 +173,17 @@ def test_admin_key_replaced_from_the_environment_is_recorded(server_factory: Any
                         {"key_id": "admin", "tenant_id": None, "scopes": ["admin"], "actor": "admin", "roles": [],
                          "source": "PROVGRAPH_ADMIN_KEY"}, actor="operator")
     independent_verify(wait_chain(admin, "_admin", 2), public_keys(admin))
+
+
+def test_tenant_created_by_provgraph_load_is_recorded_at_the_next_start(server_factory: Any, tmp_path: Any) -> None:
+    data, edges = tmp_path / "loaded", tmp_path / "edges.csv"
+    edges.write_text("src,dst\n1,2\n2,3\n")
+    proc = subprocess.run([sys.executable, "-m", "provgraph", "load", "--tenant", "ld", "--data-dir", str(data),
+                           str(edges)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    srv: Server = server_factory(data_dir=data)
+    admin = srv.api()
+    created = wait_chain(admin, "ld", 1)
+    check_admin_receipt(created[0], "admin.tenant.create", "ld", {"type": "tenant", "id": "ld"},
+                        {"tenant_id": "ld"}, actor="operator")
+    independent_verify(created, public_keys(admin))

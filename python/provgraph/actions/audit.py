@@ -9,12 +9,12 @@ from typing import Any
 
 from provgraph._core import uuid7
 from provgraph.actions.model import hash_hex, rfc3339
-from provgraph.actions.pipeline import Issuer
-from provgraph.store import Txn, Writer
+from provgraph.actions.pipeline import Issuer, put_intent
+from provgraph.store import Store, Txn, Writer
 from provgraph.tenancy import KeyRecord, Tenant
 from provgraph.tenancy.registry import ADMIN_TENANT, AuditStage
 
-__all__ = ["OPERATOR", "Audit"]
+__all__ = ["OPERATOR", "Audit", "offline_stager"]
 
 # The actor of changes made outside the API: the admin key installed or replaced at start from
 # PROVGRAPH_ADMIN_KEY (or generated) by whoever runs the server.
@@ -79,3 +79,15 @@ class Audit:
 
         receipt_id: str = await asyncio.wrap_future(self.writer.submit(job))
         return receipt_id
+
+
+def offline_stager(store: Store, actor: KeyRecord = OPERATOR) -> AuditStage:
+    """A stage for registry changes made with no server running (provgraph load creating a tenant):
+    the receipt waits in the outbox and the next server start issues it before it listens."""
+
+    def staged(txn: Txn, action: str, tenant: Tenant | None, resource: dict[str, Any], change: Any) -> None:
+        now = time.time()
+        put_intent(store, txn, (tenant or ADMIN_TENANT).num,
+                   Audit.intent(actor, action, tenant, resource, change, now), now)
+
+    return staged

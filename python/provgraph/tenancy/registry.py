@@ -149,7 +149,7 @@ class Registry:
             if digest == stored:
                 return None
             rec = self.keys.get(digest)
-            if rec is not None and rec.key_id == ADMIN_KEY_ID:
+            if rec is not None and rec.key_id == ADMIN_KEY_ID and (rec.expires_at or 0.0) > time.time():
                 log.warning("PROVGRAPH_ADMIN_KEY is a rotated-out admin key; it works until its grace "
                             "period ends (%s), then only the rotated admin key does", rfc3339(rec.expires_at or 0))
                 return None
@@ -169,8 +169,9 @@ class Registry:
     def _store_admin(self, digest: bytes, replace: bytes | None, action: str, audit: AuditStage) -> None:
         now = time.time()
         rec = KeyRecord(ADMIN_KEY_ID, None, frozenset({"admin"}), "admin", (), now)
-        old = [d for d, r in self.keys.items() if r.key_id == ADMIN_KEY_ID]
         keys, meta = self.store.db("keys"), self.store.db("meta")
+        self._lock.acquire()
+        old = [d for d, r in self.keys.items() if r.key_id == ADMIN_KEY_ID]
 
         def job(txn: Txn) -> None:
             for d in old:
@@ -183,11 +184,13 @@ class Registry:
             audit(txn, action, None, {"type": "api_key", "id": ADMIN_KEY_ID},
                   {**rec.to_json(), "source": "PROVGRAPH_ADMIN_KEY" if action == "admin.key.replace" else "start"})
 
-        with self._lock:
+        try:
             self.store.write_direct(job)
             for d in old:
                 self.keys.pop(d, None)
             self.keys[digest] = rec
+        finally:
+            self._lock.release()
 
     # ---- lookups -----------------------------------------------------------------------
     def authenticate(self, header: str | None) -> KeyRecord:
