@@ -42,6 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from provgraph.actions.audit import offline_stager
     from provgraph.graph.bulk import bulk_load, read_edge_file
     from provgraph.store import Store
     from provgraph.tenancy import Registry
@@ -50,7 +51,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         registry = Registry(store)
         if args.tenant not in registry.tenants:
-            registry.create_tenant({"tenant_id": args.tenant})
+            registry.create_tenant({"tenant_id": args.tenant}, offline_stager(store))
             print(f"created tenant {args.tenant}")
         batch = read_edge_file(Path(args.file))
         result = bulk_load(store, registry.tenants[args.tenant].num, batch)
@@ -93,7 +94,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         store = Store(_data_dir(args.data_dir))
         try:
-            tenant = Registry(store).tenant(args.tenant)
+            tenant = Registry(store).chain_tenant(args.tenant)  # _admin too: the admin changes
             with store.read() as txn:
                 keys = {bytes(k).decode(): base64.b64decode(orjson.loads(v)["public_key"])
                         for k, v in txn.cursor(db=store.db("signing_keys"))}
