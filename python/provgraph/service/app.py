@@ -60,6 +60,7 @@ def setup_storage(app: web.Application) -> None:
         issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
                         linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
         audit = Audit(issuer, writer)
+        await audit.record_migrations(store)
         generated = registry.ensure_admin_key(config.admin_key, audit.stager(OPERATOR))
         if generated:
             app[GENERATED_ADMIN_KEY] = generated
