@@ -128,13 +128,25 @@ class Writer:
     its caller gets the exception; the others in the group still commit.
     """
 
-    def __init__(self, store: Store, max_group: int = 256, defer_s: float = 0.005) -> None:
+    def __init__(self, store: Store, max_group: int = 256, defer_s: float = 0.005, window_max_s: float = 0.002,
+                 window_step_s: float = 0.0005, slow_commit_s: float = 0.004) -> None:
         self.store = store
         self.max_group = max_group
         # A group of applied-only jobs (durable=False: already answered) keeps its transaction open
         # up to `defer_s` for a durable job to share its commit (one fsync for both), and commits
         # at once when one comes.
         self.defer_s = defer_s
+        # The group window (flag runtime.group_window=adaptive): see window_for.
+        self.window = True
+        self.window_max_s = window_max_s
+        self.window_step_s = window_step_s
+        self.slow_commit_s = slow_commit_s
+        self.commit_s = 0.0  # moving average of a group's commit (write + fsync), seconds
+        self.windowed = 0  # groups that waited for a window, and how long in all
+        self.window_wait_s = 0.0
+        # Fault injection (tests and drills only): every commit takes this much longer, as on a disk
+        # whose fsync is slow.
+        self.commit_delay_s = 0.0
         self._stopping = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._shadow: dict[tuple[str, bytes], bytes] = {}  # see submit(shadow=)
@@ -244,14 +256,40 @@ class Writer:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
+    def window_for(self, depth: int, idle: bool) -> float:
+        """How long a group of `depth` jobs (those queued when the writer took the first) stays open
+        for more (flag runtime.group_window=adaptive), 0 with the flag off.
+
+        Each group pays one commit (fsync), and every write that arrives meanwhile waits for all of
+        it before its own group starts: at load, a few ms of gathering turns several groups into one,
+        so fewer fsyncs in all, and less of the time spent in one that a request must wait out. The
+        window widens with the depth (jobs queued while the last group ran: the arrival rate per
+        commit) and, when commits are slow (moving average over `slow_commit_s`), to one commit's
+        time, which is what the next job would wait anyway; it never exceeds `window_max_s`. An idle
+        writer (its first job found it waiting, with nothing queued behind it) commits at once."""
+        if not self.window:
+            return 0.0
+        slow = self.commit_s >= self.slow_commit_s
+        if depth <= 1 and (idle or not slow):
+            return 0.0
+        wait = self.window_step_s * (depth - 1)
+        if slow:
+            wait = max(wait, self.commit_s)
+        return min(self.window_max_s, wait)
+
     def _run(self) -> None:
         while not self._stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get_nowait()
+                idle = False
+            except queue.Empty:
+                first = self._queue.get()
+                idle = True
             if first is None:
                 return
             group = [first]
             self._take(group)
-            self._commit_group(group)
+            self._commit_group(group, self.window_for(len(group), idle))
 
     def _take(self, group: list[_Pending], timeout: float | None = None) -> None:
         """Add queued jobs to `group` (up to max_group): those already queued, or, with `timeout`, the
@@ -287,24 +325,40 @@ class Writer:
                 child.abort()
                 outcomes.append((False, exc, None))
 
-    def _commit_group(self, group: list[_Pending]) -> None:
+    def _gather(self, txn: Txn, group: list[_Pending],
+                outcomes: list[tuple[bool, Any, Callable[[], None] | None]], window: float) -> None:
+        """Keep the group open for more jobs, applying each as it comes: for `window` seconds, and,
+        while it holds only applied-only jobs, up to `defer_s` for a durable one to share the commit
+        (which, once the window is over, commits at once)."""
+        start = time.monotonic()
+        durable = any(p.durable for p in group)
+        while len(group) < self.max_group and not self._stopping:
+            end = start + (window if durable else max(window, self.defer_s))
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            size = len(group)
+            self._take(group, timeout=remaining)
+            if len(group) == size:
+                break
+            durable = durable or any(p.durable for p in group[size:])
+            self._apply(txn, group, outcomes)
+        if window > 0:
+            self.windowed += 1
+            self.window_wait_s += time.monotonic() - start
+
+    def _commit_group(self, group: list[_Pending], window: float = 0.0) -> None:
         while True:
             outcomes: list[tuple[bool, Any, Callable[[], None] | None]] = []
             txn = self.store.env.begin(write=True)
             try:
                 self._apply(txn, group, outcomes)
-                deadline = time.monotonic() + self.defer_s
-                # only applied-only jobs so far: wait a moment for a durable one to share the commit
-                while not any(p.durable for p in group) and len(group) < self.max_group and not self._stopping:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    size = len(group)
-                    self._take(group, timeout=remaining)
-                    if len(group) == size:
-                        break
-                    self._apply(txn, group, outcomes)
+                self._gather(txn, group, outcomes, window)
+                t0 = time.monotonic()
+                if self.commit_delay_s > 0:
+                    time.sleep(self.commit_delay_s)
                 txn.commit()
+                self.commit_s += 0.2 * (time.monotonic() - t0 - self.commit_s)
             except lmdb.MapFullError:
                 txn.abort()
                 self.store.grow()
