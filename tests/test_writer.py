@@ -383,7 +383,7 @@ def test_slow_commits_widen_the_window_to_one_commit(store: Store) -> None:
     writer = Writer(store, window_max_s=0.5, window_step_s=0.0, slow_commit_s=0.02)
     try:
         assert writer.window_for(1, idle=False) == 0.0
-        writer.commit_delay_s = 0.05
+        writer.commit_delay = lambda: 0.05
         for i in range(12):  # the moving average of commit times follows the slow disk
             writer.submit(put(store, b"s%d" % i)).result(10)
         assert writer.commit_s >= writer.slow_commit_s
@@ -406,3 +406,31 @@ def test_close_ends_a_window(store: Store) -> None:
     assert time.monotonic() - started < 20
     assert [f.result(10) for f in futs] == [b"w1", b"w2"]
     assert read(store, b"w1") == read(store, b"w2") == b"v"
+
+
+def test_a_background_job_shares_a_request_commit_while_requests_write(store: Store) -> None:
+    """runtime.group_window=adaptive: a background job (a receipt batch: no request waits for it) arriving
+    while requests write does not commit alone: its group waits (up to defer_s) for a request's write and
+    they share the commit; it is answered only once committed. With no request writing lately it commits
+    at once, and with the flag off it commits alone, as any durable job."""
+    writer = Writer(store, defer_s=5.0)
+    try:
+        assert writer.submit(put(store, b"r0")).result(10) == b"r0"  # a request's write: requests are writing
+        groups = writer.groups
+        bg = writer.submit(put(store, b"b1"), background=True)
+        time.sleep(0.1)  # well past any window, still within defer_s
+        assert not bg.done() and read(store, b"b1") is None  # held open, not acknowledged before its commit
+        assert writer.submit(put(store, b"r1")).result(10) == b"r1"
+        assert bg.result(10) == b"b1" and writer.groups == groups + 1  # one commit for both
+        time.sleep(writer.busy_s * 2)  # no request writing lately
+        started = time.monotonic()
+        assert writer.submit(put(store, b"b2"), background=True).result(10) == b"b2"
+        assert time.monotonic() - started < writer.defer_s / 2  # not held for a request that is not coming
+        writer.window = False
+        assert writer.submit(put(store, b"r2")).result(10) == b"r2"
+        groups, started = writer.groups, time.monotonic()
+        assert writer.submit(put(store, b"b3"), background=True).result(10) == b"b3"
+        assert writer.groups == groups + 1  # the flag off: committed at once, alone
+        assert time.monotonic() - started < writer.defer_s / 2
+    finally:
+        writer.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import queue
 import sys
@@ -119,6 +120,12 @@ class _Pending:
     durable: bool = True
     on_lost: Callable[[], None] | None = None
     shadow: dict[tuple[str, bytes], bytes] | None = None
+    background: bool = False
+
+    @property
+    def urgent(self) -> bool:
+        """A request waits for this job's commit."""
+        return self.durable and not self.background
 
 
 class Writer:
@@ -141,12 +148,16 @@ class Writer:
         self.window_max_s = window_max_s
         self.window_step_s = window_step_s
         self.slow_commit_s = slow_commit_s
+        # "Requests writing lately": a request's write committed within this long (background jobs).
+        self.busy_s = 0.05
         self.commit_s = 0.0  # moving average of a group's commit (write + fsync), seconds
+        # When a group last committed a job a request waited for (see _gather: background jobs).
+        self._last_urgent = -math.inf
         self.windowed = 0  # groups that waited for a window, and how long in all
         self.window_wait_s = 0.0
-        # Fault injection (tests and drills only): every commit takes this much longer, as on a disk
-        # whose fsync is slow.
-        self.commit_delay_s = 0.0
+        # Fault injection (tests and drills only): each commit takes this much longer (seconds, drawn
+        # per commit), as on a disk whose fsync is slow.
+        self.commit_delay: Callable[[], float] | None = None
         self._stopping = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._shadow: dict[tuple[str, bytes], bytes] = {}  # see submit(shadow=)
@@ -186,7 +197,8 @@ class Writer:
         return True
 
     def submit(self, job: WriteJob[T], durable: bool = True, on_lost: Callable[[], None] | None = None,
-               shadow: dict[tuple[str, bytes], bytes] | None = None, coalesce: bool = False) -> Future[T]:
+               shadow: dict[tuple[str, bytes], bytes] | None = None, coalesce: bool = False,
+               background: bool = False) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
         `durable=False` it resolves as soon as the job is applied inside the group's transaction:
         writes queued after that see it (the writer applies jobs in order), readers see it once the
@@ -203,12 +215,18 @@ class Writer:
         fsync) instead of the first one starting a group alone (the writer wakes at once, and on one
         core preempts the loop) and the others waiting for its commit to start theirs. Queue order
         among coalesced jobs, and their order before any job submitted in a later turn, is kept. The
-        caller must not block on the future in the same turn (awaiting it is fine)."""
+        caller must not block on the future in the same turn (awaiting it is fine).
+
+        `background` (with runtime.group_window=adaptive): no request waits for this job (e.g. a batch
+        of receipts), so while requests are writing it does not hold a commit of its own: its group
+        stays open up to `defer_s` for a request's write to share the commit, as an applied-only
+        group does. Its future still resolves only once it is durable; with no request writing
+        lately, it commits at once."""
         fut: Future[T] = Future()
         if shadow:
             with self._shadow_lock:
                 self._shadow.update(shadow)
-        pending = _Pending(job, fut, durable, on_lost, shadow)
+        pending = _Pending(job, fut, durable, on_lost, shadow, background)
         if coalesce and self.coalesce:
             try:
                 loop = asyncio.get_running_loop()
@@ -328,12 +346,19 @@ class Writer:
     def _gather(self, txn: Txn, group: list[_Pending],
                 outcomes: list[tuple[bool, Any, Callable[[], None] | None]], window: float) -> None:
         """Keep the group open for more jobs, applying each as it comes: for `window` seconds, and,
-        while it holds only applied-only jobs, up to `defer_s` for a durable one to share the commit
-        (which, once the window is over, commits at once)."""
+        while no request waits for its commit, up to `defer_s` for one that does to share the commit
+        (which, once the window is over, commits at once). That wait is for a group of applied-only
+        jobs (answered already), and, with the window on and requests writing lately, for one of
+        background jobs: a commit (fsync) no request needs would delay every request behind it."""
         start = time.monotonic()
-        durable = any(p.durable for p in group)
+        urgent = any(p.urgent if self.window else p.durable for p in group)
         while len(group) < self.max_group and not self._stopping:
-            end = start + (window if durable else max(window, self.defer_s))
+            if urgent:
+                end = start + window
+            elif any(not p.durable for p in group) or start - self._last_urgent < self.busy_s:
+                end = start + max(window, self.defer_s)
+            else:  # only background jobs, no request writing lately: nothing to wait for
+                end = start + window
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
@@ -341,8 +366,10 @@ class Writer:
             self._take(group, timeout=remaining)
             if len(group) == size:
                 break
-            durable = durable or any(p.durable for p in group[size:])
+            urgent = urgent or any(p.urgent if self.window else p.durable for p in group[size:])
             self._apply(txn, group, outcomes)
+        if urgent:
+            self._last_urgent = time.monotonic()
         if window > 0:
             self.windowed += 1
             self.window_wait_s += time.monotonic() - start
@@ -355,8 +382,8 @@ class Writer:
                 self._apply(txn, group, outcomes)
                 self._gather(txn, group, outcomes, window)
                 t0 = time.monotonic()
-                if self.commit_delay_s > 0:
-                    time.sleep(self.commit_delay_s)
+                if self.commit_delay is not None:
+                    time.sleep(self.commit_delay())
                 txn.commit()
                 self.commit_s += 0.2 * (time.monotonic() - t0 - self.commit_s)
             except lmdb.MapFullError:
