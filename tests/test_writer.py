@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -296,6 +297,7 @@ def test_window_is_zero_when_idle_widens_with_depth_and_is_bounded(store: Store)
     writer = Writer(store, window_max_s=0.004, window_step_s=0.001, slow_commit_s=0.01)
     try:
         assert writer.window_for(1, idle=True) == 0.0  # idle: commit at once
+        assert writer.window_for(5, idle=True) == 0.0  # with whatever came along (one loop turn's writes)
         assert writer.window_for(1, idle=False) == 0.0  # one job at a time, commits fast: nothing to gather
         widths = [writer.window_for(depth, idle=False) for depth in range(2, 9)]
         assert widths == sorted(widths) and widths[0] > 0  # wider the deeper the queue
@@ -313,6 +315,14 @@ def test_an_idle_writer_commits_at_once(store: Store) -> None:
         for i in range(3):
             assert writer.submit(put(store, b"i%d" % i)).result(10) == b"i%d" % i
         assert writer.groups == 3 and writer.windowed == 0
+
+        async def one_turn() -> list[Any]:  # a burst from one loop turn reaches the idle writer together
+            futs = [writer.submit(put(store, b"t%d" % i), coalesce=True) for i in range(3)]
+            return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)))
+
+        started = time.monotonic()
+        assert asyncio.run(one_turn()) == [b"t0", b"t1", b"t2"]
+        assert time.monotonic() - started < 10 and writer.groups == 4 and writer.windowed == 0
     finally:
         writer.close()
 

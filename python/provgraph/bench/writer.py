@@ -32,20 +32,21 @@ def _job(db: Any, key: bytes, value: bytes) -> Any:
 
 
 def run_writer(window: bool, rate: float, seconds: float, applied_share: float, slow_share: float,
-               slow_s: float, seed: int) -> dict[str, Any]:
+               slow_s: float, seed: int, base_s: float = 0.0, where: str | None = None) -> dict[str, Any]:
     """Jobs arrive at `rate`/s (open loop) for `seconds`: a share `applied_share` applied-only (answered
     once applied, like a preflight), the others durable (like an execute). Each commit is delayed by
-    `slow_s` with probability `slow_share` (0: the disk as it is). Latency of the durable jobs from
-    their intended arrival to their answer; commit groups per second."""
+    `slow_s` with probability `slow_share`, and every commit by `base_s` (0 and 0: the disk as it is;
+    with the data on a RAM disk, `where`, the delays are the whole disk). Latency of the durable jobs
+    from their intended arrival to their answer; commit groups per second."""
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
         store = Store(Path(tmp))
         db = store.db("outbox")
         writer = Writer(store)
         writer.window = window
-        if slow_share > 0:
+        if slow_share > 0 or base_s > 0:
             draws = random.Random(seed + 1)
-            writer.commit_delay = lambda: slow_s if draws.random() < slow_share else 0.0
+            writer.commit_delay = lambda: base_s + (slow_s if draws.random() < slow_share else 0.0)
         lat: list[int] = []
         lock = threading.Lock()
         pending: list[Future[Any]] = []
@@ -93,15 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--applied-share", type=float, default=0.25, help="share of applied-only jobs")
     ap.add_argument("--slow-share", type=float, default=0.0, help="share of commits delayed by --slow-ms")
     ap.add_argument("--slow-ms", type=float, default=20.0)
+    ap.add_argument("--base-ms", type=float, default=0.0, help="added to every commit")
+    ap.add_argument("--dir", default=None, help="where the LMDB goes (e.g. /dev/shm: the delays are the disk)")
     ap.add_argument("--out", default="bench-results/writer")
     a = ap.parse_args(argv)
     rows = []
     print(f"writer alone: {a.rate:g} jobs/s for {a.seconds:g} s per run, {a.applied_share:.0%} applied-only; "
-          f"{a.slow_share:.1%} of commits {a.slow_ms:g} ms slower")
+          f"every commit {a.base_ms:g} ms slower, {a.slow_share:.1%} of them {a.slow_ms:g} ms more; in {a.dir or 'tmp'}")
     for rnd in range(a.rounds):
         for window in (True, False):
             row = {"run": rnd + 1, **run_writer(window, a.rate, a.seconds, a.applied_share, a.slow_share,
-                                                a.slow_ms / 1e3, seed=rnd)}
+                                                a.slow_ms / 1e3, seed=rnd, base_s=a.base_ms / 1e3,
+                                                where=a.dir)}
             rows.append(row)
             print(f"  run {rnd + 1} window {row['window']}: durable p50 {row['p50_ms']:.2f} ms, p95 "
                   f"{row['p95_ms']:.2f}, p99 {row['p99_ms']:.2f}, max {row['max_ms']:.1f}; "

@@ -284,12 +284,11 @@ class Writer:
         window widens with the depth (jobs queued while the last group ran: the arrival rate per
         commit) and, when commits are slow (moving average over `slow_commit_s`), to one commit's
         time, which is what the next job would wait anyway; it never exceeds `window_max_s`. An idle
-        writer (its first job found it waiting, with nothing queued behind it) commits at once."""
-        if not self.window:
+        writer (its first job found it waiting: whatever came with it, e.g. one loop turn's writes,
+        says nothing of a rate) commits at once."""
+        if not self.window or idle:
             return 0.0
         slow = self.commit_s >= self.slow_commit_s
-        if depth <= 1 and (idle or not slow):
-            return 0.0
         wait = self.window_step_s * (depth - 1)
         if slow:
             wait = max(wait, self.commit_s)
