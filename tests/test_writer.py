@@ -320,9 +320,8 @@ def test_an_idle_writer_commits_at_once(store: Store) -> None:
             futs = [writer.submit(put(store, b"t%d" % i), coalesce=True) for i in range(3)]
             return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)))
 
-        started = time.monotonic()
-        assert asyncio.run(one_turn()) == [b"t0", b"t1", b"t2"]
-        assert time.monotonic() - started < 10 and writer.groups == 4 and writer.windowed == 0
+        assert asyncio.run(one_turn()) == [b"t0", b"t1", b"t2"]  # well before a window of 30 s would end
+        assert writer.groups == 4 and writer.windowed == 0
     finally:
         writer.close()
 
@@ -332,7 +331,7 @@ def test_a_deep_queue_gathers_for_a_bounded_window_in_order_and_nothing_is_durab
     commit), are applied in submit order, and none is acknowledged as durable, nor visible to readers,
     before the group's commit; an applied-only one is answered within the window. The window ends on
     time: the group commits without waiting for more."""
-    window = 0.5
+    window = 2.0  # long enough that the late job surely arrives within it
     writer = Writer(store, window_max_s=window, window_step_s=window)
     order: list[bytes] = []
     applied = threading.Event()
@@ -359,9 +358,8 @@ def test_a_deep_queue_gathers_for_a_bounded_window_in_order_and_nothing_is_durab
         late = writer.submit(note(b"q4"))  # arrives within the window: joins the group
         assert not queued[0].done() and not queued[2].done()  # durable ones wait for the commit
         assert read(store, b"q1") is None  # not committed: readers don't see it yet
-        started = time.monotonic()
+        # the window ends by itself (nothing more arrives): answered within the 10 s of result()
         assert [f.result(10) for f in (*queued, late)] == [b"q1", b"q2", b"q3", b"q4"]
-        assert time.monotonic() - started < window + 5  # the window is bounded
         assert order == [b"q1", b"q2", b"q3", b"q4"]
         assert writer.groups == groups + 2  # the held group, then one commit for the four
         assert writer.windowed == 1 and 0 < writer.window_wait_s
@@ -405,15 +403,14 @@ def test_slow_commits_widen_the_window_to_one_commit(store: Store) -> None:
 
 
 def test_close_ends_a_window(store: Store) -> None:
-    """The stop sentinel ends a window at once: what the group holds commits, then the writer stops."""
-    writer = Writer(store, window_max_s=30.0, window_step_s=30.0)
+    """The stop sentinel ends a window at once: what the group holds commits, then the writer stops (a
+    window of 60 s would outlast close's 30 s wait for the thread and the futures' 10 s)."""
+    writer = Writer(store, window_max_s=60.0, window_step_s=60.0)
     gate, blocker = hold(writer)
     futs = [writer.submit(put(store, b"w1")), writer.submit(put(store, b"w2"))]
     gate.set()
     assert blocker.result(10) is True
-    started = time.monotonic()
     writer.close()
-    assert time.monotonic() - started < 20
     assert [f.result(10) for f in futs] == [b"w1", b"w2"]
     assert read(store, b"w1") == read(store, b"w2") == b"v"
 
@@ -423,7 +420,7 @@ def test_a_background_job_shares_a_request_commit_while_requests_write(store: St
     while requests write does not commit alone: its group waits (up to defer_s) for a request's write and
     they share the commit; it is answered only once committed. With no request writing lately it commits
     at once, and with the flag off it commits alone, as any durable job."""
-    writer = Writer(store, defer_s=5.0)
+    writer = Writer(store, defer_s=30.0)
     try:
         assert writer.submit(put(store, b"r0")).result(10) == b"r0"  # a request's write: requests are writing
         groups = writer.groups
@@ -433,14 +430,12 @@ def test_a_background_job_shares_a_request_commit_while_requests_write(store: St
         assert writer.submit(put(store, b"r1")).result(10) == b"r1"
         assert bg.result(10) == b"b1" and writer.groups == groups + 1  # one commit for both
         time.sleep(writer.busy_s * 2)  # no request writing lately
-        started = time.monotonic()
+        # not held (defer_s is 30 s) for a request that is not coming
         assert writer.submit(put(store, b"b2"), background=True).result(10) == b"b2"
-        assert time.monotonic() - started < writer.defer_s / 2  # not held for a request that is not coming
         writer.window = False
         assert writer.submit(put(store, b"r2")).result(10) == b"r2"
-        groups, started = writer.groups, time.monotonic()
+        groups = writer.groups
         assert writer.submit(put(store, b"b3"), background=True).result(10) == b"b3"
         assert writer.groups == groups + 1  # the flag off: committed at once, alone
-        assert time.monotonic() - started < writer.defer_s / 2
     finally:
         writer.close()
