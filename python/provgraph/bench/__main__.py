@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 SCENARIOS = {"graph": "provgraph.bench.graph_http", "graph-inproc": "provgraph.bench.graph_inproc",
-             "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions"}
+             "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions",
+             "writer": "provgraph.bench.writer"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,9 @@ def setup_storage(app: web.Application) -> None:
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
         store = Store(config.data_dir, map_size=config.map_size, sync=config.sync)
-        writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s)
+        writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s,
+                        window_max_s=config.group_window_max_s, window_step_s=config.group_window_step_s,
+                        slow_commit_s=config.group_window_slow_s)
         apply_runtime_flags(config.flags, writer)
         registry = Registry(store)
         metrics = app[METRICS]
