@@ -107,8 +107,8 @@ def test_collector_pauses_of_a_run(server: Server) -> None:
     admin = server.api()
     before = collector_pauses(base)
     assert set(before) == {"0", "1", "2"}
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "default"})
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
+    with admin.flags_set({"runtime.gc": "default"}):
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
     delta = pauses_between(before, collector_pauses(base))
     n = delta["2"]["collections"]
     assert n >= 1  # that one (and any the server ran by itself meanwhile)

@@ -123,12 +123,9 @@ def test_cache_invalidation_endpoint_and_flag(analyst: TenantApi, policy_server:
     assert admin.call("POST", "/v1/cache/invalidate", {"tenant_id": 5})[0] == 400
     assert admin.call("POST", "/v1/cache/invalidate", {"tenant_id": "no-such"})[0] == 404
     assert analyst.call("POST", "/v1/cache/invalidate", {})[0] == 403
-    admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "off"})
-    try:
+    with admin.flags_set({"policy.cache": "off"}):
         assert decide(analyst, "graph.query", "graph")["cached"] is False
         assert decide(analyst, "graph.query", "graph")["cached"] is False
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "on"})
 
 
 def test_data_api_shapes(analyst: TenantApi) -> None:
@@ -278,14 +275,12 @@ def test_vm_flag_gives_the_interpreters_decisions(policy_server: Server) -> None
                                                 ("deploy", "service"), ("nope", "graph"), ("graph.read", "alien"))
                 for attrs in ({}, {"classification": "restricted"}) for ctx in ({}, {"purpose": "legal-hold"})]
     answers: dict[str, list[Any]] = {}
-    try:
+    with admin.flags_set({"policy.cache": "off", "policy.vm": "off"}):
         for vm in ("off", "on", "on"):  # "on" twice: the first on-call of a path plans it
-            admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "off", "policy.vm": vm})
+            admin.ok("PUT", "/v1/admin/flags", {"policy.vm": vm})
             answers[vm] = [(got["decision"], got["reasons"], got["obligations"])
                            for api in apis for a, r, attrs, ctx in requests
                            for got in [decide(api, a, r, attrs, ctx)]]
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "on", "policy.vm": "on"})
     assert answers["on"] == answers["off"]
     assert {d for d, _, _ in answers["on"]} == {"allow", "deny"}
     _, text = admin.with_key(None).call("GET", "/metrics")

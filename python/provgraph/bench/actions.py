@@ -25,7 +25,7 @@ from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loade
 from provgraph.bench.loadgen import HttpPool, frozen_heap, has_ms_timers, timer_delay
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
-from provgraph.config import DEFAULT_FLAGS, baseline_flags
+from provgraph.flags import profile_values
 
 __all__ = [
     "ABLATE",
@@ -490,9 +490,10 @@ def lag_lines(iss: dict[str, Any]) -> list[str]:
 
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
-# service.http is a start-up flag: its variant restarts the server.
+# service.http is a start-up flag: its variant restarts the server. actions.preflight_ack is not
+# among them: both profiles have it at `durable`.
 ABLATE = ("service.http", "service.write_answer", "service.dispatch", "runtime.gil_switch", "runtime.writer_priority",
-          "runtime.gc", "runtime.write_coalesce", "actions.preflight_ack")
+          "runtime.gc", "runtime.write_coalesce")
 
 
 def collector_pauses(base: str) -> dict[str, dict[str, Any]]:
@@ -568,17 +569,17 @@ def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float
     Every run starts on a freshly restarted server (same data): service.http's variant needs a
     restart, and the others get one too, so no variant runs on an older process than another."""
     runs: list[dict[str, Any]] = []
-    base_flags = baseline_flags()
+    optimized, base_flags = profile_values("optimized"), profile_values("baseline")
     for rnd in range(rounds):
         for flag in (None, *ABLATE):
-            flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
+            flags = optimized if flag is None else {**optimized, flag: base_flags[flag]}
             bench.apply_flags(flags, restart=True)
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
             run = p1_run(base, keys, rate, duration, warmup)
             runs.append({"round": rnd, "variant": label, **run})
             print(verdict_line(f"ablation {label} (round {rnd + 1})", run["verdict"]), flush=True)
             print("    " + pauses_line(run["collector"]), flush=True)
-    bench.apply_flags(DEFAULT_FLAGS)
+    bench.apply_flags(optimized)
     return runs
 
 
@@ -615,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.quick:
             runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
         for label, flags, factor in runs:
-            bench.apply_flags(baseline_flags() if flags == "off" else DEFAULT_FLAGS)
+            bench.apply_flags(profile_values("baseline" if flags == "off" else "optimized"))
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             t0 = time.time()
@@ -625,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
             print("    " + pauses_line(report[label]["collector"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}}
                      for r in report[label]["flows"].values()]
-        bench.apply_flags(DEFAULT_FLAGS)
+        bench.apply_flags(profile_values("optimized"))
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
               f"in 4 alternating segments (flags on)")
         report["batch_vs_single"] = uvloop.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,

@@ -6,10 +6,9 @@ import asyncio
 
 from aiohttp import web
 
-from provgraph.config import STARTUP_FLAGS, apply_gc_flag, apply_runtime_flags, validate_flags
-from provgraph.errors import BadRequestError, ConflictError
+from provgraph.errors import BadRequestError
 from provgraph.service.http import Request, authorize, json_response, read_json
-from provgraph.service.keys import CONFIG, GRAPH, REGISTRY, WRITER
+from provgraph.service.keys import CONFIG, GRAPH, REGISTRY
 
 __all__ = ["setup_admin_routes"]
 
@@ -39,7 +38,7 @@ async def create_key(request: Request) -> web.Response:
 
 async def get_flags(request: Request) -> web.Response:
     authorize(request, "admin")
-    return json_response({"flags": request.app[CONFIG].flags})
+    return json_response(request.app[CONFIG].flags.describe())
 
 
 async def put_flags(request: Request) -> web.Response:
@@ -47,18 +46,9 @@ async def put_flags(request: Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError('expected {"flag.name": "value", ...}')
-    flags = validate_flags(body)
-    current = request.app[CONFIG].flags
-    for name in sorted(STARTUP_FLAGS & flags.keys()):
-        if flags[name] != current[name]:
-            raise ConflictError(f"flag {name} is read at start: restart with `provgraph serve --flag {name}="
-                                f"{flags[name]}`", {"flag": name, "current": current[name]})
-    gc_changed = "runtime.gc" in flags and flags["runtime.gc"] != current["runtime.gc"]
-    current.update(flags)
-    apply_runtime_flags(request.app[CONFIG].flags, request.app[WRITER])
-    if gc_changed:
-        apply_gc_flag(current)
-    return json_response({"flags": request.app[CONFIG].flags})
+    flags = request.app[CONFIG].flags
+    flags.update(body)
+    return json_response(flags.describe())
 
 
 def setup_admin_routes(app: web.Application) -> None:
