@@ -230,3 +230,14 @@ def test_admin_flags_describe_the_registry(server: Server) -> None:
         put = admin.ok("PUT", "/v1/admin/flags", {"graph.engine": other})
         assert put == changed
     assert admin.ok("GET", "/v1/admin/flags") == got
+
+
+def test_openapi_documents_the_registry_shape() -> None:
+    """The served OpenAPI document's Flags schema names the fields, kinds and profiles the registry has."""
+    doc = orjson.loads((Path(__file__).resolve().parent.parent / "python" / "provgraph" / "service"
+                        / "openapi.json").read_bytes())
+    schema = doc["components"]["schemas"]["Flags"]
+    assert set(schema["properties"]["profile"]["enum"]) == {*PROFILES, "custom"}
+    flag = schema["properties"]["flags"]["additionalProperties"]
+    assert set(flag["required"]) == set(flag["properties"]) == FIELDS
+    assert flag["properties"]["kind"]["enum"] == list(KINDS)
