@@ -23,7 +23,9 @@ PROFILES: tuple[str, ...] = get_args(Profile)
 class Flag:
     """One flag. `default` is its value in the optimized profile, `baseline` in the baseline
     (rollback) profile; `startup` flags are read once when the server starts; `kind` is what the
-    optimized value trades or changes."""
+    optimized value trades or changes: speed (latency or throughput; the description names the
+    price), durability (what a crash may lose), storage (what is kept, in memory or on disk),
+    fairness (who runs first), cost (resources paid for)."""
 
     name: str
     choices: tuple[str, ...]
@@ -131,7 +133,7 @@ class FlagRegistry:
     def update(self, changes: Mapping[str, Any]) -> dict[str, str]:
         """Apply `changes` ({name: value}) at run time, all or nothing: an unknown flag or a value
         not among its choices is a 400, a new value for a start-up flag a 409 (its current value
-        is accepted, so a whole flag set read with GET can be PUT back). Returns the flags whose
+        is accepted, so a whole {name: value} set can be PUT back). Returns the flags whose
         value changed; their subscribers have been called."""
         clean = _validate(changes)
         for name in sorted(clean):
