@@ -107,8 +107,8 @@ def test_collector_pauses_of_a_run(server: Server) -> None:
     admin = server.api()
     before = collector_pauses(base)
     assert set(before) == {"0", "1", "2"}
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "default"})
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
+    with admin.flags_set({"runtime.gc": "default"}):
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
     delta = pauses_between(before, collector_pauses(base))
     n = delta["2"]["collections"]
     assert n >= 1  # that one (and any the server ran by itself meanwhile)
@@ -125,7 +125,7 @@ def test_p1_repeat_runs_alternate_and_report_commit_groups() -> None:
     from provgraph.bench.actions import action_keys, repeat_line, repeat_summary, run_repeat
     from provgraph.bench.graph_http import start_loaded_server
     from provgraph.bench.workloads import generate_g1
-    from provgraph.config import DEFAULT_FLAGS
+    from provgraph.flags import profile_values
 
     bench = start_loaded_server(generate_g1(nodes=2_000, edges=10_000, tenants=4), pin=False)
     try:
@@ -148,6 +148,6 @@ def test_p1_repeat_runs_alternate_and_report_commit_groups() -> None:
         assert [s.split(":")[0] for s in summary] == ["defaults", "runtime.group_window=off"]
         assert all("of 2 runs" in s for s in summary)
         assert bench.admin().ok("GET", "/v1/admin/flags")["flags"]["runtime.group_window"] == \
-            DEFAULT_FLAGS["runtime.group_window"]
+            profile_values("optimized")["runtime.group_window"]
     finally:
         bench.close()

@@ -25,7 +25,8 @@ from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loade
 from provgraph.bench.loadgen import HttpPool, frozen_heap, has_ms_timers, timer_delay
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
-from provgraph.config import DEFAULT_FLAGS, Config, baseline_flags
+from provgraph.config import parse_flag_assignments
+from provgraph.flags import profile_values
 
 __all__ = [
     "ABLATE",
@@ -499,9 +500,10 @@ def lag_lines(iss: dict[str, Any]) -> list[str]:
 
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
-# service.http is a start-up flag: its variant restarts the server.
+# service.http is a start-up flag: its variant restarts the server. actions.preflight_ack is not
+# among them: both profiles have it at `durable`.
 ABLATE = ("service.http", "service.write_answer", "service.dispatch", "runtime.gil_switch", "runtime.writer_priority",
-          "runtime.gc", "runtime.write_coalesce", "runtime.group_window", "actions.preflight_ack")
+          "runtime.gc", "runtime.write_coalesce", "runtime.group_window")
 
 
 def collector_pauses(base: str, text: str | None = None) -> dict[str, dict[str, Any]]:
@@ -601,17 +603,17 @@ def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float
     Every run starts on a freshly restarted server (same data): service.http's variant needs a
     restart, and the others get one too, so no variant runs on an older process than another."""
     runs: list[dict[str, Any]] = []
-    base_flags = baseline_flags()
+    optimized, base_flags = profile_values("optimized"), profile_values("baseline")
     for rnd in range(rounds):
         for flag in (None, *ABLATE):
-            flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
+            flags = optimized if flag is None else {**optimized, flag: base_flags[flag]}
             bench.apply_flags(flags, restart=True)
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
             run = p1_run(base, keys, rate, duration, warmup)
             runs.append({"round": rnd, "variant": label, **run})
             print(verdict_line(f"ablation {label} (round {rnd + 1})", run["verdict"]), flush=True)
             print("    " + pauses_line(run["collector"]), flush=True)
-    bench.apply_flags(DEFAULT_FLAGS)
+    bench.apply_flags(optimized)
     return runs
 
 
@@ -630,9 +632,10 @@ def run_repeat(base: str, keys: dict[str, Any], bench: GraphBench, rate: float, 
     """The P1 verdict `repeat` times in a row on one server, flags at their defaults; with `alternate`
     (flag -> value), each run with the defaults is followed by one with those flags changed, so both
     see the same machine state, minute by minute."""
-    variants: list[tuple[str, dict[str, str]]] = [("defaults", dict(DEFAULT_FLAGS))]
+    optimized = profile_values("optimized")
+    variants: list[tuple[str, dict[str, str]]] = [("defaults", optimized)]
     if alternate:
-        variants.append((",".join(f"{k}={v}" for k, v in alternate.items()), {**DEFAULT_FLAGS, **alternate}))
+        variants.append((",".join(f"{k}={v}" for k, v in alternate.items()), {**optimized, **alternate}))
     runs: list[dict[str, Any]] = []
     for i in range(repeat):
         for label, flags in variants:
@@ -640,7 +643,7 @@ def run_repeat(base: str, keys: dict[str, Any], bench: GraphBench, rate: float, 
             run = p1_run(base, keys, rate, seconds, warmup)
             runs.append({"run": i + 1, "variant": label, **run})
             print(repeat_line(f"run {i + 1} {label}", run), flush=True)
-    bench.apply_flags(DEFAULT_FLAGS)
+    bench.apply_flags(optimized)
     return runs
 
 
@@ -682,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     if a.p1_repeat > 0:
         return repeat_main(a.p1_repeat, a.p1_seconds, PEAK_RPS * a.p1_peak, warmup, a.quick,
-                           Config.parse_flag_assignments(a.p1_alternate), out)
+                           parse_flag_assignments(a.p1_alternate), out)
     report: dict[str, Any] = {"inproc": inproc_receipts(a.receipts or (2_000 if a.quick else 20_000))}
     ip = report["inproc"]
     print(f"in-process, {ip['cores']} core: {ip['batch_512']['receipts_per_s']:,.0f} receipts/s signed+chained+committed "
@@ -700,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.quick:
             runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
         for label, flags, factor in runs:
-            bench.apply_flags(baseline_flags() if flags == "off" else DEFAULT_FLAGS)
+            bench.apply_flags(profile_values("baseline" if flags == "off" else "optimized"))
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             t0 = time.time()
@@ -710,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
             print("    " + pauses_line(report[label]["collector"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}}
                      for r in report[label]["flows"].values()]
-        bench.apply_flags(DEFAULT_FLAGS)
+        bench.apply_flags(profile_values("optimized"))
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
               f"in 4 alternating segments (flags on)")
         report["batch_vs_single"] = uvloop.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,

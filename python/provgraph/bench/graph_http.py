@@ -23,7 +23,7 @@ from provgraph.bench.loadgen import Flow, FlowResult, health_flow, run, side_by_
 from provgraph.bench.report import format_table, to_markdown, write_json
 from provgraph.bench.server import JsonClient, ServerProcess, pin_to_core
 from provgraph.bench.workloads import GraphWorkload, generate_g1
-from provgraph.config import STARTUP_FLAGS, runtime_part
+from provgraph.flags import SPECS
 
 __all__ = ["GraphBench", "check_bounds", "graph_flows", "main", "start_loaded_server"]
 
@@ -57,10 +57,10 @@ class GraphBench:
         differ from the running server's (same data, port and core), the rest with PUT. `restart`
         restarts it in any case (a fresh process for each run of a comparison)."""
         running = self.admin().ok("GET", "/v1/admin/flags")["flags"]
-        changed = {k: v for k, v in flags.items() if k in STARTUP_FLAGS and running.get(k) != v}
+        changed = {k: v for k, v in flags.items() if SPECS[k].startup and running[k]["value"] != v}
         if changed or restart:
             self.server.restart_with_flags(changed)
-        runtime = runtime_part(flags)
+        runtime = {k: v for k, v in flags.items() if not SPECS[k].startup}
         if runtime:
             self.admin().ok("PUT", "/v1/admin/flags", runtime)
 
