@@ -24,7 +24,7 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "runtime.write_coalesce": ("turn", "off"),
     "actions.preflight_ack": ("queued", "durable", "applied"),
     "orchestration.batching": ("on", "off"),
-    "service.http": ("lean", "aiohttp"),
+    "service.http": ("lean", "aiohttp", "granian"),
     "service.write_answer": ("callback", "await"),
     "service.dispatch": ("eager", "task"),
 }

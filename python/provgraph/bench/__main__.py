@@ -8,7 +8,8 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     scenarios = {"graph": "provgraph.bench.graph_http", "graph-inproc": "provgraph.bench.graph_inproc",
-                 "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions"}
+                 "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions",
+                 "frontends": "provgraph.bench.frontends"}
     if not args or args[0] not in scenarios:
         print(f"usage: python -m provgraph.bench {{{','.join(scenarios)}}} [options]  (--help per scenario)")
         return 2
