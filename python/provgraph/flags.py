@@ -68,9 +68,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("orchestration.batching", ("on", "off"), "on", "off", "speed",
          "the actions of one actions:batch request run concurrently and their writes share commit "
          "groups, instead of one after another"),
-    Flag("service.http", ("lean", "aiohttp"), "lean", "aiohttp", "speed",
+    Flag("service.http", ("lean", "aiohttp", "granian"), "lean", "aiohttp", "speed",
          "the same application served by the lean HTTP/1.1 front end on httptools instead of "
-         "aiohttp's own server", startup=True),
+         "aiohttp's own server (or granian's, through RSGI)", startup=True),
     Flag("service.write_answer", ("callback", "await"), "callback", "await", "speed",
          "lean front end: an execute, grant or reject is answered from the loop callback its commit "
          "schedules instead of by resuming the handler (one loop turn instead of two)"),

@@ -6,7 +6,7 @@ import sys
 
 SCENARIOS = {"graph": "provgraph.bench.graph_http", "graph-inproc": "provgraph.bench.graph_inproc",
              "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions",
-             "writer": "provgraph.bench.writer"}
+             "writer": "provgraph.bench.writer", "frontends": "provgraph.bench.frontends"}
 
 
 def main(argv: list[str] | None = None) -> int:
