@@ -71,7 +71,9 @@ KEEPALIVE_TIMEOUT_S = 75.0  # an idle keep-alive connection is closed after this
 HEAD_TIMEOUT_S = 10.0  # a request head (from its first byte, or from connecting) must be whole by then
 MAX_CONNECTIONS = 10_000  # open connections; one more is closed as soon as it is accepted
 _FILE_CHUNK = 256 * 1024
-_HEAD_OK = re.compile(rf"HTTP/1\.1 \d{{3}} {HEADER_VALUE}\r\n(?:{HEADER_NAME}: {HEADER_VALUE}\r\n)*")
+_STATUS_OK = re.compile(rf"HTTP/1\.1 \d{{3}} {HEADER_VALUE}\r\n")
+_HEADER_OK = re.compile(rf"{HEADER_NAME}: {HEADER_VALUE}\r\n")
+_LINE_CACHE_MAX = 4096  # checked head lines kept; cleared when full (ETags and the like churn it)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 
 # What the lean front end does itself of what an aiohttp app may declare. A middleware runs around
@@ -419,6 +421,9 @@ class LeanServer:
         self.max_body = app[CONFIG].max_body_bytes
         self.connections: set[_Connection] = set()
         self.date = _DateHeader()
+        # (status, reason) or (name, value) -> its checked, encoded line (b"" for a framing header
+        # the front end writes itself): most answers reuse a handful of lines, checked once
+        self.lines: dict[tuple[int | str, str], bytes] = {}
         self.loop = asyncio.get_running_loop()
 
     def __call__(self) -> _Connection:
@@ -505,12 +510,35 @@ class LeanServer:
         answer.headers["Accept-Ranges"] = "bytes"
         return answer, _Body(None, answer.path, start, count)
 
-    def head(self, response: web.StreamResponse) -> str | None:
-        """The status line and headers of `response`, or None when one would break the head."""
-        head = f"HTTP/1.1 {response.status} {response.reason}\r\n" + "".join(
-            [f"{name}: {value}\r\n" for name, value in response.headers.items()
-             if name.lower() not in _SKIP_HEADERS])
-        return head if _HEAD_OK.fullmatch(head) else None
+    def head(self, response: web.StreamResponse) -> list[bytes] | None:
+        """The status line and headers of `response`, encoded, or None when one would break the
+        head (CR, LF or another control character, a name that is not a token, beyond latin-1)."""
+        lines = self.lines
+        status: tuple[int | str, str] = (response.status, response.reason)
+        line = lines.get(status)
+        if line is None:
+            line = self._line(status, _STATUS_OK, f"HTTP/1.1 {status[0]} {status[1]}\r\n")
+            if line is None:
+                return None
+        out = [line]
+        for item in response.headers.items():
+            line = lines.get(item)
+            if line is None:
+                name, value = item
+                line = (self._line(item, _HEADER_OK, f"{name}: {value}\r\n")
+                        if name.lower() not in _SKIP_HEADERS else b"")
+                if line is None:
+                    return None
+            out.append(line)
+        return out
+
+    def _line(self, key: tuple[int | str, str], pattern: re.Pattern[str], text: str) -> bytes | None:
+        if not pattern.fullmatch(text):
+            return None
+        if len(self.lines) >= _LINE_CACHE_MAX:
+            self.lines.clear()
+        line = self.lines[key] = text.encode("latin-1")
+        return line
 
     def _defer(self, conn: _Connection, req: LeanRequest, t0: float, deferred: DeferredResponse) -> None:
         loop = self.loop
@@ -543,11 +571,10 @@ class LeanServer:
             return
         conn.deferred_done(req, data)
 
-    def encode(self, head: str, status: int, body: bytes | _Body, head_only: bool,
+    def encode(self, out: list[bytes], status: int, body: bytes | _Body, head_only: bool,
                keep_alive: bool) -> bytes | _Stream:
-        """The response: `head` (checked by `head()`), framing headers, then the body (or, for a
-        streamed one, the head and what to stream)."""
-        out = [head.encode("latin-1")]
+        """The response: `out` (the head lines from `head()`), framing headers, then the body (or,
+        for a streamed one, the head and what to stream)."""
         if status not in _NO_BODY_STATUS:
             if not isinstance(body, _Body):
                 out.append(b"Content-Length: %d\r\n" % len(body))

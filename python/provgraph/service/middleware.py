@@ -24,10 +24,11 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 422: "invalid_value"}
 
-# RFC 9110: a name is a token; a value is visible ASCII, space, tab or obs-text (latin-1 0x80-0xff).
-# No CR, LF, NUL or other control character gets into a response head, and nothing beyond latin-1.
+# RFC 9110: a name is a token; a value is visible ASCII, space or tab. No CR, LF, NUL or other
+# control character gets into a response head. obs-text (latin-1 0x80-0xff) is refused too: it is
+# obsolete, and the two front ends would send it differently (aiohttp encodes UTF-8, lean latin-1).
 HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-HEADER_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
+HEADER_VALUE = r"[\t\x20-\x7e]*"
 _NAME, _VALUE = re.compile(HEADER_NAME), re.compile(HEADER_VALUE)
 
 
