@@ -215,6 +215,10 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _NoVersion(Exception):
+    """An HTTP/0.9 request line (no version): llhttp accepts it, nothing here answers in 0.9."""
+
+
 class _Body:
     """A body to stream: `chunks` (count -1: chunked encoding), or `count` bytes of the file at
     `path` from `start`."""
@@ -699,6 +703,8 @@ class _Connection(asyncio.Protocol):
             if isinstance(exc.__context__, _HeadTooLarge):
                 self.fail(431, "Request Header Fields Too Large", "header_too_large",
                            f"request line and headers over {_MAX_HEAD} bytes")
+            elif isinstance(exc.__context__, _NoVersion):
+                self.fail(400, "Bad Request", "bad_request", "malformed HTTP request: no HTTP version")
             else:
                 log.error("lean server: parser callback failed", exc_info=exc)
                 self.fail(500, "Internal Server Error", "internal_error", "internal error")
@@ -724,6 +730,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head_since = None
+        if self.parser.get_http_version() == "0.9":
+            raise _NoVersion
         req = self.pending = self._request()
         length = req.content_length
         if length is not None and length > self.server.max_body:
