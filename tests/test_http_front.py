@@ -1,14 +1,18 @@
 """The two HTTP front ends (flag service.http: lean, the default, and aiohttp, the rollback) behave
 the same on the wire: over raw sockets, pipelining, HEAD, 100-continue, chunked bodies, body limits,
-malformed requests, routing errors, percent-encoded paths, HTTP/1.0 and Connection: close."""
+malformed requests, routing errors, percent-encoded paths, HTTP/1.0 and Connection: close; streamed
+answers (chunked with backpressure, files with ranges), outgoing header checks, and the lean front
+end's refusal of middlewares and signals it does not run."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -491,19 +495,32 @@ def _test_app(tmp_path: Path, served: _Served) -> Any:
     from aiohttp import web
     from provgraph.config import Config
     from provgraph.service.app import create_app
-    from provgraph.service.http import ChunkedAnswer, FileAnswer, Request
+    from provgraph.service.http import ChunkedAnswer, FileAnswer, Request, answer_after
 
     app = create_app(Config(data_dir=tmp_path / "data"))
 
     async def chunks(request: Request) -> web.StreamResponse:
-        n, size = int(request.query["n"]), int(request.query["size"])
+        n, size, fail = int(request.query["n"]), int(request.query["size"]), int(request.query.get("fail", -1))
 
         async def produce() -> Any:
             for i in range(n):
+                if i == fail:
+                    raise RuntimeError("the source of the stream failed")
                 served.produced = i + 1
                 yield bytes([i % 251]) * size  # a new buffer each time: memory grows unless paused
 
         return ChunkedAnswer(produce(), content_type="application/x-test")
+
+    async def deferred_chunks(request: Request) -> web.StreamResponse:
+        """A stream that starts once a write job (a thread's future) is done, as writes answer."""
+        future: Future[int] = Future()
+        threading.Timer(0.05, future.set_result, [3]).start()
+
+        async def produce(n: int) -> Any:
+            for i in range(n):
+                yield b"part %d;" % i
+
+        return await answer_after(request, future, lambda n: ChunkedAnswer(produce(n)))
 
     async def file(request: Request) -> web.StreamResponse:
         return FileAnswer(tmp_path / request.match_info["name"])
@@ -514,6 +531,7 @@ def _test_app(tmp_path: Path, served: _Served) -> Any:
         return response
 
     app.router.add_get("/test/chunks", chunks)
+    app.router.add_get("/test/deferred-chunks", deferred_chunks)
     app.router.add_get("/test/file/{name}", file)
     app.router.add_get("/test/header", header)
     return app
@@ -823,3 +841,43 @@ def test_lean_refuses_an_app_with_a_middleware_or_signal_it_does_not_run(tmp_pat
         asyncio.run(start_lean(app, "127.0.0.1", 0))
 
     assert b"200 OK" in _serve(tmp_path / "c", "lean", client)
+
+
+@pytest.mark.parametrize("http", FRONTS)
+def test_chunked_answer_head_http10_deferred_and_failing(tmp_path: Path, http: str) -> None:
+    """HEAD gets the head alone (the next answer follows it); an HTTP/1.0 client gets the body
+    unframed, ended by the close; a stream behind a deferred write answer is framed as any other;
+    a stream whose source fails part way closes the connection without the last chunk, so the
+    client sees a truncated body, never a complete-looking one."""
+
+    def client(port: int) -> tuple[bytes, bytes, bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            buf = bytearray()
+            sock.sendall(_get("/test/chunks?n=3&size=10", method="HEAD") + _get("/test/deferred-chunks"))
+            status, headers = _head(sock, buf)
+            assert status == 200 and "content-length" not in headers
+            status, headers, deferred = _response(sock, buf)
+            assert status == 200 and headers["transfer-encoding"] == "chunked"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            buf = bytearray()
+            sock.sendall(_get("/test/chunks?n=3&size=10", version="1.0"))
+            status, headers = _head(sock, buf)
+            assert status == 200 and "transfer-encoding" not in headers
+            assert headers.get("connection", "close") == "close"  # HTTP/1.0: close unless kept alive
+            while chunk := sock.recv(65536):
+                buf += chunk
+            http10 = bytes(buf)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            buf = bytearray()
+            sock.sendall(_get("/test/chunks?n=5&size=10&fail=2"))
+            assert _head(sock, buf)[0] == 200
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    buf += chunk
+            failed = bytes(buf)
+        return deferred, http10, failed
+
+    deferred, http10, failed = _serve(tmp_path, http, client)
+    assert deferred == b"part 0;part 1;part 2;"
+    assert http10 == bytes([0]) * 10 + bytes([1]) * 10 + bytes([2]) * 10
+    assert failed.startswith(b"a\r\n" + bytes([0]) * 10 + b"\r\n") and not failed.endswith(b"0\r\n\r\n")

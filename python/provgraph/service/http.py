@@ -55,11 +55,14 @@ class ChunkedAnswer(web.StreamResponse):
         super().__init__(status=status, headers=headers)
         self.content_type = content_type
         self.chunks = chunks
-        self.enable_chunked_encoding()
         self._head_only = self._streamed = False
 
     async def prepare(self, request: web.BaseRequest) -> Any:
         self._head_only = request.method == "HEAD"
+        if request.version >= (1, 1):  # HTTP/1.0 has no chunked encoding: the close ends the body
+            self.enable_chunked_encoding()
+        else:
+            self.force_close()
         return await super().prepare(request)
 
     async def write_eof(self, data: bytes = b"") -> None:

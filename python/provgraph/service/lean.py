@@ -220,14 +220,14 @@ class _NoVersion(Exception):
 
 
 class _Body:
-    """A body to stream: `chunks` (count -1: chunked encoding), or `count` bytes of the file at
-    `path` from `start`."""
+    """A body to stream: `chunks` (count -1: chunked encoding, or, not `framed`, for an HTTP/1.0
+    client, the body ends with the connection), or `count` bytes of the file at `path` from `start`."""
 
-    __slots__ = ("chunks", "count", "path", "start")
+    __slots__ = ("chunks", "count", "framed", "path", "start")
 
     def __init__(self, chunks: AsyncIterable[bytes] | None, path: os.PathLike[str] | None, start: int,
-                 count: int) -> None:
-        self.chunks, self.path, self.start, self.count = chunks, path, start, count
+                 count: int, framed: bool = True) -> None:
+        self.chunks, self.path, self.start, self.count, self.framed = chunks, path, start, count, framed
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body as written to the wire."""
@@ -235,13 +235,16 @@ class _Body:
             async for chunk in self.chunks:
                 if not chunk:  # an empty chunk would be the terminator
                     continue
-                if len(chunk) < 4096:
+                if not self.framed:
+                    yield chunk
+                elif len(chunk) < 4096:
                     yield b"%x\r\n%b\r\n" % (len(chunk), chunk)
                 else:  # a large chunk goes out as it is, not copied into a framed one
                     yield b"%x\r\n" % len(chunk)
                     yield chunk
                     yield b"\r\n"
-            yield b"0\r\n\r\n"
+            if self.framed:
+                yield b"0\r\n\r\n"
             return
         assert self.path is not None
         loop = asyncio.get_running_loop()
@@ -341,6 +344,7 @@ class LeanRequest:
         "app",
         "continue_owed",
         "headers",
+        "http10",
         "keep_alive",
         "match_info",
         "method",
@@ -354,6 +358,7 @@ class LeanRequest:
                  headers: CIMultiDictProxy[str], body: bytes, keep_alive: bool) -> None:
         self.app, self.method, self.path, self.query_string = app, method, path, query_string
         self.headers, self._body, self.keep_alive = headers, body, keep_alive
+        self.http10 = False  # chunked answers are not framed for it
         self._query: MultiDictProxy[str] | None = None
         self.match_info: dict[str, str] = {}
         self.route: Route | None = None
@@ -460,7 +465,9 @@ class LeanServer:
         if isinstance(response, FileAnswer):
             response, body = self._file(req, response)
         elif isinstance(response, ChunkedAnswer):
-            body = _Body(response.chunks, None, 0, -1)
+            if req.http10:  # no chunked encoding in HTTP/1.0: the close ends the body
+                req.keep_alive = False
+            body = _Body(response.chunks, None, 0, -1, framed=not req.http10)
         else:
             raw = getattr(response, "body", None)
             if raw is None:
@@ -583,7 +590,8 @@ class LeanServer:
             if not isinstance(body, _Body):
                 out.append(b"Content-Length: %d\r\n" % len(body))
             elif body.count < 0:
-                out.append(b"Transfer-Encoding: chunked\r\n")
+                if body.framed:
+                    out.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 out.append(b"Content-Length: %d\r\n" % body.count)
         out.append(self.date.get())
@@ -730,9 +738,11 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head_since = None
-        if self.parser.get_http_version() == "0.9":
+        version = self.parser.get_http_version()
+        if version == "0.9":
             raise _NoVersion
         req = self.pending = self._request()
+        req.http10 = version == "1.0"
         length = req.content_length
         if length is not None and length > self.server.max_body:
             # Answered now (the handler checks auth, then refuses the body); the body is not read.
