@@ -10,8 +10,8 @@ keep-alive, HTTP/1.0, pipelining (answers in order), `Expect: 100-continue`, chu
 bodies, the body size limit (413), 400 for malformed requests, the JSON error shape and the
 per-route latency histogram, streamed answers (ChunkedAnswer, FileAnswer with byte ranges; writes
 pause while the client is slow), a time limit on each request head (408) and a cap on connections.
-Every outgoing head is checked (no CR/LF or other control characters, latin-1 only): one that fails
-becomes a logged 500. What it leaves out: WebSockets and protocol upgrades, and any middleware or
+Every outgoing head is checked (no CR/LF or other control characters, printable ASCII only): one
+that fails becomes a logged 500. What it leaves out: WebSockets and protocol upgrades, and any middleware or
 signal it does not implement: `check_app` refuses such an app at start-up rather than serve it
 differently from aiohttp's server.
 """
@@ -75,6 +75,8 @@ _STATUS_OK = re.compile(rf"HTTP/1\.1 \d{{3}} {HEADER_VALUE}\r\n")
 _HEADER_OK = re.compile(rf"{HEADER_NAME}: {HEADER_VALUE}\r\n")
 _LINE_CACHE_MAX = 4096  # checked head lines kept; cleared when full (ETags and the like churn it)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
+_NO_BODY_STATUS = frozenset({204, 304})
+_SKIP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "date"})
 
 # What the lean front end does itself of what an aiohttp app may declare. A middleware runs around
 # every handler on aiohttp's server: one not listed here would run on one front end only, so
@@ -83,7 +85,6 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 NATIVE_MIDDLEWARES: dict[object, str] = {
     error_and_metrics_middleware: "errors to the JSON shape and the latency histogram (LeanServer.respond/_finish)",
 }
-_RUNNER_SIGNALS = ("on_startup", "on_shutdown", "on_cleanup", "cleanup_ctx")
 _UNSUPPORTED_SIGNALS = ("on_response_prepare",)
 
 
@@ -113,8 +114,6 @@ def check_app(app: web.Application) -> None:
             raise UnsupportedAppError(
                 f"lean front end: the app has a {type(resource).__name__} ({resource.canonical}), which it "
                 "does not serve; serve with --flag service.http=aiohttp")
-_NO_BODY_STATUS = frozenset({204, 304})
-_SKIP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "date"})
 
 
 class Route:
@@ -523,7 +522,7 @@ class LeanServer:
 
     def head(self, response: web.StreamResponse) -> list[bytes] | None:
         """The status line and headers of `response`, encoded, or None when one would break the
-        head (CR, LF or another control character, a name that is not a token, beyond latin-1)."""
+        head (CR, LF or another control character, a name that is not a token, beyond ASCII)."""
         lines = self.lines
         status: tuple[int | str, str] = (response.status, response.reason)
         line = lines.get(status)
@@ -617,7 +616,8 @@ class LeanServer:
         cutoff, head_cutoff = now - idle_s, now - self.head_timeout
         idle, slow = [], []
         for c in self.connections:
-            if c.head_since is not None and c.head_since < head_cutoff:
+            # not while reading is paused here (too many pipelined requests): that wait is ours
+            if c.head_since is not None and c.head_since < head_cutoff and not c.paused:
                 slow.append(c)
             elif not c.busy and c.last_active < cutoff:
                 idle.append(c)
