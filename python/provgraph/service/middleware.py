@@ -80,6 +80,10 @@ def error_response(exc: Exception, method: str, path: str) -> web.Response:
 async def error_and_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     t0 = time.perf_counter()
     try:
+        if request.version < (1, 0):
+            # aiohttp's parser takes a request line without a version as HTTP/0.9 (at times, with
+            # the close right behind it); the lean front end refuses it, so this one does too
+            raise web.HTTPBadRequest(reason="Bad Request: no HTTP version")
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
         response = error_response(exc, request.method, request.path)
