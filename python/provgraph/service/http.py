@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import orjson
@@ -15,8 +16,8 @@ from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedM
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["Request", "answer_after", "authorize", "chain_of", "in_background", "json_response", "read_body", "read_json",
-           "tenant_of"]
+__all__ = ["ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of", "in_background",
+           "json_response", "read_body", "read_json", "tenant_of"]
 
 
 class Request(Protocol):
@@ -42,6 +43,49 @@ class Request(Protocol):
     @property
     def can_read_body(self) -> bool: ...
     async def read(self) -> bytes: ...
+
+
+class ChunkedAnswer(web.StreamResponse):
+    """A body streamed from an async iterable of chunks with Transfer-Encoding: chunked, the one way
+    a handler streams on both front ends. aiohttp's server prepares it and calls write_eof, which
+    writes the chunks (each write waits while the transport's buffer is over its high-water mark);
+    the lean front end reads `chunks` and writes them itself, pausing the same way."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], status: int = 200,
+                 content_type: str = "application/octet-stream", headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status=status, headers=headers)
+        self.content_type = content_type
+        self.chunks = chunks
+        self._head_only = self._streamed = False
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        self._head_only = request.method == "HEAD"
+        if request.version >= (1, 1):  # HTTP/1.0 has no chunked encoding: the close ends the body
+            self.enable_chunked_encoding()
+        else:
+            self.force_close()
+        return await super().prepare(request)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self.prepared and not self._head_only and not self._streamed:
+            self._streamed = True
+            async for chunk in self.chunks:
+                if chunk:  # an empty chunk would end the body early
+                    await self.write(chunk)
+        await super().write_eof(data)
+
+
+class FileAnswer(web.FileResponse):
+    """A file sent without reading it whole into memory, with single byte ranges (206, 416) as
+    aiohttp's FileResponse answers them: aiohttp's server serves it as that; the lean front end
+    reads `path` in chunks itself, pausing while the client is slow."""
+
+    def __init__(self, path: str | Path, content_type: str = "application/octet-stream",
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(path, headers=headers)
+        self.path = Path(path)
+        self.content_type = content_type
+
 
 JSON_TYPES = frozenset({"application/json"})
 T = TypeVar("T")
