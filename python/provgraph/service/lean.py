@@ -66,6 +66,7 @@ LeanHandler = Callable[[Request], Awaitable[web.StreamResponse]]
 _SEGMENT_PARAM = "[^{}/]+"  # aiohttp's pattern for a plain {name}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PIPELINE_MAX = 32  # queued requests on one connection before it stops reading
+LINGER_S = 5.0  # after a 413, what the client still sends is read and dropped this long at most
 _MAX_HEAD = 64 * 1024  # request line, or all header names and values (431 beyond)
 KEEPALIVE_TIMEOUT_S = 75.0  # an idle keep-alive connection is closed after this (aiohttp's default)
 HEAD_TIMEOUT_S = 10.0  # a request head (from its first byte, or from connecting) must be whole by then
@@ -882,7 +883,10 @@ class _Connection(asyncio.Protocol):
         if not req.keep_alive:
             self.closing = True
             self.busy = False
-            transport.close()
+            if req.too_large:
+                self._linger(transport)
+            else:
+                transport.close()
             return None
         if not self.queue:
             self.busy = False
@@ -897,6 +901,21 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             transport.resume_reading()
         return self.queue.popleft()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close once the client has had the answer to a request whose body was refused unread (413):
+        the body may still be arriving, and closing at once would reset the connection under the
+        client while it sends, losing the answer it has not read yet (aiohttp's server lingers the
+        same way). Half-close (FIN after the answer), discard what arrives, close when the client
+        does or after LINGER_S."""
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        self.loop.call_later(LINGER_S, transport.close)
 
     def fail(self, status: int, reason: str, code: str, message: str) -> None:
         self.closing = True
