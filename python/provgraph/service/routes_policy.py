@@ -13,11 +13,13 @@ from aiohttp import web
 from provgraph.errors import BadRequestError, InvalidArgumentError, NotFoundError
 from provgraph.policy.manager import PolicyManager, new_decision_id
 from provgraph.service.http import (
+    INT64_MAX,
     Request,
     authorize,
     in_background,
     json_response,
     parse_json,
+    query_int,
     read_body,
     read_json,
     tenant_of,
@@ -169,13 +171,8 @@ async def invalidate(request: Request) -> web.Response:
 
 async def decisions(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
-    try:
-        limit = int(request.query.get("limit", "100"))
-        before = int(request.query["before_ns"]) if "before_ns" in request.query else None
-    except ValueError:
-        raise BadRequestError("limit and before_ns must be integers") from None
-    if not 1 <= limit <= 10_000:
-        raise InvalidArgumentError("limit must be in 1..10000")
+    limit = query_int(request, "limit", 100, 1, 10_000)
+    before = query_int(request, "before_ns", None, 0, INT64_MAX)
     pm = request.app[POLICY]
     pending = pm.log.flush()  # read-your-decisions: what this server decided so far is in the answer
     if pending is not None:
