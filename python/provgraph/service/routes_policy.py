@@ -149,9 +149,8 @@ async def decide(request: Request) -> web.Response:
     response, entry = app[POLICY].decide(tenant.tenant_id, key.actor, key.roles, body, use_cache)
     if entry:
         app[POLICY].log.record(tenant.num, entry)
-        app[METRICS].policy_decision_seconds.labels(
-            response["bundle"], response["revision"], "hit" if response["cached"] else "miss"
-        ).observe(time.perf_counter() - t0)
+        app[METRICS].observe_decision(response["bundle"], response["revision"], response["cached"],
+                                      time.perf_counter() - t0)
     return json_response(response)
 
 
