@@ -86,6 +86,8 @@ def main() -> int:
     ap.add_argument("--workers", default="2")
     ap.add_argument("--seed", type=int, default=None, help="reproduce a run")
     ap.add_argument("--keep", action="store_true", help="keep the data dir, server log and reports")
+    ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                    help="passed on to provgraph serve, e.g. --server-arg=--flag=service.http=aiohttp")
     args = ap.parse_args()
 
     exe = shutil.which("schemathesis")
@@ -93,7 +95,10 @@ def main() -> int:
         print("schemathesis is not installed (pip install schemathesis)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="provgraph-schemathesis-"))
-    server = ServerProcess(work / "data", ADMIN_KEY, log_path=work / "server.log").start()
+    # Fault injection on: PUT /v1/admin/faults is fuzzed past its 403, and whatever it arms (failed
+    # signing or commits in the issuer) must not turn any answer into a 500 either.
+    server = ServerProcess(work / "data", ADMIN_KEY, ["--enable-fault-injection", *args.server_arg],
+                           log_path=work / "server.log").start()
     try:
         config = work / "schemathesis.toml"
         config.write_text(config_toml(*set_up(server.port)))
