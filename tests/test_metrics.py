@@ -104,6 +104,7 @@ def test_method_label_is_bounded() -> None:
         metrics.observe_request(method, "unmatched", 405, 0.001)
     fam = families(metrics.render().decode())["provgraph_http_request_duration_seconds"]
     assert {s.labels["method"] for s in fam.samples} == {"GET", "other"}
+    assert {method for method, _, _ in metrics._request_children} == {"GET", "other"}
 
 
 def test_promtool_accepts_the_exposition(server: Server, tenant: Api) -> None:

@@ -129,12 +129,16 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # labels() costs ~4 us a call (it validates and joins the label values); the children of a
         # bounded set of (method, route template, status) are kept.
-        key = (method, route, status)
-        child = self._request_children.get(key)
+        child = self._request_children.get((method, route, status))
         if child is None:
+            # Kept under the label's method, not the client's: odd methods share one child and
+            # do not grow this dict either.
             if method not in _METHODS:
                 method = "other"
-            child = self._request_children[key] = self.request_seconds.labels(method, route, str(status))
+            key = (method, route, status)
+            child = self._request_children.get(key)
+            if child is None:
+                child = self._request_children[key] = self.request_seconds.labels(method, route, str(status))
         child.observe(seconds)
 
     def observe_decision(self, bundle: str, revision: str, cached: bool, seconds: float) -> None:
