@@ -61,6 +61,11 @@ def test_writer_priority_flag_sets_the_writer_threads_nice_value(tmp_path: Path)
         assert not writer.coalesce
         apply_runtime_flags(DEFAULT_FLAGS, writer)
         assert writer.coalesce
+        assert writer.window  # runtime.group_window=adaptive, the default
+        apply_runtime_flags({**DEFAULT_FLAGS, "runtime.group_window": "off"}, writer)
+        assert not writer.window and writer.window_for(10, idle=False) == 0.0
+        apply_runtime_flags(DEFAULT_FLAGS, writer)
+        assert writer.window and writer.window_for(10, idle=False) > 0.0
         assert writer.submit(lambda txn: (txn.put(b"k", b"v", db=store.db("meta")), None)).result(timeout=10)
         with store.read() as txn:
             assert txn.get(b"k", db=store.db("meta")) == b"v"  # and it still writes

@@ -12,15 +12,17 @@ from typing import Any
 import orjson
 import pytest
 from conftest import Api, Server
-from provgraph.policy.bundle import build_bundle, example_bundle_dir, load_example_bundle
+from provgraph.policy.bundle import (
+    build_bundle,
+    example_bundle_files,
+    load_example_bundle,
+)
 
 GZ = {"Content-Type": "application/gzip"}
 
 
 def _example_files() -> dict[str, str | bytes]:
-    root = example_bundle_dir()
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and p.name != "README.md" and p.name != ".manifest"}
+    return dict(example_bundle_files())
 
 
 def bundle(revision: str, extra: dict[str, str | bytes] | None = None,
@@ -182,7 +184,7 @@ def test_stage_activate_rollback_and_no_stale_decision(analyst: TenantApi, polic
     decide(analyst, "graph.read", "graph")
     assert decide(analyst, "graph.read", "graph")["cached"] is True
     stricter = bundle("strict-1", replace={"provgraph/authz/data.json": orjson.dumps(
-        {**orjson.loads((example_bundle_dir() / "provgraph/authz/data.json").read_bytes()),
+        {**orjson.loads(example_bundle_files()["provgraph/authz/data.json"]),
          "roles": {"analyst": {}, "admin": {"*": ["*"]}}})})
     status, body = put(admin, stricter, activate=False)
     assert status == 201 and body["active"] is False

@@ -22,6 +22,7 @@ FLAG_CHOICES: dict[str, tuple[str, ...]] = {
     "runtime.writer_priority": ("high", "normal"),
     "runtime.gc": ("frozen", "default"),
     "runtime.write_coalesce": ("turn", "off"),
+    "runtime.group_window": ("adaptive", "off"),
     "actions.preflight_ack": ("queued", "durable", "applied"),
     "orchestration.batching": ("on", "off"),
     "service.http": ("lean", "aiohttp"),
@@ -35,6 +36,7 @@ DEFAULT_FLAGS: dict[str, str] = {name: choices[0] for name, choices in FLAG_CHOI
 BASELINE_FLAGS: dict[str, str] = {"graph.engine": "lmdb", "policy.cache": "off", "policy.vm": "off",
                                   "runtime.gil_switch": "default", "runtime.writer_priority": "normal",
                                   "runtime.gc": "default", "runtime.write_coalesce": "off",
+                                  "runtime.group_window": "off",
                                   "actions.preflight_ack": "durable",
                                   "orchestration.batching": "off", "service.http": "aiohttp",
                                   "service.write_answer": "await", "service.dispatch": "task"}
@@ -51,6 +53,7 @@ WRITER_BOOST = {"high": 10, "normal": 0}
 
 class _Prioritized(Protocol):
     coalesce: bool
+    window: bool
 
     def set_priority(self, boost: int) -> bool: ...
 
@@ -64,6 +67,7 @@ def apply_runtime_flags(flags: dict[str, str], writer: _Prioritized | None = Non
     if writer is not None:
         writer.set_priority(WRITER_BOOST[flags.get("runtime.writer_priority", "high")])
         writer.coalesce = flags.get("runtime.write_coalesce", "turn") == "turn"
+        writer.window = flags.get("runtime.group_window", "adaptive") == "adaptive"
 
 
 # runtime.gc: Python's cyclic collector walks every tracked object in a full (generation 2)
@@ -133,6 +137,12 @@ class Config:
     # An applied-only group (preflights with actions.preflight_ack=queued|applied, already answered) waits
     # this long for a durable write to share its commit (one fsync for both).
     group_commit_defer_s: float = 0.005
+    # runtime.group_window=adaptive: a group stays open for more jobs at load, for at most
+    # group_window_max_s; group_window_step_s more per job queued behind the first; a commit slower
+    # than group_window_slow_s on average widens it to one commit's time (see Writer.window_for).
+    group_window_max_s: float = 0.002
+    group_window_step_s: float = 0.0005
+    group_window_slow_s: float = 0.004
     # Policy: the bundle whose data.provgraph.authz.decision answers /decide, and the cache.
     policy_bundle: str = "authz"
     decision_cache_entries: int = 100_000

@@ -17,6 +17,7 @@ from provgraph.service.http import (
     Request,
     answer_after,
     authorize,
+    chain_of,
     in_background,
     json_response,
     parse_json,
@@ -27,6 +28,7 @@ from provgraph.service.http import (
 )
 from provgraph.service.keys import (
     ACTIONS,
+    AUDIT,
     CONFIG,
     ISSUER,
     KEYRING,
@@ -91,7 +93,7 @@ def _receipt_response(raw: bytes) -> web.Response:
 
 
 async def get_receipt(request: Request) -> web.Response:
-    _, tenant = tenant_of(request, "read")
+    _, tenant = chain_of(request, "read")
     raw = request.app[RECEIPTS].get(tenant.num, request.match_info["receipt_id"])
     if raw is None:
         raise NotFoundError("unknown receipt", {"receipt_id": request.match_info["receipt_id"]})
@@ -99,7 +101,7 @@ async def get_receipt(request: Request) -> web.Response:
 
 
 async def list_receipts(request: Request) -> web.Response:
-    _, tenant = tenant_of(request, "read")
+    _, tenant = chain_of(request, "read")
     # after_seq + 1 is packed as an unsigned 64-bit seq: int64 keeps it in range.
     after = query_int(request, "after_seq", 0, 0, INT64_MAX)
     limit = query_int(request, "limit", 100, 1, 1000)
@@ -111,7 +113,7 @@ async def list_receipts(request: Request) -> web.Response:
 
 async def verify(request: Request) -> web.Response:
     """Signature with the signer's public key, and the link to the previous receipt of the tenant."""
-    _, tenant = tenant_of(request, "read")
+    _, tenant = chain_of(request, "read")
     log = request.app[RECEIPTS]
     raw = log.get(tenant.num, request.match_info["receipt_id"])
     if raw is None:
@@ -144,9 +146,12 @@ async def public_keys(request: Request) -> web.Response:
 
 
 async def rotate_key(request: Request) -> web.Response:
-    authorize(request, "admin")
+    admin = authorize(request, "admin")
     ring = request.app[KEYRING]
+    previous = ring.active.key_id
     signer = await asyncio.get_running_loop().run_in_executor(None, ring.rotate)
+    await request.app[AUDIT].record(admin, "admin.signing_key.rotate", {"type": "signing_key", "id": signer.key_id},
+                                    {"key_id": signer.key_id, "previous": previous})
     return json_response({"key_id": signer.key_id, "keys": ring.public_keys()}, status=201)
 
 
