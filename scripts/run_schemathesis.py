@@ -22,11 +22,12 @@ HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def config_toml(tenant_key: str, approver_key: str, preflight_id: str, receipt_id: str, spare_key_id: str) -> str:
+def config_toml(tenant_key: str, approver_key: str, preflight_id: str, receipt_id: str,
+                spare_key_ids: tuple[str, str]) -> str:
     """Admin key for /v1/admin/*, bundles and cache; for approvals an approver's key (the requester
     may not review its own preflight); the tenant key (all scopes) elsewhere. Path parameters are
-    fixed to objects made beforehand, so requests reach stored data instead of 404s; key_id to a
-    spare key, so that revoking or rotating it leaves the keys the run itself uses alone."""
+    fixed to objects made beforehand, so requests reach stored data instead of 404s; key_id to
+    spare keys (one to revoke, one to rotate), so the keys the run itself uses stay valid."""
     admin = f'headers = {{ Authorization = "Bearer {ADMIN_KEY}" }}'
     tenant = f'headers = {{ Authorization = "Bearer {tenant_key}" }}'
     approver = f'headers = {{ Authorization = "Bearer {approver_key}" }}'
@@ -38,7 +39,12 @@ hooks = "{HOOKS}"
 "path.name" = "authz"
 "path.preflight_id" = "{preflight_id}"
 "path.receipt_id" = "{receipt_id}"
-"path.key_id" = "{spare_key_id}"
+"path.key_id" = "{spare_key_ids[0]}"
+
+[[operations]]
+include-path-regex = "^/v1/admin/keys/[^/]+/rotate$"
+parameters = {{ "path.key_id" = "{spare_key_ids[1]}" }}
+{admin}
 
 [[operations]]
 include-path-regex = "^/v1/(admin/|bundles/|cache/)"
@@ -54,10 +60,10 @@ exclude-path-regex = "^/v1/(admin/|bundles/|cache/|tenants/[^/]+/approvals/)"
 """
 
 
-def set_up(port: int) -> tuple[str, str, str, str, str]:
+def set_up(port: int) -> tuple[str, str, str, str, tuple[str, str]]:
     """The example bundle, the tenant, its key (all scopes), an approver's key and a spare key; a
     preflight waiting for approval and the receipt of an executed one. Returns (tenant key,
-    approver key, preflight_id, receipt_id, the spare key's id)."""
+    approver key, preflight_id, receipt_id, the spare keys' ids)."""
     admin = JsonClient(port, ADMIN_KEY)
     status, _, body = admin.raw("PUT", "/v1/bundles/authz", load_example_bundle(),
                                 headers={"Content-Type": "application/gzip"})
@@ -68,8 +74,8 @@ def set_up(port: int) -> tuple[str, str, str, str, str]:
                                               "actor": "user:fuzz", "roles": ["operator"]}, status=201)["key"]
     approver = admin.ok("POST", "/v1/admin/keys", {"tenant_id": TENANT, "scopes": ["read", "approve"],
                                                    "actor": "user:approver", "roles": ["security"]}, status=201)["key"]
-    spare = admin.ok("POST", "/v1/admin/keys", {"tenant_id": TENANT, "scopes": ["read"], "actor": "user:spare"},
-                     status=201)["key_id"]
+    spare = tuple(admin.ok("POST", "/v1/admin/keys", {"tenant_id": TENANT, "scopes": ["read"], "actor": f"user:{who}"},
+                           status=201)["key_id"] for who in ("revoked", "rotated"))
     api = admin.with_key(key)
     base = f"/v1/tenants/{TENANT}/actions"
     write = {"action": "graph.write", "resource": {"type": "graph", "id": "g"},
@@ -81,7 +87,7 @@ def set_up(port: int) -> tuple[str, str, str, str, str]:
                                                    "payload": {"nodes": [2]}}, status=201)
     if pending["decision"] != "allow" or not pending["required_approvers"]:
         raise RuntimeError(f"expected a preflight waiting for approval: {pending!r}")
-    return key, approver, pending["preflight_id"], done["receipt_id"], spare
+    return key, approver, pending["preflight_id"], done["receipt_id"], (spare[0], spare[1])
 
 
 def main() -> int:
