@@ -7,17 +7,22 @@ import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, overload
 
 import orjson
 from aiohttp import web
 
-from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from provgraph.errors import (
+    BadRequestError,
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of", "in_background",
-           "json_response", "read_body", "read_json", "tenant_of"]
+__all__ = ["INT64_MAX", "ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of",
+           "in_background", "json_response", "query_int", "read_body", "read_json", "tenant_of"]
 
 
 class Request(Protocol):
@@ -127,6 +132,29 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError("malformed JSON", {"reason": str(exc)}) from None
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+@overload
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int: ...
+@overload
+def query_int(request: Request, name: str, default: None, lo: int, hi: int) -> int | None: ...
+def query_int(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """The integer query parameter `name` (`default` when absent): 400 when it is not an integer,
+    422 outside lo..hi. The bounds matter beyond validation: the stores pack these into fixed-width
+    keys, where a value past 64 bits would raise deep inside and answer 500."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"{name} must be an integer", {"parameter": name}) from None
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} must be in {lo}..{hi}", {"parameter": name, "value": raw})
+    return value
 
 
 async def read_json(request: Request) -> Any:
