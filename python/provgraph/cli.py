@@ -24,7 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from provgraph.config import Config, parse_flag_assignments
     from provgraph.flags import FlagRegistry
     from provgraph.service import create_app
-    from provgraph.service.app import follow_process_flags
+    from provgraph.service.app import follow_process
 
     flags = FlagRegistry(args.profile, parse_flag_assignments(args.flag or []))
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve_granian(config, args.backlog, args.keepalive_timeout)
         return 0
     app = create_app(config)
-    follow_process_flags(app)
+    follow_process(app)
     if config.flags["service.http"] == "lean":
         from provgraph.service.lean import serve_lean
 

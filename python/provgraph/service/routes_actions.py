@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,7 +16,6 @@ from provgraph.service.http import (
     answer_after,
     authorize,
     chain_of,
-    in_background,
     json_response,
     parse_json,
     query_int,
@@ -32,15 +29,12 @@ from provgraph.service.keys import (
     CONFIG,
     ISSUER,
     KEYRING,
-    METRICS,
     RECEIPTS,
     REGISTRY,
     WRITER,
 )
 
-__all__ = ["issuer_ctx", "preflight_sweep_ctx", "setup_action_routes"]
-
-log = logging.getLogger(__name__)
+__all__ = ["add_action_routes"]
 
 
 def _cache_on(request: Request) -> bool:
@@ -184,45 +178,18 @@ async def faults(request: Request) -> web.Response:
     return json_response({"faults": request.app[ISSUER].faults})
 
 
-def setup_action_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/tenants/{tenant}/actions/preflight", preflight)
-    app.router.add_post("/v1/tenants/{tenant}/actions:batch", batch)
-    app.router.add_get("/v1/tenants/{tenant}/actions/{preflight_id}", get_preflight)
-    app.router.add_post("/v1/tenants/{tenant}/actions/{preflight_id}/execute", execute)
-    app.router.add_post("/v1/tenants/{tenant}/approvals/{preflight_id}/grant", grant)
-    app.router.add_post("/v1/tenants/{tenant}/approvals/{preflight_id}/reject", reject)
-    app.router.add_get("/v1/tenants/{tenant}/receipts", list_receipts)
-    app.router.add_get("/v1/tenants/{tenant}/receipts/{receipt_id}", get_receipt)
-    app.router.add_get("/v1/tenants/{tenant}/receipts/{receipt_id}/verify", verify)
-    app.router.add_get("/v1/keys", public_keys)
-    app.router.add_post("/v1/admin/signing-keys/rotate", rotate_key)
-    app.router.add_get("/v1/admin/dlq", dlq)
-    app.router.add_post("/v1/admin/dlq/replay", dlq_replay)
-    app.router.add_put("/v1/admin/faults", faults)
-
-
-async def issuer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Drain the outbox before serving (nothing acknowledged is lost), then keep issuing until shutdown."""
-    issuer = app[ISSUER]
-    issuer.bind(asyncio.get_running_loop())
-    await issuer.drain()
-    async with in_background(issuer.run()):
-        yield
-    await issuer.drain()
-
-
-async def preflight_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Every `preflight_sweep_interval_s`, remove the preflights past their retention (a failed sweep
-    is logged and tried again at the next interval)."""
-    actions, config, metrics = app[ACTIONS], app[CONFIG], app[METRICS]
-
-    async def sweeper() -> None:
-        while True:
-            await asyncio.sleep(config.preflight_sweep_interval_s)
-            try:
-                metrics.preflights_swept.inc(await actions.sweep())
-            except Exception:  # logged; the next interval tries again
-                log.exception("preflight sweep failed")
-
-    async with in_background(sweeper()):
-        yield
+def add_action_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/tenants/{tenant}/actions/preflight", preflight)
+    router.add_post("/v1/tenants/{tenant}/actions:batch", batch)
+    router.add_get("/v1/tenants/{tenant}/actions/{preflight_id}", get_preflight)
+    router.add_post("/v1/tenants/{tenant}/actions/{preflight_id}/execute", execute)
+    router.add_post("/v1/tenants/{tenant}/approvals/{preflight_id}/grant", grant)
+    router.add_post("/v1/tenants/{tenant}/approvals/{preflight_id}/reject", reject)
+    router.add_get("/v1/tenants/{tenant}/receipts", list_receipts)
+    router.add_get("/v1/tenants/{tenant}/receipts/{receipt_id}", get_receipt)
+    router.add_get("/v1/tenants/{tenant}/receipts/{receipt_id}/verify", verify)
+    router.add_get("/v1/keys", public_keys)
+    router.add_post("/v1/admin/signing-keys/rotate", rotate_key)
+    router.add_get("/v1/admin/dlq", dlq)
+    router.add_post("/v1/admin/dlq/replay", dlq_replay)
+    router.add_put("/v1/admin/faults", faults)

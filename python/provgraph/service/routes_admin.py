@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from provgraph.clock import rfc3339
 from provgraph.errors import BadRequestError
-from provgraph.service.http import Request, authorize, in_background, json_response, read_json
+from provgraph.service.http import Request, authorize, json_response, read_json
 from provgraph.service.keys import AUDIT, CONFIG, GRAPH, REGISTRY
 
-__all__ = ["key_usage_ctx", "setup_admin_routes"]
-
-log = logging.getLogger(__name__)
-
-USAGE_TICK_S = 1.0  # the resolution of last_used_at
-USAGE_FLUSH_S = 60.0  # how often changed last-use times are written (and at shutdown)
+__all__ = ["add_admin_routes"]
 
 
 async def create_tenant(request: Request) -> web.Response:
@@ -90,37 +83,12 @@ async def put_flags(request: Request) -> web.Response:
     return json_response(flags.describe())
 
 
-def setup_admin_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/admin/tenants", create_tenant)
-    app.router.add_get("/v1/admin/tenants", list_tenants)
-    app.router.add_post("/v1/admin/keys", create_key)
-    app.router.add_get("/v1/admin/keys", list_keys)
-    app.router.add_delete("/v1/admin/keys/{key_id}", revoke_key)
-    app.router.add_post("/v1/admin/keys/{key_id}/rotate", rotate_key)
-    app.router.add_get("/v1/admin/flags", get_flags)
-    app.router.add_put("/v1/admin/flags", put_flags)
-    app.cleanup_ctx.append(key_usage_ctx)
-
-
-async def key_usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Tick the registry's coarse clock every USAGE_TICK_S and write changed last-use times every
-    USAGE_FLUSH_S and at shutdown (a crash loses at most that interval of last-use times)."""
-    registry = app[REGISTRY]
-    loop = asyncio.get_running_loop()
-
-    async def ticker() -> None:
-        since_flush = 0.0
-        while True:
-            await asyncio.sleep(USAGE_TICK_S)
-            registry.tick()
-            since_flush += USAGE_TICK_S
-            if since_flush >= USAGE_FLUSH_S:
-                since_flush = 0.0
-                try:
-                    await loop.run_in_executor(None, registry.flush_usage)
-                except Exception:  # logged; the next interval writes them
-                    log.exception("writing key last-use times failed")
-
-    async with in_background(ticker()):
-        yield
-    await loop.run_in_executor(None, registry.flush_usage)
+def add_admin_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/admin/tenants", create_tenant)
+    router.add_get("/v1/admin/tenants", list_tenants)
+    router.add_post("/v1/admin/keys", create_key)
+    router.add_get("/v1/admin/keys", list_keys)
+    router.add_delete("/v1/admin/keys/{key_id}", revoke_key)
+    router.add_post("/v1/admin/keys/{key_id}/rotate", rotate_key)
+    router.add_get("/v1/admin/flags", get_flags)
+    router.add_put("/v1/admin/flags", put_flags)

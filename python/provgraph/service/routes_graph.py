@@ -12,7 +12,7 @@ from provgraph.graph.model import parse_delete, parse_edges, parse_ndjson_edges,
 from provgraph.service.http import Request, json_response, parse_json, read_body, tenant_of
 from provgraph.service.keys import CONFIG, GRAPH, METRICS
 
-__all__ = ["setup_graph_routes"]
+__all__ = ["add_graph_routes"]
 
 _EDGE_TYPES = frozenset({"application/json", "application/x-ndjson"})
 # Bodies above this are parsed off the event loop.
@@ -71,9 +71,9 @@ async def stats(request: Request) -> web.Response:
                           "delta_rows": g.delta_rows, "memory_bytes": g.memory_bytes})
 
 
-def setup_graph_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/tenants/{tenant}/graph/nodes", write_nodes)
-    app.router.add_post("/v1/tenants/{tenant}/graph/edges", write_edges)
-    app.router.add_post("/v1/tenants/{tenant}/graph/delete", delete)
-    app.router.add_post("/v1/tenants/{tenant}/graph/query", query)
-    app.router.add_get("/v1/tenants/{tenant}/graph/stats", stats)
+def add_graph_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/tenants/{tenant}/graph/nodes", write_nodes)
+    router.add_post("/v1/tenants/{tenant}/graph/edges", write_edges)
+    router.add_post("/v1/tenants/{tenant}/graph/delete", delete)
+    router.add_post("/v1/tenants/{tenant}/graph/query", query)
+    router.add_get("/v1/tenants/{tenant}/graph/stats", stats)

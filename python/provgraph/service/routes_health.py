@@ -10,7 +10,7 @@ from aiohttp import web
 from provgraph.service.http import Request, json_response
 from provgraph.service.keys import METRICS, READY
 
-__all__ = ["OPENAPI_PATH", "setup_health_routes"]
+__all__ = ["OPENAPI_PATH", "add_health_routes"]
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 _HEALTH = orjson.dumps({"status": "ok"})
@@ -34,8 +34,8 @@ async def openapi(request: Request) -> web.Response:
     return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
 
 
-def setup_health_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.json", openapi)
+def add_health_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+    router.add_get("/metrics", metrics)
+    router.add_get("/openapi.json", openapi)

@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
 
 from provgraph.errors import BadRequestError, InvalidArgumentError, NotFoundError
-from provgraph.policy.manager import PolicyManager, new_decision_id
+from provgraph.policy.manager import new_decision_id
 from provgraph.service.http import (
     INT64_MAX,
     Request,
     authorize,
-    in_background,
     json_response,
     parse_json,
     query_int,
@@ -26,7 +24,7 @@ from provgraph.service.http import (
 )
 from provgraph.service.keys import AUDIT, CONFIG, METRICS, POLICY, REGISTRY
 
-__all__ = ["policy_ctx", "setup_policy_routes"]
+__all__ = ["add_policy_routes"]
 
 _GZIP_TYPES = frozenset({"application/gzip", "application/x-gzip", "application/octet-stream",
                          "application/vnd.openpolicyagent.bundles"})
@@ -183,34 +181,16 @@ async def decisions(request: Request) -> web.Response:
     return json_response({"decisions": pm.log.query(tenant.num, limit, before)})
 
 
-def setup_policy_routes(app: web.Application) -> None:
-    app.router.add_put("/v1/bundles/{name}", put_bundle)
-    app.router.add_get("/v1/bundles/{name}", list_bundle)
-    app.router.add_post("/v1/bundles/{name}/activate", activate_bundle)
-    app.router.add_get("/v1/bundles/{name}/download", download_bundle)
-    app.router.add_get("/v1/bundles/{name}/stats", bundle_stats)
-    app.router.add_post("/v1/data", data_api)
-    app.router.add_get("/v1/data", data_api)
-    app.router.add_post("/v1/data/{path:.*}", data_api)
-    app.router.add_get("/v1/data/{path:.*}", data_api)
-    app.router.add_post("/v1/tenants/{tenant}/decide", decide)
-    app.router.add_get("/v1/tenants/{tenant}/decisions", decisions)
-    app.router.add_post("/v1/cache/invalidate", invalidate)
-
-
-async def policy_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Flush the decision log every 100 ms while the app runs; flush once more on shutdown."""
-    pm: PolicyManager = app[POLICY]
-
-    async def flusher() -> None:
-        while True:
-            await asyncio.sleep(0.1)
-            fut = pm.log.flush()
-            if fut is not None:
-                await asyncio.wrap_future(fut)
-
-    async with in_background(flusher()):
-        yield
-    fut = pm.log.flush()
-    if fut is not None:
-        await asyncio.wrap_future(fut)
+def add_policy_routes(router: web.UrlDispatcher) -> None:
+    router.add_put("/v1/bundles/{name}", put_bundle)
+    router.add_get("/v1/bundles/{name}", list_bundle)
+    router.add_post("/v1/bundles/{name}/activate", activate_bundle)
+    router.add_get("/v1/bundles/{name}/download", download_bundle)
+    router.add_get("/v1/bundles/{name}/stats", bundle_stats)
+    router.add_post("/v1/data", data_api)
+    router.add_get("/v1/data", data_api)
+    router.add_post("/v1/data/{path:.*}", data_api)
+    router.add_get("/v1/data/{path:.*}", data_api)
+    router.add_post("/v1/tenants/{tenant}/decide", decide)
+    router.add_get("/v1/tenants/{tenant}/decisions", decisions)
+    router.add_post("/v1/cache/invalidate", invalidate)

@@ -189,13 +189,13 @@ def worker_app() -> RsgiFront:
     """granian's target factory, called in its worker process: the app from the configuration
     `serve_granian` put in the environment."""
     from provgraph.flags import FlagRegistry
-    from provgraph.service.app import create_app, follow_process_flags
+    from provgraph.service.app import create_app, follow_process
 
     raw = orjson.loads(os.environ[_CONFIG_ENV])
     raw["data_dir"] = Path(raw["data_dir"])
     raw["flags"] = FlagRegistry("optimized", raw["flags"])  # every value given: the profile is moot
     app = create_app(Config(**raw))
-    follow_process_flags(app)
+    follow_process(app)
     return RsgiFront(app)
 
 

@@ -1,0 +1,70 @@
+"""The storage area: LMDB, the group-commit writer, tenants and keys, signing keys, the receipt issuer
+and the audit trail, which every other area writes through."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from provgraph.actions.audit import OPERATOR, Audit
+from provgraph.actions.pipeline import Issuer, ReceiptLog
+from provgraph.actions.signing import KeyRing
+from provgraph.flags import subscribe_writer
+from provgraph.service.keys import (
+    AUDIT,
+    CONFIG,
+    GENERATED_ADMIN_KEY,
+    ISSUER,
+    KEYRING,
+    METRICS,
+    RECEIPTS,
+    REGISTRY,
+    STORE,
+    WRITER,
+)
+from provgraph.store import Store, Writer
+from provgraph.tenancy import Registry
+
+__all__ = ["setup_storage"]
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the store (migrating an older data dir), start the writer, load tenants and keys, install
+    the admin key; record what the open migrated as audit receipts. Close in reverse."""
+    config, metrics = app[CONFIG], app[METRICS]
+    store = Store(config.data_dir, map_size=config.map_size, sync=config.sync)
+    writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s,
+                    window_max_s=config.group_window_max_s, window_step_s=config.group_window_step_s,
+                    slow_commit_s=config.group_window_slow_s)
+    stop_writer_flags = subscribe_writer(config.flags, writer)
+    registry = Registry(store)
+    keyring = KeyRing(store)
+    issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
+                    linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
+    audit = Audit(issuer, writer)
+    app[STORE], app[WRITER], app[REGISTRY], app[KEYRING] = store, writer, registry, keyring
+    app[ISSUER], app[RECEIPTS], app[AUDIT] = issuer, ReceiptLog(store), audit
+    await audit.record_migrations(store)
+    generated = registry.ensure_admin_key(config.admin_key, audit.stager(OPERATOR))
+    if generated:
+        app[GENERATED_ADMIN_KEY] = generated
+        print(f"provgraph: generated admin key (shown once): {generated}", flush=True)
+
+    def refresh() -> None:
+        metrics.writer_nice.set(writer.nice)
+        metrics.outbox_depth.set(issuer.depth("outbox"))
+        metrics.dlq_depth.set(issuer.depth("dlq"))
+
+    metrics.on_scrape(refresh)
+    metrics.read_counter("provgraph_store_commit_groups", "Group commits (one transaction each)",
+                         lambda: writer.groups)
+    metrics.read_counter("provgraph_store_commit_jobs", "Write jobs committed", lambda: writer.jobs)
+    yield
+    stop_writer_flags()
+    writer.close()
+    store.close()
+
+
+def setup_storage(app: web.Application) -> None:
+    app.cleanup_ctx.append(storage_ctx)
