@@ -34,6 +34,10 @@ def deploy(n: int) -> dict[str, Any]:
     return {"action": "deploy", "resource": {"type": "service", "id": f"s{n}"}, "payload": {"n": n}}
 
 
+# each tenant's chain after populate: the admin receipts of its creation and its two keys, then 4 actions
+SETUP_RECEIPTS = 3 + 4
+
+
 def populate(admin: Api) -> dict[str, dict[str, Api]]:
     status, _, body = admin.raw("PUT", "/v1/bundles/authz", load_example_bundle(), GZ)
     assert status == 201, body
@@ -96,7 +100,7 @@ def test_backup_while_the_server_writes_restores_identical_reads(tmp_path: Path,
     try:
         while executed[0] < 10 and not errors:
             time.sleep(0.01)
-        before = settle(admin.with_key(keys["north"]["reader"].key), "north", 4)
+        before = settle(admin.with_key(keys["north"]["reader"].key), "north", SETUP_RECEIPTS)
         run = cli("backup", "--data-dir", str(srv.data_dir), "--out", str(tmp_path / "live.tar.zst"))
         during = executed[0]
         while executed[0] < during + 5 and not errors:  # the server kept taking writes after the copy
@@ -108,7 +112,7 @@ def test_backup_while_the_server_writes_restores_identical_reads(tmp_path: Path,
     assert run.returncode == 0, run.stderr
     assert stat.S_IMODE((tmp_path / "live.tar.zst").stat().st_mode) == 0o600  # it holds the seeds
 
-    north_total = 4 + executed[0]
+    north_total = SETUP_RECEIPTS + executed[0]
     readers = {t: keys[t]["reader"].key or "" for t in TENANTS}
     original_north = settle(keys["north"]["reader"], "north", north_total)
 
@@ -126,7 +130,7 @@ def test_backup_while_the_server_writes_restores_identical_reads(tmp_path: Path,
     verify_chains(tmp_path / "live")
 
     # quiesced: every read equal
-    settle(keys["south"]["reader"], "south", 4)
+    settle(keys["south"]["reader"], "south", SETUP_RECEIPTS)
     want = read_all(admin, readers, QUERIES)  # also flushes the decision logs into the store
     run = cli("backup", "--data-dir", str(srv.data_dir), "--out", str(tmp_path / "quiet.tar.zst"))
     assert run.returncode == 0, run.stderr
@@ -147,7 +151,7 @@ def test_backup_while_the_server_writes_restores_identical_reads(tmp_path: Path,
     done = restored.api(keys["south"]["op"].key).ok("POST", "/v1/tenants/south/actions:batch",
                                                     {"actions": [deploy(999)]})
     assert "receipt_id" in done["results"][0]
-    settle(restored.api(keys["south"]["reader"].key), "south", 5)
+    settle(restored.api(keys["south"]["reader"].key), "south", SETUP_RECEIPTS + 1)
     restored.stop()
     verify_chains(target)
 
