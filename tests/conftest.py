@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ class Api(JsonClient):
     """JsonClient plus the shortcuts contract tests use."""
 
     def with_key(self, key: str | None) -> Api:
-        return Api(self.port, key, self.host)
+        return Api(self.port, key, self.host, self.ssl_context)
 
     def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         return self.call("GET", path, **kw)
@@ -34,15 +35,16 @@ class Api(JsonClient):
 
 class Server(ServerProcess):
     def api(self, key: str | None = ADMIN_KEY) -> Api:
-        return Api(self.port, key)
+        return Api(self.port, key, ssl_context=self.ssl_context)
 
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[Server] = []
 
-    def make(extra: list[str] | None = None, data_dir: Path | None = None) -> Server:
-        s = Server(data_dir or tmp_path / "data", ADMIN_KEY, extra)
+    def make(extra: list[str] | None = None, data_dir: Path | None = None,
+             ssl_context: ssl.SSLContext | None = None) -> Server:
+        s = Server(data_dir or tmp_path / "data", ADMIN_KEY, extra, ssl_context=ssl_context)
         servers.append(s)
         return s.start()  # type: ignore[return-value]
 

@@ -19,6 +19,7 @@ import contextvars
 import logging
 import re
 import signal
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
@@ -31,10 +32,17 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from provgraph._core import uuid7
 from provgraph._tcp import nodelay_transport
 from provgraph.service.http import Request
 from provgraph.service.keys import CONFIG, METRICS
-from provgraph.service.middleware import error_body, error_response
+from provgraph.service.middleware import (
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    error_body,
+    error_response,
+    request_id_for,
+)
 
 __all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "Router", "serve_lean"]
 
@@ -229,6 +237,7 @@ class LeanRequest:
         "method",
         "path",
         "query_string",
+        "request_id",
         "route",
         "too_large",
     )
@@ -242,6 +251,7 @@ class LeanRequest:
         self.route: Route | None = None
         self.too_large = False
         self.continue_owed = False  # Expect: 100-continue, while an earlier request is being answered
+        self.request_id = ""  # set by LeanServer.respond
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -313,6 +323,9 @@ class LeanServer:
         """The whole encoded response to one request, or None when the handler deferred it
         (`conn.deferred_done` gets it then)."""
         t0 = time.perf_counter()
+        # No reset: each request runs in a context of its own (run_eagerly's copy, or a Task's).
+        REQUEST_ID.set(rid := request_id_for(req.headers.get(REQUEST_ID_HEADER)))
+        req.request_id = rid
         route, req.match_info = self.router.resolve(req.path)
         req.route = route
         handler = None
@@ -335,6 +348,7 @@ class LeanServer:
         route = req.route
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
+        response.headers[REQUEST_ID_HEADER] = req.request_id
         return self.encode(response, req.method == "HEAD", req.keep_alive)
 
     def _defer(self, conn: _Connection, req: LeanRequest, t0: float, deferred: DeferredResponse) -> None:
@@ -354,6 +368,8 @@ class LeanServer:
 
     def _deferred_done(self, conn: _Connection, req: LeanRequest, t0: float,
                        finalize: Callable[[Any], web.StreamResponse], fut: Future[Any]) -> None:
+        # No reset: a loop callback runs in a copy of the context it was scheduled from.
+        REQUEST_ID.set(req.request_id)
         try:
             exc = fut.exception()
             if exc is not None:
@@ -375,7 +391,8 @@ class LeanServer:
         elif not isinstance(body, (bytes, bytearray)):
             log.error("lean server: %s answered with a streamed body", type(response).__name__)
             response = web.Response(body=error_body("internal_error", "internal error", {}), status=500,
-                                    content_type="application/json")
+                                    content_type="application/json",
+                                    headers={REQUEST_ID_HEADER: response.headers.get(REQUEST_ID_HEADER, "")})
             body = response.body
             assert isinstance(body, bytes)
         status = response.status
@@ -392,10 +409,13 @@ class LeanServer:
         return b"".join(out)
 
     def simple(self, status: int, reason: str, code: str, message: str) -> bytes:
-        """An error answered before a request reaches a route (malformed request)."""
-        body = error_body(code, message, {})
+        """An error answered before a request reaches a route (malformed request): a fresh id."""
+        rid = uuid7()
+        log.info("lean server: %d %s: %s", status, code, message, extra={"request_id": rid})
+        body = error_body(code, message, {}, rid)
         return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n").encode() + self.date.get() + b"Connection: close\r\n\r\n" + body
+                f"Content-Length: {len(body)}\r\n{REQUEST_ID_HEADER}: {rid}\r\n").encode() + self.date.get() + \
+            b"Connection: close\r\n\r\n" + body
 
     def sweep(self, idle_s: float) -> int:
         """Close the keep-alive connections idle (nothing being answered, nothing read) for
@@ -624,10 +644,11 @@ class _Connection(asyncio.Protocol):
 
 async def serve_lean(app: web.Application, host: str, port: int, backlog: int,
                      print_fn: Callable[[str], None] = print, shutdown_timeout: float = 60.0,
-                     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S) -> None:
+                     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None,
+                     ) -> None:
     """Run `app` behind the lean front end until SIGINT or SIGTERM: start-up contexts first (they
     drain the receipt outbox before anything listens), then listen; on a signal stop accepting,
-    finish the requests being answered, then run the clean-up contexts."""
+    finish the requests being answered, then run the clean-up contexts. With `ssl_context`, HTTPS."""
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -635,7 +656,7 @@ async def serve_lean(app: web.Application, host: str, port: int, backlog: int,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     lean = LeanServer(app)
-    server = await loop.create_server(lean, host, port, backlog=backlog)
+    server = await loop.create_server(lean, host, port, backlog=backlog, ssl=ssl_context)
 
     async def sweeper() -> None:
         while True:
@@ -644,7 +665,8 @@ async def serve_lean(app: web.Application, host: str, port: int, backlog: int,
 
     sweeping = loop.create_task(sweeper())
     try:
-        print_fn(f"======== Running on http://{host}:{port} (lean HTTP front end) ========\n(Press CTRL+C to quit)")
+        scheme = "https" if ssl_context is not None else "http"
+        print_fn(f"======== Running on {scheme}://{host}:{port} (lean HTTP front end) ========\n(Press CTRL+C to quit)")
         await stop.wait()
     finally:
         sweeping.cancel()
