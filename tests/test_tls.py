@@ -203,8 +203,10 @@ def test_serve_tls_options_errors(tmp_path: Path, pki: Pki) -> None:
     assert not (tmp_path / "c").exists()
 
 
-def test_nodelay_is_set_on_tls_transports(pki: Pki) -> None:
-    """nodelay_transport finds the socket under uvloop's TLS transports, server side and client side."""
+@pytest.mark.parametrize("loop_kind", ["uvloop", "asyncio"])
+def test_nodelay_is_set_on_tls_transports(pki: Pki, loop_kind: str) -> None:
+    """nodelay_transport finds the socket under the TLS transports of uvloop (the server's loop) and
+    of asyncio's own loop, server side and client side."""
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(str(pki.cert_pem), str(pki.key_pem))
     seen: dict[str, int] = {}
@@ -214,7 +216,10 @@ def test_nodelay_is_set_on_tls_transports(pki: Pki) -> None:
             self.side = side
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            sock = nodelay_transport(transport).get_extra_info("socket")
+            sock = transport.get_extra_info("socket")
+            # Both loops may set it on their own: clear it, so that what is read back is nodelay_transport's.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            assert nodelay_transport(transport) is transport
             seen[self.side] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
     async def main() -> None:
@@ -231,6 +236,6 @@ def test_nodelay_is_set_on_tls_transports(pki: Pki) -> None:
         server.close()
         await server.wait_closed()
 
-    uvloop.run(main())
+    (uvloop.run if loop_kind == "uvloop" else asyncio.run)(main())
     assert seen == {"server": 1, "client": 1}
 
