@@ -23,28 +23,31 @@ def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:
     ids = [run_action(op, act("deploy", "service", {"i": i}))[1]["receipt_id"] for i in range(12)]
     for rid in ids:
         wait_receipt(op, rid)
-    assert len(all_receipts(op)) == 12
+    chain = all_receipts(op)
+    # the chain starts with the admin receipts of the tenant's creation and its five keys
+    assert [r["action"] for r in chain] == ["admin.tenant.create"] + ["admin.key.create"] * 5 + ["deploy"] * 12
+    n = len(chain)
     proc = _verify("--tenant", "ver", "--url", f"http://127.0.0.1:{srv.port}", "--key", op.key or "")
-    assert proc.returncode == 0 and "12 receipts" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and f"{n} receipts" in proc.stdout, proc.stderr
     srv.stop()
     data: Path = srv.data_dir
     proc = _verify("--tenant", "ver", "--data-dir", str(data))
-    assert proc.returncode == 0 and "12 receipts" in proc.stdout, proc.stderr
-    # tamper with one stored receipt: verification names its seq
+    assert proc.returncode == 0 and f"{n} receipts" in proc.stdout, proc.stderr
+    # tamper with the tenant's first deploy receipt: verification names its seq
+    from provgraph.actions.pipeline import receipt_key
     from provgraph.store import Store
+    from provgraph.tenancy import Registry
 
+    tampered = chain[6]["seq"]
     store = Store(data)
     try:
+        key = receipt_key(Registry(store).tenant("ver").num, tampered)
         with store.read() as txn:
-            cur = txn.cursor(db=store.db("receipts"))
-            cur.first()
-            cur.next()
-            cur.next()
-            key, value = bytes(cur.key()), bytes(cur.value())
+            value = bytes(txn.get(key, db=store.db("receipts")))
         store.write_direct(lambda txn: txn.put(key, value.replace(b'"deploy"', b'"deplo1"'),
                                                db=store.db("receipts")))
     finally:
         store.close()
     time.sleep(0.1)
     proc = _verify("--tenant", "ver", "--data-dir", str(data))
-    assert proc.returncode == 1 and "seq 3" in proc.stderr, (proc.stdout, proc.stderr)
+    assert proc.returncode == 1 and f"seq {tampered}" in proc.stderr, (proc.stdout, proc.stderr)

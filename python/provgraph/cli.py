@@ -1,4 +1,4 @@
-"""The `provgraph` command: serve, load, verify, demo."""
+"""The `provgraph` command: serve, load, verify, backup, restore, demo."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from provgraph.actions.audit import offline_stager
     from provgraph.graph.bulk import bulk_load, read_edge_file
     from provgraph.store import Store
     from provgraph.tenancy import Registry
@@ -91,7 +92,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         registry = Registry(store)
         if args.tenant not in registry.tenants:
-            registry.create_tenant({"tenant_id": args.tenant})
+            registry.create_tenant({"tenant_id": args.tenant}, offline_stager(store))
             print(f"created tenant {args.tenant}")
         batch = read_edge_file(Path(args.file))
         result = bulk_load(store, registry.tenants[args.tenant].num, batch)
@@ -139,7 +140,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         store = Store(_data_dir(args.data_dir))
         try:
-            tenant = Registry(store).tenant(args.tenant)
+            tenant = Registry(store).chain_tenant(args.tenant)  # _admin too: the admin changes
             with store.read() as txn:
                 keys = {bytes(k).decode(): base64.b64decode(orjson.loads(v)["public_key"])
                         for k, v in txn.cursor(db=store.db("signing_keys"))}
@@ -202,6 +203,24 @@ def verify_client(url: str, key: str | None, cacert: str | None, insecure: bool)
     return JsonClient(port, key, host, ssl_context=context)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from provgraph.store.backup import backup
+
+    done = backup(_data_dir(args.data_dir), Path(args.out))
+    print(f"backed up {_data_dir(args.data_dir)} (format version {done.format_version}, {done.files} files) "
+          f"to {done.path} ({done.bytes:,} bytes)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from provgraph.store.backup import restore
+
+    done = restore(Path(args.archive), _data_dir(args.data_dir))
+    print(f"restored {args.archive} (format version {done.format_version}, {done.files} files, "
+          f"{done.bytes:,} bytes) into {done.path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from provgraph.bench.demo import run_demo
 
@@ -257,6 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--insecure", action="store_true",
                         help="allow a plain http --url to a host other than loopback (the key goes in clear)")
     verify.set_defaults(fn=cmd_verify)
+
+    backup = sub.add_parser("backup", help="write a consistent copy of a data dir (LMDB + signing keys) to one "
+                            "archive; safe while the server runs")
+    backup.add_argument("--data-dir", default=None, help="default: $PROVGRAPH_DATA_DIR or ./provgraph-data")
+    backup.add_argument("--out", required=True, help="the archive to write (.tar.zst); never overwritten")
+    backup.set_defaults(fn=cmd_backup)
+
+    restore = sub.add_parser("restore", help="unpack a backup into a new or empty data dir, checking every digest")
+    restore.add_argument("archive")
+    restore.add_argument("--data-dir", required=True, help="the data dir to create (absent or empty)")
+    restore.set_defaults(fn=cmd_restore)
 
     demo = sub.add_parser("demo", help="before/after benchmark of the hot paths on a temporary server")
     demo.add_argument("--quick", action="store_true", help="a small version in under a minute")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BackupError",
     "BadRequestError",
     "ConflictError",
     "ForbiddenError",
+    "FormatVersionError",
     "InvalidArgumentError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -66,6 +68,18 @@ class InvalidArgumentError(ProvgraphError, ValueError):
     """A well-formed request whose values are invalid (the native core raises it too)."""
 
     status, code = 422, "invalid_value"
+
+
+class FormatVersionError(ProvgraphError):
+    """A data dir this code must not open: written by a newer release, or its version unreadable."""
+
+    status, code = 500, "format_version"
+
+
+class BackupError(ProvgraphError):
+    """A backup archive that cannot be restored (corrupt, incomplete, not a backup) or a bad target."""
+
+    status, code = 400, "bad_backup"
 
 
 class UnknownNodeError(NotFoundError, KeyError):

@@ -20,7 +20,7 @@ from provgraph.actions.signing import KeyRing
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, tenant_prefix
 
-__all__ = ["ZERO_HASH", "Issuer", "ReceiptLog", "intent_key"]
+__all__ = ["ZERO_HASH", "Issuer", "ReceiptLog", "intent_key", "put_intent"]
 
 log = logging.getLogger(__name__)
 ZERO_HASH = bytes(32)
@@ -29,6 +29,12 @@ _SEQ = struct.Struct(">Q")
 
 def intent_key(tenant: int, receipt_id: str) -> bytes:
     return tenant_prefix(tenant) + uuid.UUID(receipt_id).bytes
+
+
+def put_intent(store: Store, txn: Txn, tenant: int, intent: dict[str, Any], executed_ts: float) -> None:
+    """`Issuer.put_intent` without an issuer (provgraph load, offline): the next server issues it at start."""
+    record = {"receipt": intent, "attempts": 0, "executed_ts": executed_ts}
+    txn.put(intent_key(tenant, intent["receipt_id"]), orjson.dumps(record), db=store.db("outbox"))
 
 
 def receipt_key(tenant: int, seq: int) -> bytes:
@@ -127,8 +133,7 @@ class Issuer:
 
     def put_intent(self, txn: Txn, tenant: int, intent: dict[str, Any], executed_ts: float) -> None:
         """Queue a receipt (every field but seq, prev_hash, issued_at, signer, signature) in the outbox."""
-        record = {"receipt": intent, "attempts": 0, "executed_ts": executed_ts}
-        txn.put(intent_key(tenant, intent["receipt_id"]), orjson.dumps(record), db=self.store.db("outbox"))
+        put_intent(self.store, txn, tenant, intent, executed_ts)
 
     def depth(self, table: str = "outbox") -> int:
         return self.store.entries(table)

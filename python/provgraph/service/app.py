@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from provgraph._core import policy_vm_fallbacks
+from provgraph.actions.audit import OPERATOR, Audit
 from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
@@ -16,6 +17,7 @@ from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
 from provgraph.service.keys import (
     ACTIONS,
+    AUDIT,
     CONFIG,
     GENERATED_ADMIN_KEY,
     GRAPH,
@@ -53,7 +55,12 @@ def setup_storage(app: web.Application) -> None:
         writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s)
         apply_runtime_flags(config.flags, writer)
         registry = Registry(store)
-        generated = registry.ensure_admin_key(config.admin_key)
+        metrics = app[METRICS]
+        keyring = KeyRing(store)
+        issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
+                        linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
+        audit = Audit(issuer, writer)
+        generated = registry.ensure_admin_key(config.admin_key, audit.stager(OPERATOR))
         if generated:
             app[GENERATED_ADMIN_KEY] = generated
             print(f"provgraph: generated admin key (shown once): {generated}", flush=True)
@@ -65,11 +72,7 @@ def setup_storage(app: web.Application) -> None:
                                on_eval_error=app[METRICS].policy_eval_errors.inc,
                                use_vm=lambda: config.flags["policy.vm"] == "on")
         app[STORE], app[WRITER], app[REGISTRY], app[GRAPH], app[POLICY] = store, writer, registry, graph, policy
-        metrics = app[METRICS]
-        keyring = KeyRing(store)
-        issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
-                        linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
-        app[KEYRING], app[ISSUER], app[RECEIPTS] = keyring, issuer, ReceiptLog(store)
+        app[KEYRING], app[ISSUER], app[RECEIPTS], app[AUDIT] = keyring, issuer, ReceiptLog(store), audit
         app[ACTIONS] = ActionManager(store, writer, policy, graph, issuer, config.preflight_ttl_s,
                                      config.preflight_retention_s)
 

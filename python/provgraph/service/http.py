@@ -15,7 +15,8 @@ from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedM
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["Request", "answer_after", "authorize", "in_background", "json_response", "read_body", "read_json", "tenant_of"]
+__all__ = ["Request", "answer_after", "authorize", "chain_of", "in_background", "json_response", "read_body", "read_json",
+           "tenant_of"]
 
 
 class Request(Protocol):
@@ -99,6 +100,14 @@ def tenant_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
     tid = request.match_info["tenant"]
     key = authorize(request, scope, tid)
     return key, request.app[REGISTRY].tenant(tid)
+
+
+def chain_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
+    """`tenant_of` for the receipt reads, which also serve the reserved `_admin` chain (admin key
+    only: no tenant key belongs to it)."""
+    tid = request.match_info["tenant"]
+    key = authorize(request, scope, tid)
+    return key, request.app[REGISTRY].chain_tenant(tid)
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from provgraph.actions.audit import Audit
 from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
@@ -16,6 +17,7 @@ from provgraph.tenancy import Registry
 
 __all__ = [
            "ACTIONS",
+           "AUDIT",
            "CONFIG",
            "GENERATED_ADMIN_KEY",
            "GRAPH",
@@ -37,6 +39,7 @@ REGISTRY = web.AppKey("registry", Registry)
 GRAPH = web.AppKey("graph", GraphManager)
 POLICY = web.AppKey("policy", PolicyManager)
 ACTIONS = web.AppKey("actions", ActionManager)
+AUDIT = web.AppKey("audit", Audit)
 ISSUER = web.AppKey("issuer", Issuer)
 KEYRING = web.AppKey("keyring", KeyRing)
 RECEIPTS = web.AppKey("receipts", ReceiptLog)

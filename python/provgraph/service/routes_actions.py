@@ -16,6 +16,7 @@ from provgraph.service.http import (
     Request,
     answer_after,
     authorize,
+    chain_of,
     in_background,
     json_response,
     parse_json,
@@ -25,6 +26,7 @@ from provgraph.service.http import (
 )
 from provgraph.service.keys import (
     ACTIONS,
+    AUDIT,
     CONFIG,
     ISSUER,
     KEYRING,
@@ -89,7 +91,7 @@ def _receipt_response(raw: bytes) -> web.Response:
 
 
 async def get_receipt(request: Request) -> web.Response:
-    _, tenant = tenant_of(request, "read")
+    _, tenant = chain_of(request, "read")
     raw = request.app[RECEIPTS].get(tenant.num, request.match_info["receipt_id"])
     if raw is None:
         raise NotFoundError("unknown receipt", {"receipt_id": request.match_info["receipt_id"]})
@@ -97,7 +99,7 @@ async def get_receipt(request: Request) -> web.Response:
 
 
 async def list_receipts(request: Request) -> web.Response:
-    _, tenant = tenant_of(request, "read")
+    _, tenant = chain_of(request, "read")
     try:
         after = int(request.query.get("after_seq", "0"))
         limit = int(request.query.get("limit", "100"))
@@ -113,7 +115,7 @@ async def list_receipts(request: Request) -> web.Response:
 
 async def verify(request: Request) -> web.Response:
     """Signature with the signer's public key, and the link to the previous receipt of the tenant."""
-    _, tenant = tenant_of(request, "read")
+    _, tenant = chain_of(request, "read")
     log = request.app[RECEIPTS]
     raw = log.get(tenant.num, request.match_info["receipt_id"])
     if raw is None:
@@ -146,9 +148,12 @@ async def public_keys(request: Request) -> web.Response:
 
 
 async def rotate_key(request: Request) -> web.Response:
-    authorize(request, "admin")
+    admin = authorize(request, "admin")
     ring = request.app[KEYRING]
+    previous = ring.active.key_id
     signer = await asyncio.get_running_loop().run_in_executor(None, ring.rotate)
+    await request.app[AUDIT].record(admin, "admin.signing_key.rotate", {"type": "signing_key", "id": signer.key_id},
+                                    {"key_id": signer.key_id, "previous": previous})
     return json_response({"key_id": signer.key_id, "keys": ring.public_keys()}, status=201)
 
 

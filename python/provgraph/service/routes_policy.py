@@ -22,7 +22,7 @@ from provgraph.service.http import (
     read_json,
     tenant_of,
 )
-from provgraph.service.keys import CONFIG, METRICS, POLICY, REGISTRY
+from provgraph.service.keys import AUDIT, CONFIG, METRICS, POLICY, REGISTRY
 
 __all__ = ["policy_ctx", "setup_policy_routes"]
 
@@ -40,7 +40,7 @@ def _bundle_name(request: Request) -> str:
 
 
 async def put_bundle(request: Request) -> web.Response:
-    authorize(request, "admin")
+    admin = authorize(request, "admin")
     name = _bundle_name(request)
     activate = request.query.get("activate", "true").lower() not in ("false", "0", "no")
     raw = await read_body(request, _GZIP_TYPES)
@@ -50,6 +50,8 @@ async def put_bundle(request: Request) -> web.Response:
     created = await asyncio.wrap_future(pm.store_revision(rev, activate))
     if activate:
         pm.install(rev)
+        await request.app[AUDIT].record(admin, "admin.bundle.activate", {"type": "bundle", "id": name},
+                                        {"name": name, "revision": rev.revision, "digest": rev.digest})
     active = pm.active.get(name)
     return json_response({"name": name, "revision": rev.revision, "digest": rev.digest,
                           "active": active is not None and active.revision == rev.revision},
@@ -57,7 +59,7 @@ async def put_bundle(request: Request) -> web.Response:
 
 
 async def activate_bundle(request: Request) -> web.Response:
-    authorize(request, "admin")
+    admin = authorize(request, "admin")
     name = _bundle_name(request)
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("revision"), str):
@@ -66,6 +68,8 @@ async def activate_bundle(request: Request) -> web.Response:
     rev = await asyncio.get_running_loop().run_in_executor(None, pm.activate_stored, name, body["revision"])
     await asyncio.wrap_future(pm.persist_active(name, rev.revision))
     pm.install(rev)  # from here on no decision of the previous revision is served
+    await request.app[AUDIT].record(admin, "admin.bundle.activate", {"type": "bundle", "id": name},
+                                    {"name": name, "revision": rev.revision, "digest": rev.digest})
     return json_response({"name": name, "revision": rev.revision, "digest": rev.digest, "active": True})
 
 

@@ -17,6 +17,15 @@ from typing import Any, TypeAlias, TypeVar
 
 import lmdb
 
+from provgraph.store.migrations import (
+    FORMAT_VERSION,
+    FORMAT_VERSION_KEY,
+    AppliedMigration,
+    check_version,
+    parse_version,
+    run_migrations,
+)
+
 __all__ = ["TABLES", "Store", "Txn", "WriteJob", "Writer"]
 
 log = logging.getLogger(__name__)
@@ -29,7 +38,7 @@ Txn: TypeAlias = "lmdb.Transaction[bytes]"
 
 # name -> purpose; docs/storage.md is the full index map.
 TABLES: dict[str, str] = {
-    "meta": "server-wide settings: admin key hash, counters",
+    "meta": "server-wide settings: admin key hash, counters, format_version (docs/storage.md)",
     "tenants": "tenant id -> tenant record",
     "keys": "BLAKE3(api key) -> key record",
     "nodes": "tenant|node -> node type + attributes",
@@ -72,8 +81,49 @@ class Store:
             subdir=True,
             readahead=False,
         )
-        self.dbs: dict[str, Any] = {name: self.env.open_db(name.encode()) for name in TABLES}
+        self.dbs: dict[str, Any] = {}
         self._grow_lock = threading.Lock()
+        try:
+            # what the open migrated, oldest first (empty for a current or a new data dir)
+            self.migrations: list[AppliedMigration] = self._open_tables()
+        except BaseException:
+            self.env.close()
+            raise
+        if self.migrations:
+            log.warning("data dir %s: migrated format version %d -> %d: %s", path,
+                        self.migrations[0].from_version, self.migrations[-1].to_version,
+                        "; ".join(m.description for m in self.migrations))
+
+    def _open_tables(self) -> list[AppliedMigration]:
+        """Open every table, first checking the data dir's format version: a newer one is refused
+        before anything is written, an older one is migrated in the same write transaction that
+        creates this code's tables (all of it or none), a new data dir is stamped current."""
+        with self.env.begin() as txn:
+            # a new environment has no sub-database yet (their names are the main database's keys)
+            new = self.env.stat()["entries"] == 0
+            try:
+                meta = self.env.open_db(b"meta", txn=txn, create=False)
+                raw = txn.get(FORMAT_VERSION_KEY, db=meta)
+            except lmdb.NotFoundError:
+                raw = None
+        version = FORMAT_VERSION if new else parse_version(raw, str(self.path))
+        check_version(version, str(self.path))
+        while True:
+            txn = self.env.begin(write=True)
+            try:
+                self.dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in TABLES}
+                if version == FORMAT_VERSION and not new:
+                    done: list[AppliedMigration] = []
+                else:
+                    done = run_migrations(self, txn, version)
+                txn.commit()
+                return done
+            except lmdb.MapFullError:
+                txn.abort()
+                self.grow()
+            except BaseException:
+                txn.abort()
+                raise
 
     def db(self, name: str) -> Any:
         return self.dbs[name]

@@ -14,11 +14,15 @@ use pyo3::types::PyDict;
 
 pyo3::import_exception!(provgraph.errors, UnknownNodeError);
 pyo3::import_exception!(provgraph.errors, InvalidArgumentError);
+pyo3::import_exception!(provgraph.errors, PolicyCompileError);
+pyo3::import_exception!(provgraph.errors, PolicyEvalError);
 
 /// The single mapping from core errors to the exceptions of `provgraph.errors`.
 fn to_py(err: CoreError) -> PyErr {
     match err {
         CoreError::UnknownNode(id) => UnknownNodeError::new_err(id),
+        CoreError::PolicyCompile(msg) => PolicyCompileError::new_err(msg),
+        CoreError::PolicyEval(msg) => PolicyEvalError::new_err(msg),
         other => InvalidArgumentError::new_err(other.to_string()),
     }
 }

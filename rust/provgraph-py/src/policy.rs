@@ -12,16 +12,6 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::{to_py, InvalidArgumentError};
 
-pyo3::import_exception!(provgraph.errors, PolicyCompileError);
-pyo3::import_exception!(provgraph.errors, PolicyEvalError);
-
-fn policy_err(err: CoreError) -> PyErr {
-    match err {
-        CoreError::PolicyCompile(msg) => PolicyCompileError::new_err(msg),
-        CoreError::PolicyEval(msg) => PolicyEvalError::new_err(msg),
-        other => to_py(other),
-    }
-}
 
 fn utf8<'a>(bytes: &'a [u8], what: &str) -> PyResult<&'a str> {
     std::str::from_utf8(bytes)
@@ -53,7 +43,7 @@ impl PolicyBundle {
             let out = bundle.eval_json(path, input, use_vm);
             (out, t0.elapsed().as_nanos() as u64)
         });
-        let out = out.map_err(policy_err)?;
+        let out = out.map_err(to_py)?;
         Ok((out.map(|s| PyBytes::new(py, s.as_bytes())), nanos))
     }
 }
@@ -67,10 +57,10 @@ impl PolicyBundle {
         data_json: PyBackedBytes,
     ) -> PyResult<Self> {
         let data = std::str::from_utf8(&data_json)
-            .map_err(|e| PolicyCompileError::new_err(format!("data: not UTF-8: {e}")))?;
+            .map_err(|e| to_py(CoreError::PolicyCompile(format!("data: not UTF-8: {e}"))))?;
         let inner = py
             .detach(|| CompiledBundle::compile(&modules, data))
-            .map_err(policy_err)?;
+            .map_err(to_py)?;
         Ok(Self { inner })
     }
 

@@ -1,0 +1,100 @@
+"""The data dir's on-disk format version and the migrations between versions, run when a Store opens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from provgraph.errors import FormatVersionError
+
+if TYPE_CHECKING:
+    from provgraph.store.env import Store, Txn
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FORMAT_VERSION_KEY",
+    "MIGRATIONS",
+    "AppliedMigration",
+    "Migration",
+    "check_version",
+    "parse_version",
+    "run_migrations",
+]
+
+# meta row holding the version, as ASCII decimal (readable with mdb_dump); a data dir written
+# before versions existed has no such row: version 0.
+FORMAT_VERSION_KEY = b"format_version"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """Moves a data dir from version `to - 1` to `to`.
+
+    `apply` runs inside the one write transaction of the open (with every table of this code
+    already opened, so it may fill a new table), after the migrations before it and before the
+    new version is stamped: if any step raises, nothing of the migration is written."""
+
+    to: int
+    description: str
+    apply: Callable[[Store, Txn], None]
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One migration done on open; the app records these (e.g. as admin audit receipts)."""
+
+    from_version: int
+    to_version: int
+    description: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from_version": self.from_version, "to_version": self.to_version,
+                "description": self.description}
+
+
+def _stamp(store: Store, txn: Txn) -> None:
+    """0 -> 1: the layout of version 1 is version 0's; only the version row is new (written by
+    run_migrations for every migration)."""
+
+
+# In order: MIGRATIONS[i] moves version i to i + 1. A layout change is one function appended here,
+# with a fixture of the previous release's data dir in tests/fixtures (scripts/make_datadir_fixture.py).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
+)
+FORMAT_VERSION = MIGRATIONS[-1].to
+
+if [m.to for m in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):  # pragma: no cover - a coding error
+    raise RuntimeError("MIGRATIONS must move version i to i + 1, in order")
+
+
+def parse_version(raw: bytes | None, where: str) -> int:
+    """The version a meta row says (no row: 0); anything but a non-negative decimal is refused."""
+    if raw is None:
+        return 0
+    text = bytes(raw).decode("ascii", "replace")
+    if not text.isdigit():
+        raise FormatVersionError(
+            f"data dir {where} has an unreadable format version {text!r}; refusing to open it",
+            {"found": text, "supported": FORMAT_VERSION})
+    return int(text)
+
+
+def check_version(version: int, where: str) -> None:
+    """Refuse a data dir written by a newer release: this code would misread its layout."""
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"data dir {where} has format version {version}, newer than the {FORMAT_VERSION} this "
+            f"provgraph knows; run a release that supports version {version} (the data dir is left as it is)",
+            {"found": version, "supported": FORMAT_VERSION})
+
+
+def run_migrations(store: Store, txn: Txn, from_version: int) -> list[AppliedMigration]:
+    """Apply, in `txn`, every migration from `from_version` to FORMAT_VERSION and stamp it."""
+    done = []
+    for migration in MIGRATIONS[from_version:]:
+        migration.apply(store, txn)
+        done.append(AppliedMigration(migration.to - 1, migration.to, migration.description))
+    txn.put(FORMAT_VERSION_KEY, str(FORMAT_VERSION).encode(), db=store.db("meta"))
+    return done
