@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from provgraph.bench.server import JsonClient, ServerProcess
+from provgraph.flags import PROFILES
 
 ADMIN_KEY = "pga_test_admin_key_0123456789"
+# Every server the tests start runs this flag profile (`provgraph serve --profile`): CI runs the
+# contract suites once per profile, so the rollback path of every flag is tested, not only the
+# defaults. A test about one flag value sets that value itself.
+PROFILE = os.environ.get("PROVGRAPH_TEST_PROFILE", "optimized")
+if PROFILE not in PROFILES:
+    raise pytest.UsageError(f"PROVGRAPH_TEST_PROFILE must be one of {list(PROFILES)}, not {PROFILE!r}")
+
+
+def pytest_report_header() -> str:
+    return f"provgraph flag profile of test servers: {PROFILE} (PROVGRAPH_TEST_PROFILE)"
 
 
 class Api(JsonClient):
@@ -32,8 +45,27 @@ class Api(JsonClient):
                                                  "roles": list(roles)}, status=201)["key"]
         return self.with_key(key)
 
+    def flag(self, name: str) -> str:
+        return str(self.ok("GET", "/v1/admin/flags")["flags"][name]["value"])
+
+    @contextmanager
+    def flags_set(self, values: dict[str, str]) -> Iterator[None]:
+        """Run the block with `values` set on the server (admin key), then put back what was set
+        before (the server may be shared by a module, and may run either profile)."""
+        before = {name: self.flag(name) for name in values}
+        self.ok("PUT", "/v1/admin/flags", values)
+        try:
+            yield
+        finally:
+            self.ok("PUT", "/v1/admin/flags", before)
+
 
 class Server(ServerProcess):
+    """A test server: `provgraph serve --profile $PROVGRAPH_TEST_PROFILE` plus `extra`."""
+
+    def __init__(self, data_dir: Path, admin_key: str, extra: list[str] | None = None, **kw: Any) -> None:
+        super().__init__(data_dir, admin_key, ["--profile", PROFILE, *(extra or [])], **kw)
+
     def api(self, key: str | None = ADMIN_KEY) -> Api:
         return Api(self.port, key, ssl_context=self.ssl_context)
 

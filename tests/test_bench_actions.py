@@ -107,8 +107,8 @@ def test_collector_pauses_of_a_run(server: Server) -> None:
     admin = server.api()
     before = collector_pauses(base)
     assert set(before) == {"0", "1", "2"}
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "default"})
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
+    with admin.flags_set({"runtime.gc": "default"}):
+        admin.ok("PUT", "/v1/admin/flags", {"runtime.gc": "frozen"})
     delta = pauses_between(before, collector_pauses(base))
     n = delta["2"]["collections"]
     assert n >= 1  # that one (and any the server ran by itself meanwhile)
@@ -116,3 +116,38 @@ def test_collector_pauses_of_a_run(server: Server) -> None:
     assert f"gen 2: {n} pauses" in pauses_line(delta)
     unchanged = pauses_between(before, before)
     assert all(v == {"collections": 0, "total_ms": 0.0, "longest_le_ms": 0.0} for v in unchanged.values())
+
+
+def test_p1_repeat_runs_alternate_and_report_commit_groups() -> None:
+    """--p1-repeat: runs in a row on one loaded server, each followed by one with the alternate flag; each run
+    reports its p99s, the verdict, and the commit groups it made (per second, per request sent); the
+    server is back at its default flags afterwards."""
+    from provgraph.bench.actions import action_keys, repeat_line, repeat_summary, run_repeat
+    from provgraph.bench.graph_http import start_loaded_server
+    from provgraph.bench.workloads import generate_g1
+    from provgraph.flags import profile_values
+
+    bench = start_loaded_server(generate_g1(nodes=2_000, edges=10_000, tenants=4), pin=False)
+    try:
+        keys = action_keys(bench)
+        base = f"http://127.0.0.1:{bench.server.port}"
+        runs = run_repeat(base, keys, bench, rate=40.0, seconds=1.5, warmup=0.3, repeat=2,
+                          alternate={"runtime.group_window": "off"})
+        assert [(r["run"], r["variant"]) for r in runs] == [(1, "defaults"), (1, "runtime.group_window=off"),
+                                                            (2, "defaults"), (2, "runtime.group_window=off")]
+        for run in runs:
+            c = run["commits"]
+            assert c["requests"] >= 2 * int(40.0 * 1.8) - 2  # every arrival and its /healthz, at least
+            assert 0 < c["groups"] <= c["jobs"] and c["jobs_per_group"] == c["jobs"] / c["groups"]
+            assert c["groups_per_s"] == c["groups"] / c["seconds"] > 0
+            assert c["groups_per_request"] == c["groups"] / c["requests"]
+            assert sum(f["ok"] for f in run["flows"].values()) > 0
+            line = repeat_line("x", run)
+            assert "preflight_execute" in line and "commit groups/s" in line and "limit" in line
+        summary = repeat_summary(runs)
+        assert [s.split(":")[0] for s in summary] == ["defaults", "runtime.group_window=off"]
+        assert all("of 2 runs" in s for s in summary)
+        assert bench.admin().ok("GET", "/v1/admin/flags")["flags"]["runtime.group_window"] == \
+            profile_values("optimized")["runtime.group_window"]
+    finally:
+        bench.close()

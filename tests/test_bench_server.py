@@ -40,7 +40,7 @@ def test_apply_flags_restarts_only_for_a_changed_start_up_flag(tmp_path: Path) -
         bench.apply_flags({"service.http": "aiohttp", "policy.cache": "on"})
         assert server.proc.pid != pid and server.port == port  # restarted, same port
         assert _front_end(port) == "aiohttp"
-        flags = server.client().ok("GET", "/v1/admin/flags")["flags"]
+        flags = {k: v["value"] for k, v in server.client().ok("GET", "/v1/admin/flags")["flags"].items()}
         # the start-up flag from the restart, the run-time one by PUT, the rest as first started
         assert (flags["service.http"], flags["policy.cache"], flags["orchestration.batching"]) == (
             "aiohttp", "on", "off")
@@ -51,13 +51,13 @@ def test_apply_flags_restarts_only_for_a_changed_start_up_flag(tmp_path: Path) -
         pid = server.proc.pid
         bench.apply_flags({"service.http": "aiohttp", "policy.cache": "off"})
         assert server.proc.pid == pid  # the start-up flag is as running: no restart
-        assert server.client().ok("GET", "/v1/admin/flags")["flags"]["policy.cache"] == "off"
+        assert server.client().ok("GET", "/v1/admin/flags")["flags"]["policy.cache"]["value"] == "off"
 
         # restart=True (each run of an ablation on a fresh process): restarted with the same flags
         bench.apply_flags({"service.http": "aiohttp", "policy.cache": "on"}, restart=True)
         assert server.proc.pid != pid and server.port == port
         assert _front_end(port) == "aiohttp"
-        flags = server.client().ok("GET", "/v1/admin/flags")["flags"]
+        flags = {k: v["value"] for k, v in server.client().ok("GET", "/v1/admin/flags")["flags"].items()}
         assert (flags["policy.cache"], flags["orchestration.batching"]) == ("on", "off")
     finally:
         server.stop()

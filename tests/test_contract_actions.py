@@ -214,8 +214,7 @@ def test_preflight_is_readable_and_executable_at_once(keys: dict[str, TenantApi]
     (read-your-writes), as with the durable baseline."""
     op, a1, a2, admin = keys["op"], keys["a1"], keys["a2"], srv.api()
     base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
-    admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": ack})
-    try:
+    with admin.flags_set({"actions.preflight_ack": ack}):
         for i in range(30):
             body = act("deploy", "service", {"ack": ack, "i": i}, rid=f"ack-{i}")
             pf = op.ok("POST", f"{base}/preflight", body, status=201)
@@ -229,8 +228,6 @@ def test_preflight_is_readable_and_executable_at_once(keys: dict[str, TenantApi]
             a1.ok("POST", f"{appr}/{pf['preflight_id']}/grant")
             assert a2.ok("POST", f"{appr}/{pf['preflight_id']}/grant")["status"] == "approved"
             assert op.ok("POST", f"{base}/{pf['preflight_id']}/execute", body)["receipt_id"]
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"actions.preflight_ack": "queued"})
 
 
 def test_concurrent_grants_both_count(keys: dict[str, TenantApi]) -> None:
@@ -372,8 +369,7 @@ def test_write_answers_in_order_and_errors_either_way(keys: dict[str, TenantApi]
 
     op, a1, admin = keys["op"], keys["a1"], srv.api()
     base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
-    admin.ok("PUT", "/v1/admin/flags", {"service.write_answer": mode})
-    try:
+    with admin.flags_set({"service.write_answer": mode}):
         body = act("deploy", "service", {"mode": mode}, rid=f"wa-{mode}")
         pf = op.ok("POST", f"{base}/preflight", body, status=201)["preflight_id"]
         dual = act("graph.delete", "graph", {"nodes": [7000]}, rid=f"wa-d-{mode}")
@@ -400,8 +396,6 @@ def test_write_answers_in_order_and_errors_either_way(keys: dict[str, TenantApi]
         assert error["code"] == "conflict" and error["details"] == {"receipt_id": receipt}
         assert orjson.loads(answers[3][2])["status"] == "pending_approval"
         assert wait_receipt(op, receipt)["preflight_id"] == pf
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"service.write_answer": "callback"})
 
 
 @pytest.mark.parametrize("mode", ["turn", "off"])
@@ -414,8 +408,7 @@ def test_dual_control_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str,
 
     op, a1, a2, admin = keys["op"], keys["a1"], keys["a2"], srv.api()
     base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": mode})
-    try:
+    with admin.flags_set({"runtime.write_coalesce": mode}):
         dual = act("graph.delete", "graph", {"nodes": [7100]}, rid=f"wc-{mode}")
         pf = op.ok("POST", f"{base}/preflight", dual, status=201)["preflight_id"]
         grant = "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 0\r\n\r\n"
@@ -433,8 +426,6 @@ def test_dual_control_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str,
         receipt = wait_receipt(op, got["receipt_id"])
         assert sorted(a["actor"] for a in receipt["approvals"]) == ["user:ann", "user:bob"]
         assert {a["receipt_id"] for a in answers} == {a["receipt_id"] for a in receipt["approvals"]}
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": "turn"})
 
 
 @pytest.mark.parametrize("mode", ["turn", "off"])
@@ -445,8 +436,7 @@ def test_batch_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str, Tenant
     approved."""
     op, a1, a2, admin = keys["op"], keys["a1"], keys["a2"], srv.api()
     base, appr = f"/v1/tenants/{op.tenant}/actions", f"/v1/tenants/{op.tenant}/approvals"
-    admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": mode})
-    try:
+    with admin.flags_set({"runtime.write_coalesce": mode}):
         dual = act("graph.delete", "graph", {"nodes": [7200]}, rid=f"bc-{mode}")
         items = [act("deploy", "service", {"n": i}, rid=f"bc-{mode}-{i}") for i in range(12)]
         items += [dual, act("key.rotate", "key", rid=f"bc-{mode}")]
@@ -464,5 +454,3 @@ def test_batch_with_writes_coalesced_per_loop_turn_or_not(keys: dict[str, Tenant
             approver.ok("POST", f"{appr}/{pending['preflight_id']}/grant")
         done = op.ok("POST", f"{base}/{pending['preflight_id']}/execute", dual)
         assert len(wait_receipt(op, done["receipt_id"])["approvals"]) == 2
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"runtime.write_coalesce": "turn"})

@@ -7,20 +7,23 @@ import io
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 from conftest import Api, Server
-from provgraph.policy.bundle import build_bundle, example_bundle_dir, load_example_bundle
+from provgraph.policy.bundle import (
+    build_bundle,
+    example_bundle_files,
+    load_example_bundle,
+)
 
 GZ = {"Content-Type": "application/gzip"}
 
 
 def _example_files() -> dict[str, str | bytes]:
-    root = example_bundle_dir()
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and p.name != "README.md" and p.name != ".manifest"}
+    return dict(example_bundle_files())
 
 
 def bundle(revision: str, extra: dict[str, str | bytes] | None = None,
@@ -56,6 +59,13 @@ def tenant_api(admin: Api, name: str, roles: tuple[str, ...]) -> TenantApi:
 
 
 @pytest.fixture
+def cache_on(policy_server: Server) -> Iterator[None]:
+    """Tests of the decision cache itself run with it on, whichever profile the server runs."""
+    with policy_server.api().flags_set({"policy.cache": "on"}):
+        yield
+
+
+@pytest.fixture
 def analyst(policy_server: Server, request: pytest.FixtureRequest) -> TenantApi:
     return tenant_api(policy_server.api(), f"p-{request.node.name[5:30].replace('_', '-')}", ("analyst",))
 
@@ -85,7 +95,7 @@ def test_upload_list_download_etag(policy_server: Server) -> None:
     assert admin.call("GET", "/v1/bundles/nope/download")[0] == 404
 
 
-def test_decide_rbac_abac_obligations_and_cache(analyst: TenantApi, policy_server: Server) -> None:
+def test_decide_rbac_abac_obligations_and_cache(analyst: TenantApi, policy_server: Server, cache_on: None) -> None:
     got = decide(analyst, "graph.read", "graph")
     assert got["decision"] == "allow" and got["bundle"] == "authz" and got["revision"]
     assert got["cached"] is False and got["reasons"] == ["role analyst grants graph.read on graph"]
@@ -109,7 +119,7 @@ def test_decide_rbac_abac_obligations_and_cache(analyst: TenantApi, policy_serve
     assert decide(analyst, "graph.read", "graph", context={"x": 1})["cached"] is False
 
 
-def test_cache_invalidation_endpoint_and_flag(analyst: TenantApi, policy_server: Server) -> None:
+def test_cache_invalidation_endpoint_and_flag(analyst: TenantApi, policy_server: Server, cache_on: None) -> None:
     admin = policy_server.api()
     decide(analyst, "graph.query", "graph")
     assert decide(analyst, "graph.query", "graph")["cached"] is True
@@ -123,12 +133,9 @@ def test_cache_invalidation_endpoint_and_flag(analyst: TenantApi, policy_server:
     assert admin.call("POST", "/v1/cache/invalidate", {"tenant_id": 5})[0] == 400
     assert admin.call("POST", "/v1/cache/invalidate", {"tenant_id": "no-such"})[0] == 404
     assert analyst.call("POST", "/v1/cache/invalidate", {})[0] == 403
-    admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "off"})
-    try:
+    with admin.flags_set({"policy.cache": "off"}):
         assert decide(analyst, "graph.query", "graph")["cached"] is False
         assert decide(analyst, "graph.query", "graph")["cached"] is False
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "on"})
 
 
 def test_data_api_shapes(analyst: TenantApi) -> None:
@@ -176,13 +183,14 @@ def test_bad_bundles_rejected_and_active_unchanged(analyst: TenantApi, policy_se
     assert admin.call("PUT", "/v1/bundles/authz", {"x": 1})[0] == 415
 
 
-def test_stage_activate_rollback_and_no_stale_decision(analyst: TenantApi, policy_server: Server) -> None:
+def test_stage_activate_rollback_and_no_stale_decision(analyst: TenantApi, policy_server: Server,
+                                                       cache_on: None) -> None:
     admin = policy_server.api()
     first = admin.ok("GET", "/v1/bundles/authz")["active_revision"]
     decide(analyst, "graph.read", "graph")
     assert decide(analyst, "graph.read", "graph")["cached"] is True
     stricter = bundle("strict-1", replace={"provgraph/authz/data.json": orjson.dumps(
-        {**orjson.loads((example_bundle_dir() / "provgraph/authz/data.json").read_bytes()),
+        {**orjson.loads(example_bundle_files()["provgraph/authz/data.json"]),
          "roles": {"analyst": {}, "admin": {"*": ["*"]}}})})
     status, body = put(admin, stricter, activate=False)
     assert status == 201 and body["active"] is False
@@ -278,14 +286,12 @@ def test_vm_flag_gives_the_interpreters_decisions(policy_server: Server) -> None
                                                 ("deploy", "service"), ("nope", "graph"), ("graph.read", "alien"))
                 for attrs in ({}, {"classification": "restricted"}) for ctx in ({}, {"purpose": "legal-hold"})]
     answers: dict[str, list[Any]] = {}
-    try:
+    with admin.flags_set({"policy.cache": "off", "policy.vm": "off"}):
         for vm in ("off", "on", "on"):  # "on" twice: the first on-call of a path plans it
-            admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "off", "policy.vm": vm})
+            admin.ok("PUT", "/v1/admin/flags", {"policy.vm": vm})
             answers[vm] = [(got["decision"], got["reasons"], got["obligations"])
                            for api in apis for a, r, attrs, ctx in requests
                            for got in [decide(api, a, r, attrs, ctx)]]
-    finally:
-        admin.ok("PUT", "/v1/admin/flags", {"policy.cache": "on", "policy.vm": "on"})
     assert answers["on"] == answers["off"]
     assert {d for d, _, _ in answers["on"]} == {"allow", "deny"}
     _, text = admin.with_key(None).call("GET", "/metrics")

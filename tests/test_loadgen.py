@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from provgraph.bench.graph_http import K6_SCRIPTS
 from provgraph.bench.loadgen import Flow, FlowResult, HttpPool, health_flow, run, side_by_side
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-K6_SCRIPT = REPO / "benches" / "k6" / "graph.js"
+K6_SCRIPT = K6_SCRIPTS / "graph.js"
 
 # A tiny aiohttp server run in a subprocess (its own core/GIL). Prints "PORT <n>" when ready.
 SERVER = r'''

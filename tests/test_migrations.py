@@ -71,17 +71,26 @@ def test_v0_fixture_opens_migrated_with_the_recorded_reads(tmp_path: Path) -> No
         done = op.ok("POST", "/v1/tenants/acme/actions:batch", {"actions": [
             {"action": "deploy", "resource": {"type": "service", "id": "m"}, "payload": {}}]})
         assert "receipt_id" in done["results"][0]
+        # the migration is an admin change: a receipt in the _admin chain, issued at start
+        audit = admin.ok("GET", "/v1/tenants/_admin/receipts?after_seq=0&limit=1000")["receipts"]
+        migrated = [r for r in audit if r["action"] == "admin.migration"]
+        assert [r["resource"] for r in migrated] == [{"type": "data_dir", "id": "format_version:1"}]
+        assert migrated[0]["actor"]["id"] == "operator"
     finally:
         srv.stop()
     assert "migrated format version 0 -> 1" in srv.log_path.read_text()
+    run = cli("verify", "--tenant", "_admin", "--data-dir", str(data))
+    assert run.returncode == 0, run.stderr
     assert stored_version(data) == str(mig.FORMAT_VERSION).encode()
     for tenant in expected["keys"]:
         run = cli("verify", "--tenant", tenant, "--data-dir", str(data))
         assert run.returncode == 0, run.stderr
         assert "every signature and the chain verify" in run.stdout
-    store = Store(data)  # migrated once: opening again does nothing
+    store = Store(data)  # migrated once: opening again does nothing, and nothing is left to audit
     try:
         assert store.migrations == []
+        with store.read() as txn:
+            assert txn.get(mig.UNAUDITED_KEY, db=store.db("meta")) is None
     finally:
         store.close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,152 @@ def test_close_writes_what_the_closing_turn_coalesced(store: Store) -> None:
     fut = asyncio.run(submit_and_close())
     assert fut.result(10) == b"last"
     assert read(store, b"last") == b"v"
+
+
+# ---- the group window (flag runtime.group_window=adaptive) ------------------------------------------------
+def test_window_is_zero_when_idle_widens_with_depth_and_is_bounded(store: Store) -> None:
+    writer = Writer(store, window_max_s=0.004, window_step_s=0.001, slow_commit_s=0.01)
+    try:
+        assert writer.window_for(1, idle=True) == 0.0  # idle: commit at once
+        assert writer.window_for(5, idle=True) == 0.0  # with whatever came along (one loop turn's writes)
+        assert writer.window_for(1, idle=False) == 0.0  # one job at a time, commits fast: nothing to gather
+        widths = [writer.window_for(depth, idle=False) for depth in range(2, 9)]
+        assert widths == sorted(widths) and widths[0] > 0  # wider the deeper the queue
+        assert max(widths) == writer.window_max_s  # and never past the bound
+        writer.window = False  # the flag off: no window at any depth
+        assert [writer.window_for(depth, idle=False) for depth in (1, 5, 100)] == [0.0, 0.0, 0.0]
+    finally:
+        writer.close()
+
+
+def test_an_idle_writer_commits_at_once(store: Store) -> None:
+    """A lone job on an idle writer is not held for a window, however wide the window may get."""
+    writer = Writer(store, window_max_s=30.0, window_step_s=30.0)
+    try:
+        for i in range(3):
+            assert writer.submit(put(store, b"i%d" % i)).result(10) == b"i%d" % i
+        assert writer.groups == 3 and writer.windowed == 0
+
+        async def one_turn() -> list[Any]:  # a burst from one loop turn reaches the idle writer together
+            futs = [writer.submit(put(store, b"t%d" % i), coalesce=True) for i in range(3)]
+            return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)))
+
+        assert asyncio.run(one_turn()) == [b"t0", b"t1", b"t2"]  # well before a window of 30 s would end
+        assert writer.groups == 4 and writer.windowed == 0
+    finally:
+        writer.close()
+
+
+def test_a_deep_queue_gathers_for_a_bounded_window_in_order_and_nothing_is_durable_early(store: Store) -> None:
+    """Jobs queued behind a busy group open a window: jobs arriving within it join the same group (one
+    commit), are applied in submit order, and none is acknowledged as durable, nor visible to readers,
+    before the group's commit; an applied-only one is answered within the window. The window ends on
+    time: the group commits without waiting for more."""
+    window = 2.0  # long enough that the late job surely arrives within it
+    writer = Writer(store, window_max_s=window, window_step_s=window)
+    order: list[bytes] = []
+    applied = threading.Event()
+
+    def note(key: bytes, last: bool = False) -> Any:
+        def job(txn: lmdb.Transaction) -> tuple[bytes, None]:
+            txn.put(key, b"v", db=store.db("outbox"))
+            order.append(key)
+            if last:
+                applied.set()
+            return key, None
+
+        return job
+
+    try:
+        groups = writer.groups
+        gate, blocker = hold(writer)
+        queued = [writer.submit(note(b"q1")), writer.submit(note(b"q2"), durable=False),
+                  writer.submit(note(b"q3", last=True))]
+        gate.set()
+        assert blocker.result(10) is True
+        assert applied.wait(10)  # the three are applied; the group is in its window
+        assert queued[1].result(10) == b"q2"  # applied-only: answered before the commit
+        late = writer.submit(note(b"q4"))  # arrives within the window: joins the group
+        assert not queued[0].done() and not queued[2].done()  # durable ones wait for the commit
+        assert read(store, b"q1") is None  # not committed: readers don't see it yet
+        # the window ends by itself (nothing more arrives): answered within the 10 s of result()
+        assert [f.result(10) for f in (*queued, late)] == [b"q1", b"q2", b"q3", b"q4"]
+        assert order == [b"q1", b"q2", b"q3", b"q4"]
+        assert writer.groups == groups + 2  # the held group, then one commit for the four
+        assert writer.windowed == 1 and 0 < writer.window_wait_s
+        assert all(read(store, k) == b"v" for k in order)
+    finally:
+        writer.close()
+
+
+def test_without_the_window_a_late_job_commits_in_a_group_of_its_own(store: Store) -> None:
+    """The flag off (runtime.group_window=off): the queued jobs commit as soon as they are applied, and a
+    job arriving after that starts the next group."""
+    writer = Writer(store, window_max_s=5.0, window_step_s=5.0)
+    writer.window = False
+    try:
+        groups = writer.groups
+        gate, blocker = hold(writer)
+        first = [writer.submit(put(store, b"o1")), writer.submit(put(store, b"o2"))]
+        gate.set()
+        assert blocker.result(10) is True and [f.result(10) for f in first] == [b"o1", b"o2"]
+        assert writer.submit(put(store, b"o3")).result(10) == b"o3"
+        assert writer.groups == groups + 3 and writer.windowed == 0  # held, queued two, late one
+    finally:
+        writer.close()
+
+
+def test_slow_commits_widen_the_window_to_one_commit(store: Store) -> None:
+    """With commits slower than slow_commit_s (an injected delay, as on a slow disk), even a group of one
+    queued job waits about one commit's time for more, up to the bound; an idle writer still does not."""
+    writer = Writer(store, window_max_s=0.5, window_step_s=0.0, slow_commit_s=0.02)
+    try:
+        assert writer.window_for(1, idle=False) == 0.0
+        writer.commit_delay = lambda: 0.05
+        for i in range(12):  # the moving average of commit times follows the slow disk
+            writer.submit(put(store, b"s%d" % i)).result(10)
+        assert writer.commit_s >= writer.slow_commit_s
+        assert writer.slow_commit_s <= writer.window_for(1, idle=False) <= writer.window_max_s
+        assert writer.window_for(1, idle=True) == 0.0
+        assert writer.window_for(50, idle=False) <= writer.window_max_s
+    finally:
+        writer.close()
+
+
+def test_close_ends_a_window(store: Store) -> None:
+    """The stop sentinel ends a window at once: what the group holds commits, then the writer stops (a
+    window of 60 s would outlast close's 30 s wait for the thread and the futures' 10 s)."""
+    writer = Writer(store, window_max_s=60.0, window_step_s=60.0)
+    gate, blocker = hold(writer)
+    futs = [writer.submit(put(store, b"w1")), writer.submit(put(store, b"w2"))]
+    gate.set()
+    assert blocker.result(10) is True
+    writer.close()
+    assert [f.result(10) for f in futs] == [b"w1", b"w2"]
+    assert read(store, b"w1") == read(store, b"w2") == b"v"
+
+
+def test_a_background_job_shares_a_request_commit_while_requests_write(store: Store) -> None:
+    """runtime.group_window=adaptive: a background job (a receipt batch: no request waits for it) arriving
+    while requests write does not commit alone: its group waits (up to defer_s) for a request's write and
+    they share the commit; it is answered only once committed. With no request writing lately it commits
+    at once, and with the flag off it commits alone, as any durable job."""
+    writer = Writer(store, defer_s=30.0)
+    try:
+        assert writer.submit(put(store, b"r0")).result(10) == b"r0"  # a request's write: requests are writing
+        groups = writer.groups
+        bg = writer.submit(put(store, b"b1"), background=True)
+        time.sleep(0.1)  # well past any window, still within defer_s
+        assert not bg.done() and read(store, b"b1") is None  # held open, not acknowledged before its commit
+        assert writer.submit(put(store, b"r1")).result(10) == b"r1"
+        assert bg.result(10) == b"b1" and writer.groups == groups + 1  # one commit for both
+        time.sleep(writer.busy_s * 2)  # no request writing lately
+        # not held (defer_s is 30 s) for a request that is not coming
+        assert writer.submit(put(store, b"b2"), background=True).result(10) == b"b2"
+        writer.window = False
+        assert writer.submit(put(store, b"r2")).result(10) == b"r2"
+        groups = writer.groups
+        assert writer.submit(put(store, b"b3"), background=True).result(10) == b"b3"
+        assert writer.groups == groups + 1  # the flag off: committed at once, alone
+    finally:
+        writer.close()

@@ -204,7 +204,8 @@ class PolicyBundle:
 
 @final
 class DecisionCache:
-    """Bounded decision cache (moka: TinyLFU admission, LRU eviction) with a TTL per entry.
+    """Bounded decision cache (sharded, CLOCK eviction; see rust/provgraph-core/src/policy/cache.rs)
+    with a TTL per entry.
 
     An entry is returned only if it was stored under the epoch passed to `get` (the active
     bundle revision's) and its TTL has not passed. Thread-safe.

@@ -1,4 +1,4 @@
-"""The `provgraph` command: serve, load, verify, backup, restore, demo."""
+"""The `provgraph` command: serve, flags, load, verify, backup, restore, demo."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import logging
 import os
 import ssl
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from provgraph.bench.server import JsonClient
+
+from provgraph.flags import PROFILES
 
 __all__ = ["main"]
 
@@ -50,8 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvloop
     from aiohttp import web
 
-    from provgraph.config import Config
+    from provgraph.config import Config, parse_flag_assignments
+    from provgraph.flags import FlagRegistry
     from provgraph.service import create_app
+    from provgraph.service.app import follow_process_flags
 
     setup_logging(args.log_level)
     tls = None
@@ -62,13 +67,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"provgraph serve: cannot load the TLS certificate {args.tls_cert} and key {args.tls_key}: {exc}",
                   file=sys.stderr)
             return 2
-    flags = Config.parse_flag_assignments(args.flag or [])
+    flags = FlagRegistry(args.profile, parse_flag_assignments(args.flag or []))
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
                     preflight_sweep_interval_s=args.preflight_sweep_interval)
+    if config.flags["service.http"] == "granian":
+        from provgraph.service.rsgi import serve_granian
+
+        serve_granian(config, args.backlog, args.keepalive_timeout)
+        return 0
     app = create_app(config)
+    follow_process_flags(app)
     if config.flags["service.http"] == "lean":
         from provgraph.service.lean import serve_lean
 
@@ -79,6 +90,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=args.host, port=args.port, access_log=None, backlog=args.backlog,
                 keepalive_timeout=args.keepalive_timeout, ssl_context=tls,
                 print=lambda msg: print(msg, flush=True))
+    return 0
+
+
+def cmd_flags(args: argparse.Namespace) -> int:
+    """Print the flag registry: every flag with its value in the chosen profile, default (the
+    optimized profile's value), baseline, choices, start-up or run-time, kind and description."""
+    import orjson
+
+    from provgraph.config import parse_flag_assignments
+    from provgraph.flags import FlagRegistry
+
+    described = FlagRegistry(args.profile, parse_flag_assignments(args.flag or [])).describe()
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(described, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    print(f"profile: {described['profile']}  (DEFAULT: the optimized profile's value, BASELINE: the rollback "
+          "profile's; `serve --profile P --flag name=value`)\n")
+    row = "{:<24} {:<9} {:<9} {:<9} {:<23} {:<9} {}"
+    print(row.format("FLAG", "VALUE", "DEFAULT", "BASELINE", "CHOICES", "WHEN", "KIND"))
+    for name, f in described["flags"].items():
+        print(row.format(name, f["value"], f["default"], f["baseline"], "|".join(f["choices"]),
+                         "start-up" if f["startup"] else "run-time", f["kind"]))
+        print(textwrap.fill(f["description"], width=100, initial_indent="    ", subsequent_indent="    "))
     return 0
 
 
@@ -235,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", default=None, help="default: $PROVGRAPH_DATA_DIR or ./provgraph-data")
-    serve.add_argument("--flag", action="append", help="optimization flag, e.g. graph.engine=lmdb")
+    serve.add_argument("--profile", choices=PROFILES, default="optimized",
+                       help="every flag at its optimized (default) or baseline (rollback) value; "
+                            "`provgraph flags` lists them")
+    serve.add_argument("--flag", action="append", help="a flag over the profile, e.g. graph.engine=lmdb")
     serve.add_argument("--max-body-bytes", type=int, default=64 << 20, help="larger bodies get 413")
     serve.add_argument("--backlog", type=int, default=1024,
                        help="listen backlog: connections the kernel holds until accepted (aiohttp's 128 "
@@ -258,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                        help="log lines go to stderr, each with its request's X-Request-Id")
     serve.set_defaults(fn=cmd_serve)
+
+    flags = sub.add_parser("flags", help="print every flag: value, default, baseline, choices, kind, description")
+    flags.add_argument("--profile", choices=PROFILES, default="optimized",
+                       help="show the values `serve --profile` would start with")
+    flags.add_argument("--flag", action="append", help="as `serve --flag`: a flag over the profile")
+    flags.add_argument("--json", action="store_true", help="the JSON of GET /v1/admin/flags")
+    flags.set_defaults(fn=cmd_flags)
 
     load = sub.add_parser("load", help="bulk-load a CSV or .npz edge file (server stopped)")
     load.add_argument("--tenant", required=True)

@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from provgraph._core import uuid7
 from provgraph.actions.model import hash_hex, rfc3339
 from provgraph.actions.pipeline import Issuer, put_intent
 from provgraph.store import Store, Txn, Writer
+from provgraph.store.migrations import UNAUDITED_KEY
 from provgraph.tenancy import KeyRecord, Tenant
 from provgraph.tenancy.registry import ADMIN_TENANT, AuditStage
 
@@ -79,6 +82,26 @@ class Audit:
 
         receipt_id: str = await asyncio.wrap_future(self.writer.submit(job))
         return receipt_id
+
+    async def record_migrations(self, store: Store) -> int:
+        """Turn the migrations an open of the data dir did (by any process: serve, load, verify,
+        backup) into `admin.migration` receipts in the `_admin` chain, in the transaction that
+        clears the store's list of them; how many."""
+
+        def job(txn: Txn) -> tuple[int, Callable[[], None] | None]:
+            meta = store.db("meta")
+            raw = txn.get(UNAUDITED_KEY, db=meta)
+            if raw is None:
+                return 0, None
+            done = orjson.loads(bytes(raw))
+            for m in done:
+                self.stage(txn, OPERATOR, "admin.migration", None,
+                           {"type": "data_dir", "id": f"format_version:{m['to_version']}"}, m)
+            txn.delete(UNAUDITED_KEY, db=meta)
+            return len(done), self.issuer.notify
+
+        count: int = await asyncio.wrap_future(self.writer.submit(job))
+        return count
 
 
 def offline_stager(store: Store, actor: KeyRecord = OPERATOR) -> AuditStage:

@@ -204,10 +204,6 @@ class ActionManager:
 
         return job
 
-    async def execute(self, key: KeyRecord, tenant: Tenant, preflight_id: str, body: Any,
-                      idempotency_key: str | None) -> dict[str, Any]:
-        return await asyncio.wrap_future(self.submit_execute(key, tenant, preflight_id, body, idempotency_key))
-
     def submit_execute(self, key: KeyRecord, tenant: Tenant, preflight_id: str, body: Any,
                        idempotency_key: str | None) -> Future[dict[str, Any]]:
         """Check the request (errors raise here) and queue its execution; the future resolves with
@@ -228,13 +224,10 @@ class ActionManager:
         return self.writer.submit(self._execute_job(tenant, preflight_id, None, req, idem), coalesce=True)
 
     # ---- approvals -------------------------------------------------------------------------------
-    async def review(self, key: KeyRecord, tenant: Tenant, preflight_id: str, grant: bool) -> dict[str, Any]:
-        """A grant or a reject by `key`'s actor; each is itself a receipt."""
-        return await asyncio.wrap_future(self.submit_review(key, tenant, preflight_id, grant))
-
     def submit_review(self, key: KeyRecord, tenant: Tenant, preflight_id: str, grant: bool
                       ) -> Future[dict[str, Any]]:
-        """Queue a grant or reject; the future resolves with the answer once it is durable."""
+        """Queue a grant or reject by `key`'s actor (each is itself a receipt); the future resolves
+        with the answer once it is durable."""
         receipt_id = uuid7()
 
         def job(txn: Txn) -> tuple[dict[str, Any], Callable[[], None]]:

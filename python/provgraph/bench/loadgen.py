@@ -381,6 +381,7 @@ class HttpPool:
         self.base, self.host, self.port = base_url.rstrip("/"), parts.hostname, parts.port
         self.host_header = f"{self.host}:{self.port}"
         self.idle: list[_CallConn] = []
+        self.sent = 0  # requests sent through this pool
 
     async def __aenter__(self) -> Self:
         return self
@@ -395,6 +396,7 @@ class HttpPool:
                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """(status, body) of one request; `url` is a path or starts with this pool's base URL."""
         path = url.removeprefix(self.base)
+        self.sent += 1
         conn = None
         while self.idle:
             candidate = self.idle.pop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -207,10 +206,6 @@ class GraphManager:
         finally:
             with self._rebuild_lock:
                 self._rebuilding.discard(tenant)
-
-    async def wait_rebuilds(self) -> None:
-        while self._rebuilding:
-            await asyncio.sleep(0.01)
 
     # ---- queries -----------------------------------------------------------------------
     def query(self, tenant: int, spec: Any, engine: str) -> dict[str, Any]:

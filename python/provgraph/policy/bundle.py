@@ -9,8 +9,10 @@ import math
 import re
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import blake3
@@ -25,6 +27,7 @@ __all__ = [
     "Bundle",
     "build_bundle",
     "example_bundle_dir",
+    "example_bundle_files",
     "load_example_bundle",
     "package_of",
     "package_path",
@@ -497,26 +500,35 @@ def build_bundle(files: dict[str, str | bytes], manifest: dict[str, Any] | None 
     return out.getvalue()
 
 
-def example_bundle_dir(name: str = "authz") -> Path:
-    """The source folder of an example bundle in the repository (`examples/bundles/<name>`)."""
-    # The package is installed editable from <repo>/python, so the repo root is 3 levels up.
-    return Path(__file__).resolve().parents[3] / "examples" / "bundles" / name
+def example_bundle_dir(name: str = "authz") -> Traversable:
+    """The folder of the example bundle `name`, shipped inside the package (`provgraph/examples/bundles`)."""
+    return resources.files("provgraph") / "examples" / "bundles" / name
+
+
+def _walk(node: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    # Traversable has no rglob (the package may sit in a zip): walk it, names in sorted order.
+    for child in sorted(node.iterdir(), key=lambda c: c.name):
+        rel = f"{prefix}{child.name}"
+        if child.is_dir():
+            yield from _walk(child, rel + "/")
+        elif child.is_file():
+            yield rel, child
+
+
+def example_bundle_files(name: str = "authz") -> dict[str, bytes]:
+    """The files of the example bundle `name` that OPA loads (`.rego` and data files), by path."""
+    folder = example_bundle_dir(name)
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(f"example bundle {name!r} not found at {folder}")
+    # Only what OPA loads goes in: the README and editor files stay out of the bundle.
+    return {rel: node.read_bytes() for rel, node in _walk(folder)
+            if rel.endswith(".rego") or rel.rsplit("/", 1)[-1] in DATA_FILES}
 
 
 def load_example_bundle(name: str = "authz", revision: str | None = None) -> bytes:
     """Build the example bundle `name` from its folder; `revision` overrides the manifest's."""
+    files: dict[str, str | bytes] = dict(example_bundle_files(name))
     folder = example_bundle_dir(name)
-    if not (folder / MANIFEST).is_file():
-        raise FileNotFoundError(
-            f"example bundle {name!r} not found at {folder} (it ships with the repository "
-            "checkout, not with an installed wheel)"
-        )
-    files: dict[str, str | bytes] = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        # Only what OPA loads goes in: the README and editor files stay out of the bundle.
-        if p.is_file() and (rel.endswith(".rego") or p.name in DATA_FILES):
-            files[rel] = p.read_bytes()
     manifest = orjson.loads((folder / MANIFEST).read_bytes())
     if not isinstance(manifest, dict):
         raise BundleError(f"{folder / MANIFEST}: not a JSON object", {"reason": "bad manifest"})

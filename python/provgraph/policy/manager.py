@@ -22,6 +22,7 @@ from provgraph.errors import (
     PolicyCompileError,
     PolicyEvalError,
 )
+from provgraph.flags import FlagRegistry
 from provgraph.policy.bundle import Bundle, parse_bundle
 from provgraph.policy.decision_log import DecisionLog
 from provgraph.store import Store, Txn, Writer
@@ -114,7 +115,7 @@ class PolicyManager:
     def __init__(self, store: Store, writer: Writer, decision_bundle: str = "authz",
                  cache_entries: int = 100_000, default_ttl_s: float = DEFAULT_TTL_S,
                  log_retention: int = 100_000, on_eval_error: Callable[[], None] = lambda: None,
-                 use_vm: Callable[[], bool] = lambda: True) -> None:
+                 flags: FlagRegistry | None = None) -> None:
         self.store, self.writer = store, writer
         self.decision_bundle = decision_bundle
         self.default_ttl_s = default_ttl_s
@@ -125,8 +126,12 @@ class PolicyManager:
         self._changed: dict[str, asyncio.Event] = {}
         self.eval_errors = 0
         self._on_eval_error = on_eval_error
-        self.use_vm = use_vm  # flag policy.vm: rules on regorus's bytecode VM, else its interpreter
+        self.flags = flags or FlagRegistry()
         self._load_active()
+
+    def _use_vm(self) -> bool:
+        """Flag policy.vm: rules on regorus's bytecode VM, else its interpreter."""
+        return self.flags["policy.vm"] == "on"
 
     # ---- storage ---------------------------------------------------------------------------
     def _load_active(self) -> None:
@@ -255,7 +260,7 @@ class PolicyManager:
         if rev is None or rev.compiled is None:
             return None, 0, None
         try:
-            result, ns = rev.compiled.eval_timed(path, input_json, self.use_vm())
+            result, ns = rev.compiled.eval_timed(path, input_json, self._use_vm())
         except PolicyEvalError:
             self._count_error(rev)
             raise
@@ -314,7 +319,8 @@ class PolicyManager:
         """Evaluate the decision rule; an error or a malformed decision is a deny (never cached)."""
         assert rev.compiled is not None
         try:
-            raw, ns = rev.compiled.eval_timed(DECISION_PATH, orjson.dumps(policy_input), self.use_vm())
+            raw, ns = rev.compiled.eval_timed(DECISION_PATH, orjson.dumps(policy_input),
+                                               self._use_vm())
         except PolicyEvalError as exc:
             self._count_error(rev)
             return {"allow": False, "reasons": [f"policy evaluation error: {exc.message}"],

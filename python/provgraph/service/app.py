@@ -12,7 +12,8 @@ from provgraph.actions.audit import OPERATOR, Audit
 from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
-from provgraph.config import Config, apply_gc_flag, apply_runtime_flags
+from provgraph.config import Config
+from provgraph.flags import subscribe_process, subscribe_writer
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
 from provgraph.service.keys import (
@@ -41,7 +42,7 @@ from provgraph.service.routes_policy import policy_ctx, setup_policy_routes
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "follow_process_flags"]
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,17 @@ def setup_storage(app: web.Application) -> None:
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
         store = Store(config.data_dir, map_size=config.map_size, sync=config.sync)
-        writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s)
-        apply_runtime_flags(config.flags, writer)
+        writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s,
+                        window_max_s=config.group_window_max_s, window_step_s=config.group_window_step_s,
+                        slow_commit_s=config.group_window_slow_s)
+        stop_writer_flags = subscribe_writer(config.flags, writer)
         registry = Registry(store)
         metrics = app[METRICS]
         keyring = KeyRing(store)
         issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
                         linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
         audit = Audit(issuer, writer)
+        await audit.record_migrations(store)
         generated = registry.ensure_admin_key(config.admin_key, audit.stager(OPERATOR))
         if generated:
             app[GENERATED_ADMIN_KEY] = generated
@@ -69,8 +73,7 @@ def setup_storage(app: web.Application) -> None:
             graph.load_tenant(tenant.num)
         policy = PolicyManager(store, writer, config.policy_bundle, config.decision_cache_entries,
                                config.decision_cache_ttl_s, config.decision_log_retention,
-                               on_eval_error=app[METRICS].policy_eval_errors.inc,
-                               use_vm=lambda: config.flags["policy.vm"] == "on")
+                               on_eval_error=app[METRICS].policy_eval_errors.inc, flags=config.flags)
         app[STORE], app[WRITER], app[REGISTRY], app[GRAPH], app[POLICY] = store, writer, registry, graph, policy
         app[KEYRING], app[ISSUER], app[RECEIPTS], app[AUDIT] = keyring, issuer, ReceiptLog(store), audit
         app[ACTIONS] = ActionManager(store, writer, policy, graph, issuer, config.preflight_ttl_s,
@@ -94,6 +97,7 @@ def setup_storage(app: web.Application) -> None:
         yield
         app[READY]["ready"] = False
         graph.close()
+        stop_writer_flags()
         writer.close()
         store.close()
 
@@ -108,7 +112,6 @@ def create_app(config: Config | None = None) -> web.Application:
     # error_and_metrics is the only middleware: it wraps every handler, errors included.
     app = web.Application(middlewares=[error_and_metrics_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
-    apply_runtime_flags(config.flags)
     app[METRICS] = Metrics()
     app[READY] = {"ready": False}
     setup_storage(app)
@@ -118,19 +121,34 @@ def create_app(config: Config | None = None) -> web.Application:
     setup_policy_routes(app)
     setup_action_routes(app)
 
-    # after every start-up context (they run first: aiohttp put them at the head of on_startup):
-    # what start-up built is what runtime.gc=frozen freezes; clean-up gives it back to the collector
     stop_watching: list[Callable[[], None]] = []
 
-    async def settle_heap(app: web.Application) -> None:
-        apply_gc_flag(app[CONFIG].flags)
+    async def watch_collector(app: web.Application) -> None:
         stop_watching.append(app[METRICS].watch_collector())
 
-    async def release_heap(app: web.Application) -> None:
+    async def stop_watching_collector(app: web.Application) -> None:
         for stop in stop_watching:
             stop()
-        apply_gc_flag({**app[CONFIG].flags, "runtime.gc": "default"})
 
-    app.on_startup.append(settle_heap)
-    app.on_cleanup.append(release_heap)
+    app.on_startup.append(watch_collector)
+    app.on_cleanup.append(stop_watching_collector)
     return app
+
+
+def follow_process_flags(app: web.Application) -> None:
+    """Let the process follow the process-wide flags of `app` (GIL switch interval, runtime.gc)
+    while it serves: the entry point that serves `app` calls this, create_app does not, so an app
+    built elsewhere (a test) leaves the process alone. Start-up contexts run first (aiohttp puts
+    them at the head of on_startup): what start-up built is what runtime.gc=frozen freezes; at
+    clean-up the heap goes back to the collector."""
+    stop: list[Callable[[], None]] = []
+
+    async def follow(app: web.Application) -> None:
+        stop.append(subscribe_process(app[CONFIG].flags))
+
+    async def release(app: web.Application) -> None:
+        for s in stop:
+            s()
+
+    app.on_startup.append(follow)
+    app.on_cleanup.append(release)

@@ -24,9 +24,6 @@ class Metrics:
                                          buckets=_BUCKETS, registry=r)
         self.graph_queries = Counter("provgraph_graph_queries_total", "Graph queries", ["query", "engine"],
                                      registry=r)
-        self.graph_query_seconds = Histogram("provgraph_graph_query_duration_seconds",
-                                             "Graph query engine time", ["query", "engine"],
-                                             buckets=_BUCKETS, registry=r)
         self.graph_edges_written = Counter("provgraph_graph_edges_written_total", "Edges written", registry=r)
         self.graph_nodes = Gauge("provgraph_graph_nodes", "Live nodes over all tenants", registry=r)
         self.graph_edges = Gauge("provgraph_graph_edges", "Live edges over all tenants", registry=r)

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from provgraph.clock import rfc3339
-from provgraph.config import STARTUP_FLAGS, apply_gc_flag, apply_runtime_flags, validate_flags
-from provgraph.errors import BadRequestError, ConflictError
+from provgraph.errors import BadRequestError
 from provgraph.service.http import Request, authorize, in_background, json_response, read_json
-from provgraph.service.keys import AUDIT, CONFIG, GRAPH, REGISTRY, WRITER
+from provgraph.service.keys import AUDIT, CONFIG, GRAPH, REGISTRY
 
 __all__ = ["key_usage_ctx", "setup_admin_routes"]
 
@@ -76,27 +75,19 @@ async def rotate_key(request: Request) -> web.Response:
 
 async def get_flags(request: Request) -> web.Response:
     authorize(request, "admin")
-    return json_response({"flags": request.app[CONFIG].flags})
+    return json_response(request.app[CONFIG].flags.describe())
 
 
 async def put_flags(request: Request) -> web.Response:
-    authorize(request, "admin")
+    admin = authorize(request, "admin")
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequestError('expected {"flag.name": "value", ...}')
-    flags = validate_flags(body)
-    current = request.app[CONFIG].flags
-    for name in sorted(STARTUP_FLAGS & flags.keys()):
-        if flags[name] != current[name]:
-            raise ConflictError(f"flag {name} is read at start: restart with `provgraph serve --flag {name}="
-                                f"{flags[name]}`", {"flag": name, "current": current[name]})
-    gc_changed = "runtime.gc" in flags and flags["runtime.gc"] != current["runtime.gc"]
-    current.update(flags)
-    apply_runtime_flags(request.app[CONFIG].flags, request.app[WRITER])
-    if gc_changed:
-        apply_gc_flag(current)
-    await request.app[AUDIT].record(authorize(request, "admin"), "admin.flags.update", {"type": "flags", "id": None}, flags)
-    return json_response({"flags": request.app[CONFIG].flags})
+    flags = request.app[CONFIG].flags
+    changed = flags.update(body)
+    if changed:  # a PUT that changes nothing is no admin change
+        await request.app[AUDIT].record(admin, "admin.flags.update", {"type": "flags", "id": None}, changed)
+    return json_response(flags.describe())
 
 
 def setup_admin_routes(app: web.Application) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from provgraph.errors import InvalidArgumentError
+from provgraph.errors import BadRequestError
 from provgraph.graph.model import parse_delete, parse_edges, parse_ndjson_edges, parse_nodes
 from provgraph.service.http import Request, json_response, parse_json, read_body, tenant_of
 from provgraph.service.keys import CONFIG, GRAPH, METRICS
@@ -54,11 +54,11 @@ async def delete(request: Request) -> web.Response:
 async def query(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     spec = parse_json(await read_body(request))
+    if isinstance(spec, dict) and "engine" in spec:
+        # the engine is the server's flag, one delivery path: a query cannot pick its own
+        raise BadRequestError("engine is not a query field: it is the flag graph.engine (PUT /v1/admin/flags)",
+                              {"field": "engine", "flag": "graph.engine"})
     engine = request.app[CONFIG].flags["graph.engine"]
-    if isinstance(spec, dict) and "engine" in spec:  # per-request override (extension)
-        engine = spec["engine"]
-        if engine not in ("csr", "lmdb"):
-            raise InvalidArgumentError("engine must be csr or lmdb", {"engine": engine})
     result = request.app[GRAPH].query(tenant.num, spec, engine)
     request.app[METRICS].graph_queries.labels(spec["query"], engine).inc()
     return json_response(result)

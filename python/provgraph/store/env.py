@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import queue
 import sys
@@ -169,6 +170,12 @@ class _Pending:
     durable: bool = True
     on_lost: Callable[[], None] | None = None
     shadow: dict[tuple[str, bytes], bytes] | None = None
+    background: bool = False
+
+    @property
+    def urgent(self) -> bool:
+        """A request waits for this job's commit."""
+        return self.durable and not self.background
 
 
 class Writer:
@@ -178,13 +185,29 @@ class Writer:
     its caller gets the exception; the others in the group still commit.
     """
 
-    def __init__(self, store: Store, max_group: int = 256, defer_s: float = 0.005) -> None:
+    def __init__(self, store: Store, max_group: int = 256, defer_s: float = 0.005, window_max_s: float = 0.002,
+                 window_step_s: float = 0.0005, slow_commit_s: float = 0.004) -> None:
         self.store = store
         self.max_group = max_group
         # A group of applied-only jobs (durable=False: already answered) keeps its transaction open
         # up to `defer_s` for a durable job to share its commit (one fsync for both), and commits
         # at once when one comes.
         self.defer_s = defer_s
+        # The group window (flag runtime.group_window=adaptive): see window_for.
+        self.window = True
+        self.window_max_s = window_max_s
+        self.window_step_s = window_step_s
+        self.slow_commit_s = slow_commit_s
+        # "Requests writing lately": a request's write committed within this long (background jobs).
+        self.busy_s = 0.05
+        self.commit_s = 0.0  # moving average of a group's commit (write + fsync), seconds
+        # When a group last committed a job a request waited for (see _gather: background jobs).
+        self._last_urgent = -math.inf
+        self.windowed = 0  # groups that waited for a window, and how long in all
+        self.window_wait_s = 0.0
+        # Fault injection (tests and drills only): each commit takes this much longer (seconds, drawn
+        # per commit), as on a disk whose fsync is slow.
+        self.commit_delay: Callable[[], float] | None = None
         self._stopping = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._shadow: dict[tuple[str, bytes], bytes] = {}  # see submit(shadow=)
@@ -224,7 +247,8 @@ class Writer:
         return True
 
     def submit(self, job: WriteJob[T], durable: bool = True, on_lost: Callable[[], None] | None = None,
-               shadow: dict[tuple[str, bytes], bytes] | None = None, coalesce: bool = False) -> Future[T]:
+               shadow: dict[tuple[str, bytes], bytes] | None = None, coalesce: bool = False,
+               background: bool = False) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
         `durable=False` it resolves as soon as the job is applied inside the group's transaction:
         writes queued after that see it (the writer applies jobs in order), readers see it once the
@@ -241,12 +265,18 @@ class Writer:
         fsync) instead of the first one starting a group alone (the writer wakes at once, and on one
         core preempts the loop) and the others waiting for its commit to start theirs. Queue order
         among coalesced jobs, and their order before any job submitted in a later turn, is kept. The
-        caller must not block on the future in the same turn (awaiting it is fine)."""
+        caller must not block on the future in the same turn (awaiting it is fine).
+
+        `background` (with runtime.group_window=adaptive): no request waits for this job (e.g. a batch
+        of receipts), so while requests are writing it does not hold a commit of its own: its group
+        stays open up to `defer_s` for a request's write to share the commit, as an applied-only
+        group does. Its future still resolves only once it is durable; with no request writing
+        lately, it commits at once."""
         fut: Future[T] = Future()
         if shadow:
             with self._shadow_lock:
                 self._shadow.update(shadow)
-        pending = _Pending(job, fut, durable, on_lost, shadow)
+        pending = _Pending(job, fut, durable, on_lost, shadow, background)
         if coalesce and self.coalesce:
             try:
                 loop = asyncio.get_running_loop()
@@ -294,14 +324,39 @@ class Writer:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
+    def window_for(self, depth: int, idle: bool) -> float:
+        """How long a group of `depth` jobs (those queued when the writer took the first) stays open
+        for more (flag runtime.group_window=adaptive), 0 with the flag off.
+
+        Each group pays one commit (fsync), and every write that arrives meanwhile waits for all of
+        it before its own group starts: at load, a few ms of gathering turns several groups into one,
+        so fewer fsyncs in all, and less of the time spent in one that a request must wait out. The
+        window widens with the depth (jobs queued while the last group ran: the arrival rate per
+        commit) and, when commits are slow (moving average over `slow_commit_s`), to one commit's
+        time, which is what the next job would wait anyway; it never exceeds `window_max_s`. An idle
+        writer (its first job found it waiting: whatever came with it, e.g. one loop turn's writes,
+        says nothing of a rate) commits at once."""
+        if not self.window or idle:
+            return 0.0
+        slow = self.commit_s >= self.slow_commit_s
+        wait = self.window_step_s * (depth - 1)
+        if slow:
+            wait = max(wait, self.commit_s)
+        return min(self.window_max_s, wait)
+
     def _run(self) -> None:
         while not self._stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get_nowait()
+                idle = False
+            except queue.Empty:
+                first = self._queue.get()
+                idle = True
             if first is None:
                 return
             group = [first]
             self._take(group)
-            self._commit_group(group)
+            self._commit_group(group, self.window_for(len(group), idle))
 
     def _take(self, group: list[_Pending], timeout: float | None = None) -> None:
         """Add queued jobs to `group` (up to max_group): those already queued, or, with `timeout`, the
@@ -337,24 +392,49 @@ class Writer:
                 child.abort()
                 outcomes.append((False, exc, None))
 
-    def _commit_group(self, group: list[_Pending]) -> None:
+    def _gather(self, txn: Txn, group: list[_Pending],
+                outcomes: list[tuple[bool, Any, Callable[[], None] | None]], window: float) -> None:
+        """Keep the group open for more jobs, applying each as it comes: for `window` seconds, and,
+        while no request waits for its commit, up to `defer_s` for one that does to share the commit
+        (which, once the window is over, commits at once). That wait is for a group of applied-only
+        jobs (answered already), and, with the window on and requests writing lately, for one of
+        background jobs: a commit (fsync) no request needs would delay every request behind it."""
+        start = time.monotonic()
+        urgent = any(p.urgent if self.window else p.durable for p in group)
+        while len(group) < self.max_group and not self._stopping:
+            if urgent:
+                end = start + window
+            elif any(not p.durable for p in group) or start - self._last_urgent < self.busy_s:
+                end = start + max(window, self.defer_s)
+            else:  # only background jobs, no request writing lately: nothing to wait for
+                end = start + window
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            size = len(group)
+            self._take(group, timeout=remaining)
+            if len(group) == size:
+                break
+            urgent = urgent or any(p.urgent if self.window else p.durable for p in group[size:])
+            self._apply(txn, group, outcomes)
+        if urgent:
+            self._last_urgent = time.monotonic()
+        if window > 0:
+            self.windowed += 1
+            self.window_wait_s += time.monotonic() - start
+
+    def _commit_group(self, group: list[_Pending], window: float = 0.0) -> None:
         while True:
             outcomes: list[tuple[bool, Any, Callable[[], None] | None]] = []
             txn = self.store.env.begin(write=True)
             try:
                 self._apply(txn, group, outcomes)
-                deadline = time.monotonic() + self.defer_s
-                # only applied-only jobs so far: wait a moment for a durable one to share the commit
-                while not any(p.durable for p in group) and len(group) < self.max_group and not self._stopping:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    size = len(group)
-                    self._take(group, timeout=remaining)
-                    if len(group) == size:
-                        break
-                    self._apply(txn, group, outcomes)
+                self._gather(txn, group, outcomes, window)
+                t0 = time.monotonic()
+                if self.commit_delay is not None:
+                    time.sleep(self.commit_delay())
                 txn.commit()
+                self.commit_s += 0.2 * (time.monotonic() - t0 - self.commit_s)
             except lmdb.MapFullError:
                 txn.abort()
                 self.store.grow()

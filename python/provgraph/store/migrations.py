@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FORMAT_VERSION_KEY",
     "MIGRATIONS",
+    "UNAUDITED_KEY",
     "AppliedMigration",
     "Migration",
     "check_version",
@@ -25,6 +27,10 @@ __all__ = [
 # meta row holding the version, as ASCII decimal (readable with mdb_dump); a data dir written
 # before versions existed has no such row: version 0.
 FORMAT_VERSION_KEY = b"format_version"
+# meta row: the migrations done by an open that no audit receipt records yet (JSON list of
+# AppliedMigration.to_json()); a server's start-up turns them into receipts in the `_admin` chain and
+# deletes the row in the same transaction, whichever process (serve, load, verify, backup) migrated.
+UNAUDITED_KEY = b"migrations_unaudited"
 
 
 @dataclass(frozen=True)
@@ -96,5 +102,10 @@ def run_migrations(store: Store, txn: Txn, from_version: int) -> list[AppliedMig
     for migration in MIGRATIONS[from_version:]:
         migration.apply(store, txn)
         done.append(AppliedMigration(migration.to - 1, migration.to, migration.description))
-    txn.put(FORMAT_VERSION_KEY, str(FORMAT_VERSION).encode(), db=store.db("meta"))
+    meta = store.db("meta")
+    txn.put(FORMAT_VERSION_KEY, str(FORMAT_VERSION).encode(), db=meta)
+    if done:
+        earlier = txn.get(UNAUDITED_KEY, db=meta)
+        pending = (json.loads(bytes(earlier)) if earlier else []) + [m.to_json() for m in done]
+        txn.put(UNAUDITED_KEY, json.dumps(pending).encode(), db=meta)
     return done

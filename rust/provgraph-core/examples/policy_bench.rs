@@ -1,4 +1,5 @@
-//! Micro-benchmark of the policy core on the example bundle (`examples/bundles/authz`):
+//! Micro-benchmark of the policy core on the example bundle
+//! (`python/provgraph/examples/bundles/authz`):
 //! `cargo run --release -p provgraph-core --example policy_bench [policy.rego]`.
 //!
 //! Prints p50/p99 of a full cache-miss evaluation of `provgraph/authz/decision` over varied
@@ -82,7 +83,8 @@ fn inputs(n: usize) -> Vec<String> {
 }
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/bundles/authz");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../python/provgraph/examples/bundles/authz");
     let rego_path = std::env::args()
         .nth(1)
         .map(PathBuf::from)

@@ -1,5 +1,7 @@
-//! provgraph-core: the in-memory graph engine (CSR snapshot + write overlay + queries Q1-Q4)
-//! and RFC 8785 JSON canonicalization (`canonical`).
+//! provgraph-core: the algorithms of provgraph, without pyo3: the in-memory graph engine (CSR
+//! snapshot + write overlay + queries Q1-Q4, `graph`), RFC 8785 JSON canonicalization
+//! (`canonical`), Rego policy evaluation and the decision cache (`policy`), and Ed25519-signed,
+//! hash-chained receipts (`receipt`).
 #![forbid(unsafe_code)]
 
 pub mod canonical;

@@ -302,7 +302,7 @@ mod tests {
     fn example_bundle_runs_on_the_vm() {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/bundles/authz/provgraph/authz"
+            "/../../python/provgraph/examples/bundles/authz/provgraph/authz"
         );
         let mut modules = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {

@@ -1,7 +1,7 @@
 // Open-loop k6 load for provgraph graph queries (Q1 top-n, Q2 neighborhood) with a /healthz floor.
 //
 //   GOMAXPROCS=4 BASE_URL=http://127.0.0.1:8080 RATE=300 DURATION=20s SEEDS_FILE=seeds.json \
-//     SUMMARY_FILE=out/k6-graph.json k6 run --no-usage-report benches/k6/graph.js
+//     SUMMARY_FILE=out/k6-graph.json k6 run --no-usage-report python/provgraph/bench/k6/graph.js
 //
 // Rates (all constant-arrival-rate, i.e. open loop; see lib.js for the other variables):
 //   q1      = RATE * 0.8  POST /v1/tenants/{t}/graph/query  {"query":"topn",...}
