@@ -1,5 +1,6 @@
-"""X-Request-Id on both front ends: echoed when sane, generated (UUIDv7) when absent or not, on every
-answer, in every error body, and in the server's log line for a failing request."""
+"""X-Request-Id on every front end (lean, aiohttp, granian): echoed when sane, generated (UUIDv7)
+when absent or not, on every answer, in every error body, and in the server's log line for a
+failing request."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from provgraph.policy.bundle import load_example_bundle
 LIMIT = 4096
 
 
-@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+@pytest.fixture(scope="module", params=["lean", "aiohttp", "granian"])
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = Server(tmp_path_factory.mktemp(f"rid-{request.param}") / "data", ADMIN_KEY,
                ["--flag", f"service.http={request.param}", "--max-body-bytes", str(LIMIT)])

@@ -1,4 +1,4 @@
-"""HTTPS: `provgraph serve --tls-cert/--tls-key` on both front ends, `provgraph verify --url https://`
+"""HTTPS: `provgraph serve --tls-cert/--tls-key` on every front end, `provgraph verify --url https://`
 against it with a certificate made here, and what verify refuses before it connects."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _operator_with_receipts(admin: Api, tenant: str, count: int) -> Api:
     return op
 
 
-@pytest.mark.parametrize("front", ["lean", "aiohttp"])
+@pytest.mark.parametrize("front", ["lean", "aiohttp", "granian"])
 def test_verify_over_https_against_serve_tls(server_factory: Any, pki: Pki, front: str) -> None:
     srv = server_factory([*pki.server_args, "--flag", f"service.http={front}"], ssl_context=pki.client_context())
     admin: Api = srv.api()

@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.flags["service.http"] == "granian":
         from provgraph.service.rsgi import serve_granian
 
-        serve_granian(config, args.backlog, args.keepalive_timeout)
+        serve_granian(config, args.backlog, args.keepalive_timeout, args.tls_cert, args.tls_key)
         return 0
     app = create_app(config)
     follow_process_flags(app)
