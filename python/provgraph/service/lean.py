@@ -348,8 +348,7 @@ class LeanServer:
         route = req.route
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
-        response.headers[REQUEST_ID_HEADER] = req.request_id
-        return self.encode(response, req.method == "HEAD", req.keep_alive)
+        return self.encode(response, req.method == "HEAD", req.keep_alive, req.request_id)
 
     def _defer(self, conn: _Connection, req: LeanRequest, t0: float, deferred: DeferredResponse) -> None:
         loop = self.loop
@@ -384,15 +383,14 @@ class LeanServer:
             return
         conn.deferred_done(req, data)
 
-    def encode(self, response: web.StreamResponse, head: bool, keep_alive: bool) -> bytes:
+    def encode(self, response: web.StreamResponse, head: bool, keep_alive: bool, request_id: str = "") -> bytes:
         body = getattr(response, "body", None)
         if body is None:
             body = b""
         elif not isinstance(body, (bytes, bytearray)):
             log.error("lean server: %s answered with a streamed body", type(response).__name__)
             response = web.Response(body=error_body("internal_error", "internal error", {}), status=500,
-                                    content_type="application/json",
-                                    headers={REQUEST_ID_HEADER: response.headers.get(REQUEST_ID_HEADER, "")})
+                                    content_type="application/json")
             body = response.body
             assert isinstance(body, bytes)
         status = response.status
@@ -400,6 +398,8 @@ class LeanServer:
         for name, value in response.headers.items():
             if name.lower() not in _SKIP_HEADERS:
                 out.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if request_id:  # sane by construction (request_id_for): no CR/LF, ASCII
+            out.append(f"X-Request-Id: {request_id}\r\n".encode("ascii"))
         if status not in _NO_BODY_STATUS:
             out.append(b"Content-Length: %d\r\n" % len(body))
         out.append(self.date.get())
