@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 from provgraph.config import Config
@@ -35,3 +36,38 @@ def test_every_route_is_documented(tmp_path: Path) -> None:
     served = {(r.resource.canonical, r.method.lower()) for r in app.router.routes()
               if r.resource and r.method != "HEAD"}
     assert documented == served
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    doc = orjson.loads((ROOT / "python" / "provgraph" / "service" / "openapi.json").read_bytes())
+    return [(path, method, op) for path, ops in doc["paths"].items() for method, op in ops.items()
+            if method in ("get", "post", "put", "delete")]
+
+
+def test_every_guarded_operation_documents_its_auth_answers() -> None:
+    # Every operation but the four open ones takes a bearer key (401 without one); all but
+    # /v1/keys, which any valid key may read, also check a scope or the tenant (403).
+    for path, method, op in _operations():
+        codes = set(op["responses"])
+        if op.get("security") == []:
+            assert not codes & {"401", "403"}, f"{method} {path}"
+            continue
+        assert "401" in codes, f"{method} {path} does not document 401"
+        if path != "/v1/keys":
+            assert "403" in codes, f"{method} {path} does not document 403"
+
+
+def test_every_body_taking_operation_documents_the_body_errors() -> None:
+    for path, method, op in _operations():
+        if "requestBody" in op:
+            missing = {"400", "413", "415"} - set(op["responses"])
+            assert not missing, f"{method} {path} does not document {sorted(missing)}"
+
+
+def test_every_answer_has_a_schema_or_no_body() -> None:
+    # scripts/run_schemathesis.py validates bodies against these; a documented body without a
+    # schema would let any body through.
+    for path, method, op in _operations():
+        for status, response in op["responses"].items():
+            for media, content in response.get("content", {}).items():
+                assert "schema" in content, f"{method} {path} {status} {media} has no schema"

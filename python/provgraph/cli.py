@@ -84,8 +84,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from provgraph.service.lean import serve_lean
 
         uvloop.run(serve_lean(app, args.host, args.port, args.backlog, lambda msg: print(msg, flush=True),
-                              keepalive_timeout=args.keepalive_timeout, ssl_context=tls))
+                              keepalive_timeout=args.keepalive_timeout, head_timeout=args.head_timeout,
+                              max_connections=args.max_connections, ssl_context=tls))
         return 0
+    # aiohttp's server has neither a request-head time limit nor a connection cap: --head-timeout and
+    # --max-connections apply to the lean front end only.
     uvloop.install()
     web.run_app(app, host=args.host, port=args.port, access_log=None, backlog=args.backlog,
                 keepalive_timeout=args.keepalive_timeout, ssl_context=tls,
@@ -279,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                             "overflows under connection bursts; a dropped SYN is retried after 1, 3, 7... s)")
     serve.add_argument("--keepalive-timeout", type=float, default=75.0,
                        help="seconds an idle keep-alive connection stays open")
+    serve.add_argument("--head-timeout", type=float, default=10.0,
+                       help="seconds a request head may take to arrive whole, from its first byte (or from "
+                            "connecting); later, 408 and the connection closes (lean front end)")
+    serve.add_argument("--max-connections", type=int, default=10_000,
+                       help="open connections; beyond it a new one is closed as soon as it is accepted "
+                            "(lean front end)")
     serve.add_argument("--policy-bundle", default="authz", help="bundle whose data.provgraph.authz.decision "
                        "answers /decide")
     serve.add_argument("--decision-cache-ttl", type=float, default=5.0,

@@ -17,6 +17,7 @@ import orjson
 
 from provgraph.actions.model import rfc3339
 from provgraph.actions.signing import KeyRing
+from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, tenant_prefix
 
@@ -292,7 +293,11 @@ class Issuer:
 
     def replay_job(self, receipt_ids: list[str] | None) -> Any:
         """Move DLQ entries (all, or the given receipt ids) back to the outbox with fresh attempts."""
-        wanted = None if receipt_ids is None else {uuid.UUID(r).bytes for r in receipt_ids}
+        try:
+            wanted = None if receipt_ids is None else {uuid.UUID(r).bytes for r in receipt_ids}
+        except ValueError:
+            raise InvalidArgumentError("receipt_ids must be receipt ids (UUIDs)",
+                                       {"receipt_ids": receipt_ids}) from None
 
         def job(txn: Txn) -> tuple[int, Callable[[], None]]:
             moved = []

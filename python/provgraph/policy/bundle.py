@@ -241,6 +241,10 @@ def _member_path(name: str) -> str:
     return path
 
 
+_REVISION_MAX = 256
+_REVISION = re.compile(rf"[!-~]{{0,{_REVISION_MAX}}}")
+
+
 def _parse_manifest(content: bytes) -> dict[str, Any]:
     try:
         manifest = orjson.loads(content)
@@ -252,6 +256,10 @@ def _parse_manifest(content: bytes) -> dict[str, Any]:
     revision = manifest.setdefault("revision", "")
     if not isinstance(revision, str):
         raise _err(".manifest: revision must be a string", MANIFEST, "revision not a string")
+    # The revision is echoed in X-Bundle-Revision: a CR/LF in it would split the response head.
+    if not _REVISION.fullmatch(revision):
+        raise _err(".manifest: revision must be a printable token (visible ASCII, no spaces, at most "
+                   f"{_REVISION_MAX} characters)", MANIFEST, "revision not a printable token")
     # No roots means the bundle owns the whole data document, as in OPA.
     roots = manifest.setdefault("roots", [""])
     if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):

@@ -81,18 +81,23 @@ def setup_storage(app: web.Application) -> None:
 
         def refresh() -> None:
             metrics.set_graph_stats(graph.stats())
-            metrics.writer_groups.set(writer.groups)
-            metrics.writer_jobs.set(writer.jobs)
             metrics.writer_nice.set(writer.nice)
-            for stat, value in policy.cache.stats().items():
-                metrics.policy_cache.labels(stat).set(value)
-            metrics.policy_log_dropped.set(policy.log.dropped)
-            metrics.policy_vm_fallbacks.set(policy_vm_fallbacks())
+            metrics.policy_cache_entries.set(policy.cache.stats()["entries"])
             metrics.outbox_depth.set(issuer.depth("outbox"))
             metrics.dlq_depth.set(issuer.depth("dlq"))
             metrics.preflights_stored.set(app[ACTIONS].stored())
 
         metrics.on_scrape(refresh)
+        metrics.read_counter("provgraph_store_commit_groups", "Group commits (one transaction each)",
+                             lambda: writer.groups)
+        metrics.read_counter("provgraph_store_commit_jobs", "Write jobs committed", lambda: writer.jobs)
+        metrics.read_counter("provgraph_graph_snapshot_rebuilds", "Snapshot rebuilds", lambda: graph.rebuilds)
+        metrics.read_counter("provgraph_policy_decision_log_dropped",
+                             "Decision log entries shed because the writer fell behind", lambda: policy.log.dropped)
+        metrics.read_counter("provgraph_policy_vm_fallbacks",
+                             "Evaluations the bytecode VM failed and the interpreter redid", policy_vm_fallbacks)
+        metrics.read_counters("provgraph_policy_cache_events", "Decision cache events (entries is a gauge)",
+                              "event", lambda: {k: v for k, v in policy.cache.stats().items() if k != "entries"})
         app[READY]["ready"] = True
         yield
         app[READY]["ready"] = False

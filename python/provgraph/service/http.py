@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar, cast
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, cast, overload
 
 import orjson
 from aiohttp import web
 
-from provgraph.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from provgraph.errors import (
+    BadRequestError,
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["Request", "answer_after", "authorize", "chain_of", "in_background", "json_response", "read_body", "read_json",
-           "tenant_of"]
+__all__ = ["INT64_MAX", "ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of",
+           "in_background", "json_response", "query_int", "read_body", "read_json", "tenant_of"]
 
 
 class Request(Protocol):
@@ -42,6 +48,49 @@ class Request(Protocol):
     @property
     def can_read_body(self) -> bool: ...
     async def read(self) -> bytes: ...
+
+
+class ChunkedAnswer(web.StreamResponse):
+    """A body streamed from an async iterable of chunks with Transfer-Encoding: chunked, the one way
+    a handler streams on both front ends. aiohttp's server prepares it and calls write_eof, which
+    writes the chunks (each write waits while the transport's buffer is over its high-water mark);
+    the lean front end reads `chunks` and writes them itself, pausing the same way."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], status: int = 200,
+                 content_type: str = "application/octet-stream", headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status=status, headers=headers)
+        self.content_type = content_type
+        self.chunks = chunks
+        self._head_only = self._streamed = False
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        self._head_only = request.method == "HEAD"
+        if request.version >= (1, 1):  # HTTP/1.0 has no chunked encoding: the close ends the body
+            self.enable_chunked_encoding()
+        else:
+            self.force_close()
+        return await super().prepare(request)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self.prepared and not self._head_only and not self._streamed:
+            self._streamed = True
+            async for chunk in self.chunks:
+                if chunk:  # an empty chunk would end the body early
+                    await self.write(chunk)
+        await super().write_eof(data)
+
+
+class FileAnswer(web.FileResponse):
+    """A file sent without reading it whole into memory, with single byte ranges (206, 416) as
+    aiohttp's FileResponse answers them: aiohttp's server serves it as that; the lean front end
+    reads `path` in chunks itself, pausing while the client is slow."""
+
+    def __init__(self, path: str | Path, content_type: str = "application/octet-stream",
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(path, headers=headers)
+        self.path = Path(path)
+        self.content_type = content_type
+
 
 JSON_TYPES = frozenset({"application/json"})
 T = TypeVar("T")
@@ -83,6 +132,29 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError("malformed JSON", {"reason": str(exc)}) from None
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+@overload
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int: ...
+@overload
+def query_int(request: Request, name: str, default: None, lo: int, hi: int) -> int | None: ...
+def query_int(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """The integer query parameter `name` (`default` when absent): 400 when it is not an integer,
+    422 outside lo..hi. The bounds matter beyond validation: the stores pack these into fixed-width
+    keys, where a value past 64 bits would raise deep inside and answer 500."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"{name} must be an integer", {"parameter": name}) from None
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} must be in {lo}..{hi}", {"parameter": name, "value": raw})
+    return value
 
 
 async def read_json(request: Request) -> Any:

@@ -8,8 +8,12 @@ most of what the P1 mix at 3× peak asks of the core. What it keeps: routing fro
 table (literal segments before parameters, 404 and 405 with `Allow`), HEAD for GET routes,
 keep-alive, HTTP/1.0, pipelining (answers in order), `Expect: 100-continue`, chunked request
 bodies, the body size limit (413), 400 for malformed requests, the JSON error shape and the
-per-route latency histogram. What it leaves out: streaming responses (every handler here answers
-with a whole body), WebSockets and protocol upgrades.
+per-route latency histogram, streamed answers (ChunkedAnswer, FileAnswer with byte ranges; writes
+pause while the client is slow), a time limit on each request head (408) and a cap on connections.
+Every outgoing head is checked (no CR/LF or other control characters, printable ASCII only): one
+that fails becomes a logged 500. What it leaves out: WebSockets and protocol upgrades, and any middleware or
+signal it does not implement: `check_app` refuses such an app at start-up rather than serve it
+differently from aiohttp's server.
 """
 
 from __future__ import annotations
@@ -17,12 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import re
 import signal
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Mapping,
+)
 from concurrent.futures import Future
 from email.utils import formatdate
 from typing import Any, cast
@@ -34,17 +47,23 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from provgraph._core import uuid7
 from provgraph._tcp import nodelay_transport
-from provgraph.service.http import Request
+from provgraph.service.http import ChunkedAnswer, FileAnswer, Request
 from provgraph.service.keys import CONFIG, METRICS
 from provgraph.service.middleware import (
+    HEADER_NAME,
+    HEADER_VALUE,
     REQUEST_ID,
     REQUEST_ID_HEADER,
+    error_and_metrics_middleware,
     error_body,
     error_response,
+    invalid_header,
+    invalid_header_response,
     request_id_for,
 )
 
-__all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "Router", "serve_lean"]
+__all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "LeanSite", "Router", "UnsupportedAppError",
+           "check_app", "plan_file", "serve_lean", "start_lean"]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +71,55 @@ LeanHandler = Callable[[Request], Awaitable[web.StreamResponse]]
 _SEGMENT_PARAM = "[^{}/]+"  # aiohttp's pattern for a plain {name}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PIPELINE_MAX = 32  # queued requests on one connection before it stops reading
+LINGER_S = 5.0  # after a 413, what the client still sends is read and dropped this long at most
 _MAX_HEAD = 64 * 1024  # request line, or all header names and values (431 beyond)
 KEEPALIVE_TIMEOUT_S = 75.0  # an idle keep-alive connection is closed after this (aiohttp's default)
+HEAD_TIMEOUT_S = 10.0  # a request head (from its first byte, or from connecting) must be whole by then
+MAX_CONNECTIONS = 10_000  # open connections; one more is closed as soon as it is accepted
+_FILE_CHUNK = 256 * 1024
+_STATUS_OK = re.compile(rf"HTTP/1\.1 \d{{3}} {HEADER_VALUE}\r\n")
+_HEADER_OK = re.compile(rf"{HEADER_NAME}: {HEADER_VALUE}\r\n")
+_LINE_CACHE_MAX = 4096  # checked head lines kept; cleared when full (ETags and the like churn it)
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 _NO_BODY_STATUS = frozenset({204, 304})
 _SKIP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "date"})
+
+# What the lean front end does itself of what an aiohttp app may declare. A middleware runs around
+# every handler on aiohttp's server: one not listed here would run on one front end only, so
+# check_app refuses the app. Start-up, shutdown and clean-up signals (and cleanup_ctx) are run by
+# the AppRunner serve_lean uses, as on aiohttp's server; on_response_prepare is not run.
+NATIVE_MIDDLEWARES: dict[object, str] = {
+    error_and_metrics_middleware: "errors to the JSON shape and the latency histogram (LeanServer.respond/_finish)",
+}
+_UNSUPPORTED_SIGNALS = ("on_response_prepare",)
+
+
+class UnsupportedAppError(RuntimeError):
+    """The app declares something the lean front end would not run: serve it with
+    --flag service.http=aiohttp, or implement it here."""
+
+
+def check_app(app: web.Application) -> None:
+    """Refuse (UnsupportedAppError, naming it) a middleware, signal, sub-application or resource
+    kind the lean front end does not implement."""
+    for mw in app.middlewares:
+        if mw not in NATIVE_MIDDLEWARES:
+            name = getattr(mw, "__qualname__", repr(mw))
+            raise UnsupportedAppError(
+                f"lean front end: the app declares middleware {getattr(mw, '__module__', '?')}.{name}, which it "
+                "does not run; implement it in provgraph.service.lean (NATIVE_MIDDLEWARES) or serve with "
+                "--flag service.http=aiohttp")
+    for signal_name in _UNSUPPORTED_SIGNALS:
+        for cb in getattr(app, signal_name):
+            raise UnsupportedAppError(
+                f"lean front end: the app declares a {signal_name} callback "
+                f"({getattr(cb, '__qualname__', repr(cb))}), which it does not run; serve with "
+                "--flag service.http=aiohttp")
+    for resource in app.router.resources():
+        if not isinstance(resource, (web.PlainResource, web.DynamicResource)):
+            raise UnsupportedAppError(
+                f"lean front end: the app has a {type(resource).__name__} ({resource.canonical}), which it "
+                "does not serve; serve with --flag service.http=aiohttp")
 
 
 class Route:
@@ -156,6 +220,59 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _NoVersion(Exception):
+    """An HTTP/0.9 request line (no version): llhttp accepts it, nothing here answers in 0.9."""
+
+
+class _Body:
+    """A body to stream: `chunks` (count -1: chunked encoding, or, not `framed`, for an HTTP/1.0
+    client, the body ends with the connection), or `count` bytes of the file at `path` from `start`."""
+
+    __slots__ = ("chunks", "count", "framed", "path", "start")
+
+    def __init__(self, chunks: AsyncIterable[bytes] | None, path: os.PathLike[str] | None, start: int,
+                 count: int, framed: bool = True) -> None:
+        self.chunks, self.path, self.start, self.count, self.framed = chunks, path, start, count, framed
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """The body as written to the wire."""
+        if self.chunks is not None:
+            async for chunk in self.chunks:
+                if not chunk:  # an empty chunk would be the terminator
+                    continue
+                if not self.framed:
+                    yield chunk
+                elif len(chunk) < 4096:
+                    yield b"%x\r\n%b\r\n" % (len(chunk), chunk)
+                else:  # a large chunk goes out as it is, not copied into a framed one
+                    yield b"%x\r\n" % len(chunk)
+                    yield chunk
+                    yield b"\r\n"
+            if self.framed:
+                yield b"0\r\n\r\n"
+            return
+        assert self.path is not None
+        loop = asyncio.get_running_loop()
+        with open(self.path, "rb") as f:  # noqa: ASYNC230 - opening is quick; reads go to a thread
+            f.seek(self.start)
+            left = self.count
+            while left > 0:
+                piece = await loop.run_in_executor(None, f.read, min(left, _FILE_CHUNK))
+                if not piece:
+                    raise OSError(f"{self.path}: shorter than its size when the answer started")
+                left -= len(piece)
+                yield piece
+
+
+class _Stream:
+    """An encoded head and the body to stream after it."""
+
+    __slots__ = ("body", "head")
+
+    def __init__(self, head: bytes, body: _Body) -> None:
+        self.head, self.body = head, body
+
+
 def _error_for(exc: Exception, req: LeanRequest) -> web.StreamResponse:
     """What a handler's exception answers: aiohttp's non-error exceptions (304...) are responses
     themselves; every other one maps to the JSON error shape (error_response)."""
@@ -232,6 +349,7 @@ class LeanRequest:
         "app",
         "continue_owed",
         "headers",
+        "http10",
         "keep_alive",
         "match_info",
         "method",
@@ -246,6 +364,7 @@ class LeanRequest:
                  headers: CIMultiDictProxy[str], body: bytes, keep_alive: bool) -> None:
         self.app, self.method, self.path, self.query_string = app, method, path, query_string
         self.headers, self._body, self.keep_alive = headers, body, keep_alive
+        self.http10 = False  # chunked answers are not framed for it
         self._query: MultiDictProxy[str] | None = None
         self.match_info: dict[str, str] = {}
         self.route: Route | None = None
@@ -288,6 +407,39 @@ class LeanRequest:
         return self._body
 
 
+def plan_file(answer: FileAnswer, range_header: str | None, method: str, path: str
+              ) -> web.StreamResponse | tuple[int, int]:
+    """Where the bytes of `answer` come from for a request's Range (as aiohttp's FileResponse reads
+    it: one range; 416 when it is malformed or starts past the end): (start, count), with the
+    answer's status and range headers set; or the error answer when the file cannot be read."""
+    try:
+        size = os.stat(answer.path).st_size
+    except OSError as exc:
+        return error_response(web.HTTPNotFound() if isinstance(exc, FileNotFoundError) else exc, method, path)
+    start, count = 0, size
+    if range_header is not None:
+        m = _RANGE.fullmatch(range_header)
+        first = int(m.group(1)) if m is not None and m.group(1) else None
+        last = int(m.group(2)) if m is not None and m.group(2) else None
+        if m is None or (first is None and last is None) or (
+                first is not None and last is not None and first > last):
+            first = size  # unsatisfiable, as a start past the end
+        if first is None:  # the last `last` bytes
+            assert last is not None
+            start = max(size - last, 0)
+        else:
+            start = first
+        count = (size if last is None or first is None else min(last + 1, size)) - start
+        if start >= size:
+            answer.set_status(416)
+            answer.headers["Content-Range"] = f"bytes */{size}"
+            return 0, 0
+        answer.set_status(206)
+        answer.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
+    answer.headers["Accept-Ranges"] = "bytes"
+    return start, count
+
+
 class _DateHeader:
     """`Date:` formatted once a second."""
 
@@ -306,22 +458,29 @@ class _DateHeader:
 class LeanServer:
     """Accepted connections and what answers them."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, head_timeout: float = HEAD_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        check_app(app)
         self.app = app
+        self.head_timeout, self.max_connections = head_timeout, max_connections
+        self.refused = 0  # connections closed at once: the cap was reached
         self.router = Router(app)
         self.metrics = app[METRICS]
         self.config = app[CONFIG]
         self.max_body = app[CONFIG].max_body_bytes
         self.connections: set[_Connection] = set()
         self.date = _DateHeader()
+        # (status, reason) or (name, value) -> its checked, encoded line (b"" for a framing header
+        # the front end writes itself): most answers reuse a handful of lines, checked once
+        self.lines: dict[tuple[int | str, str], bytes] = {}
         self.loop = asyncio.get_running_loop()
 
     def __call__(self) -> _Connection:
         return _Connection(self)
 
-    async def respond(self, req: LeanRequest, conn: _Connection) -> bytes | None:
-        """The whole encoded response to one request, or None when the handler deferred it
-        (`conn.deferred_done` gets it then)."""
+    async def respond(self, req: LeanRequest, conn: _Connection) -> bytes | _Stream | None:
+        """The whole encoded response to one request (or its head and the body to stream), or None
+        when the handler deferred it (`conn.deferred_done` gets it then)."""
         t0 = time.perf_counter()
         # No reset: each request runs in a context of its own (run_eagerly's copy, or a Task's).
         REQUEST_ID.set(rid := request_id_for(req.headers.get(REQUEST_ID_HEADER)))
@@ -344,11 +503,73 @@ class LeanServer:
             return None
         return self._finish(req, response, t0)
 
-    def _finish(self, req: LeanRequest, response: web.StreamResponse, t0: float) -> bytes:
+    def _finish(self, req: LeanRequest, response: web.StreamResponse, t0: float) -> bytes | _Stream:
+        body: bytes | _Body
+        if isinstance(response, FileAnswer):
+            response, body = self._file(req, response)
+        elif isinstance(response, ChunkedAnswer):
+            if req.http10:  # no chunked encoding in HTTP/1.0: the close ends the body
+                req.keep_alive = False
+            body = _Body(response.chunks, None, 0, -1, framed=not req.http10)
+        else:
+            raw = getattr(response, "body", None)
+            if raw is None:
+                body = b""
+            elif isinstance(raw, (bytes, bytearray)):
+                body = bytes(raw)
+            else:
+                log.error("lean server: %s answered with a streamed body", type(response).__name__)
+                response = error_response(RuntimeError("streamed body"), req.method, req.path)
+                body = response.body  # type: ignore[assignment]
+        head = self.head(response)
+        if head is None:
+            response = invalid_header_response(invalid_header(response) or "head", req.method, req.path)
+            body = response.body  # type: ignore[assignment]
+            head = self.head(response)
+            assert head is not None
         route = req.route
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
-        return self.encode(response, req.method == "HEAD", req.keep_alive, req.request_id)
+        # sane by construction (request_id_for: printable ASCII, no space): no check needed
+        head.append(f"X-Request-Id: {req.request_id}\r\n".encode("ascii"))
+        return self.encode(head, response.status, body, req.method == "HEAD", req.keep_alive)
+
+    def _file(self, req: LeanRequest, answer: FileAnswer) -> tuple[web.StreamResponse, bytes | _Body]:
+        planned = plan_file(answer, req.headers.get("Range"), req.method, req.path)
+        if isinstance(planned, web.StreamResponse):
+            return planned, b""
+        start, count = planned
+        return answer, (b"" if answer.status == 416 else _Body(None, answer.path, start, count))
+
+    def head(self, response: web.StreamResponse) -> list[bytes] | None:
+        """The status line and headers of `response`, encoded, or None when one would break the
+        head (CR, LF or another control character, a name that is not a token, beyond ASCII)."""
+        lines = self.lines
+        status: tuple[int | str, str] = (response.status, response.reason)
+        line = lines.get(status)
+        if line is None:
+            line = self._line(status, _STATUS_OK, f"HTTP/1.1 {status[0]} {status[1]}\r\n")
+            if line is None:
+                return None
+        out = [line]
+        for item in response.headers.items():
+            line = lines.get(item)
+            if line is None:
+                name, value = item
+                line = (self._line(item, _HEADER_OK, f"{name}: {value}\r\n")
+                        if name.lower() not in _SKIP_HEADERS else b"")
+                if line is None:
+                    return None
+            out.append(line)
+        return out
+
+    def _line(self, key: tuple[int | str, str], pattern: re.Pattern[str], text: str) -> bytes | None:
+        if not pattern.fullmatch(text):
+            return None
+        if len(self.lines) >= _LINE_CACHE_MAX:
+            self.lines.clear()
+        line = self.lines[key] = text.encode("latin-1")
+        return line
 
     def _defer(self, conn: _Connection, req: LeanRequest, t0: float, deferred: DeferredResponse) -> None:
         loop = self.loop
@@ -383,29 +604,25 @@ class LeanServer:
             return
         conn.deferred_done(req, data)
 
-    def encode(self, response: web.StreamResponse, head: bool, keep_alive: bool, request_id: str = "") -> bytes:
-        body = getattr(response, "body", None)
-        if body is None:
-            body = b""
-        elif not isinstance(body, (bytes, bytearray)):
-            log.error("lean server: %s answered with a streamed body", type(response).__name__)
-            response = web.Response(body=error_body("internal_error", "internal error", {}), status=500,
-                                    content_type="application/json")
-            body = response.body
-            assert isinstance(body, bytes)
-        status = response.status
-        out = [f"HTTP/1.1 {status} {response.reason}\r\n".encode("latin-1")]
-        for name, value in response.headers.items():
-            if name.lower() not in _SKIP_HEADERS:
-                out.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if request_id:  # sane by construction (request_id_for): no CR/LF, ASCII
-            out.append(f"X-Request-Id: {request_id}\r\n".encode("ascii"))
+    def encode(self, out: list[bytes], status: int, body: bytes | _Body, head_only: bool,
+               keep_alive: bool) -> bytes | _Stream:
+        """The response: `out` (the head lines from `head()`), framing headers, then the body (or,
+        for a streamed one, the head and what to stream)."""
         if status not in _NO_BODY_STATUS:
-            out.append(b"Content-Length: %d\r\n" % len(body))
+            if not isinstance(body, _Body):
+                out.append(b"Content-Length: %d\r\n" % len(body))
+            elif body.count < 0:
+                if body.framed:
+                    out.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                out.append(b"Content-Length: %d\r\n" % body.count)
         out.append(self.date.get())
         out.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-        if not head and status not in _NO_BODY_STATUS:
-            out.append(bytes(body))
+        if head_only or status in _NO_BODY_STATUS:
+            return b"".join(out)
+        if isinstance(body, _Body):
+            return _Stream(b"".join(out), body)
+        out.append(body)
         return b"".join(out)
 
     def simple(self, status: int, reason: str, code: str, message: str) -> bytes:
@@ -419,12 +636,24 @@ class LeanServer:
 
     def sweep(self, idle_s: float) -> int:
         """Close the keep-alive connections idle (nothing being answered, nothing read) for
-        longer than `idle_s`; how many."""
-        cutoff = asyncio.get_running_loop().time() - idle_s
-        idle = [c for c in self.connections if not c.busy and c.last_active < cutoff]
+        longer than `idle_s`, and those whose request head is not whole `head_timeout` after it
+        began (408; slow clients holding connections open a header line at a time); how many."""
+        now = asyncio.get_running_loop().time()
+        cutoff, head_cutoff = now - idle_s, now - self.head_timeout
+        idle, slow = [], []
+        for c in self.connections:
+            # not while reading is paused here (too many pipelined requests): that wait is ours
+            if c.head_since is not None and c.head_since < head_cutoff and not c.paused:
+                slow.append(c)
+            elif not c.busy and c.last_active < cutoff:
+                idle.append(c)
         for conn in idle:
             conn.abort()
-        return len(idle)
+        for conn in slow:
+            conn.head_since = None
+            conn.fail(408, "Request Timeout", "request_timeout",
+                      f"request head not received within {self.head_timeout:g} s")
+        return len(idle) + len(slow)
 
     async def close(self, timeout: float) -> None:
         """Stop reading new requests, let the ones being answered finish (up to `timeout`), close."""
@@ -451,6 +680,9 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.last_words = b""  # written before closing (a malformed request after pipelined ones)
         self.last_active = self.loop.time()
+        # when the request head being read began (or the connection opened); None once it is whole
+        self.head_since: float | None = self.last_active
+        self.drained: asyncio.Future[None] | None = None  # set while the transport's buffer is full
         self._reset()
 
     def _reset(self) -> None:
@@ -465,12 +697,33 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            # Closed before reading anything: file descriptors are finite, and a flood of slow
+            # clients must not take the ones the server needs (LMDB, its logs, accepted clients).
+            self.closing = True
+            server.refused += 1
+            if server.refused & (server.refused - 1) == 0:  # 1st, 2nd, 4th, 8th...: no log flood
+                log.warning("lean server: %d connections open, the cap; closed %d new ones so far",
+                            len(server.connections), server.refused)
+            transport.abort()  # type: ignore[attr-defined]
+            return
         self.transport = nodelay_transport(transport)
-        self.server.connections.add(self)
+        server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.server.connections.discard(self)
+        self.resume_writing()  # a stream waiting for the buffer to drain ends
+
+    def pause_writing(self) -> None:
+        if self.drained is None:
+            self.drained = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self.drained = self.drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -482,18 +735,21 @@ class _Connection(asyncio.Protocol):
             self.closing = True  # the request before the upgrade is answered; nothing after it
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
-                self._fail(431, "Request Header Fields Too Large", "header_too_large",
+                self.fail(431, "Request Header Fields Too Large", "header_too_large",
                            f"request line and headers over {_MAX_HEAD} bytes")
+            elif isinstance(exc.__context__, _NoVersion):
+                self.fail(400, "Bad Request", "bad_request", "malformed HTTP request: no HTTP version")
             else:
                 log.error("lean server: parser callback failed", exc_info=exc)
-                self._fail(500, "Internal Server Error", "internal_error", "internal error")
+                self.fail(500, "Internal Server Error", "internal_error", "internal error")
         except httptools.HttpParserError:
-            self._fail(400, "Bad Request", "bad_request", "malformed HTTP request")
+            self.fail(400, "Bad Request", "bad_request", "malformed HTTP request")
 
     # httptools callbacks
 
     def on_message_begin(self) -> None:
         self._reset()
+        self.head_since = self.last_active
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -507,7 +763,12 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
+        version = self.parser.get_http_version()
+        if version == "0.9":
+            raise _NoVersion
         req = self.pending = self._request()
+        req.http10 = version == "1.0"
         length = req.content_length
         if length is not None and length > self.server.max_body:
             # Answered now (the handler checks auth, then refuses the body); the body is not read.
@@ -574,12 +835,43 @@ class _Connection(asyncio.Protocol):
             req = next_req
             try:
                 data = await self.server.respond(req, self)
+                if data is None:  # deferred: deferred_done writes it and goes on
+                    return
+                if isinstance(data, _Stream):
+                    if not await self._stream(data):
+                        self.busy = False
+                        return
+                    data = b""
             except Exception:  # noqa: BLE001 - broken() logs it
                 self.broken(req)
                 return
-            if data is None:  # deferred: deferred_done writes it and goes on
-                return
             next_req = self._sent(req, data)
+
+    async def _stream(self, stream: _Stream) -> bool:
+        """Write a streamed answer, waiting whenever the transport's buffer is over its high-water
+        mark (memory stays flat for a slow client); False if the connection went away meanwhile."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(stream.head)
+        async for piece in stream.body.pieces():
+            if transport.is_closing():
+                return False
+            transport.write(piece)
+            self.last_active = self.loop.time()
+            if self.drained is not None:
+                await self.drained
+        return not transport.is_closing()
+
+    async def _stream_deferred(self, req: LeanRequest, stream: _Stream) -> None:
+        try:
+            if not await self._stream(stream):
+                self.busy = False
+                return
+        except Exception:  # noqa: BLE001 - broken() logs it
+            self.broken(req)
+            return
+        self.deferred_done(req, b"")
 
     def broken(self, req: LeanRequest) -> None:
         """Encoding the answer to `req` failed: nothing sensible can follow on this connection."""
@@ -587,8 +879,11 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.abort()
 
-    def deferred_done(self, req: LeanRequest, data: bytes) -> None:
+    def deferred_done(self, req: LeanRequest, data: bytes | _Stream) -> None:
         """The answer to a deferred request, on the loop: write it, then go on with the queue."""
+        if isinstance(data, _Stream):
+            self.loop.create_task(self._stream_deferred(req, data))
+            return
         next_req = self._sent(req, data)
         if next_req is not None:
             self._start(next_req)
@@ -605,7 +900,10 @@ class _Connection(asyncio.Protocol):
         if not req.keep_alive:
             self.closing = True
             self.busy = False
-            transport.close()
+            if req.too_large:
+                self._linger(transport)
+            else:
+                transport.close()
             return None
         if not self.queue:
             self.busy = False
@@ -621,7 +919,22 @@ class _Connection(asyncio.Protocol):
             transport.resume_reading()
         return self.queue.popleft()
 
-    def _fail(self, status: int, reason: str, code: str, message: str) -> None:
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close once the client has had the answer to a request whose body was refused unread (413):
+        the body may still be arriving, and closing at once would reset the connection under the
+        client while it sends, losing the answer it has not read yet (aiohttp's server lingers the
+        same way). Half-close (FIN after the answer), discard what arrives, close when the client
+        does or after LINGER_S."""
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        self.loop.call_later(LINGER_S, transport.close)
+
+    def fail(self, status: int, reason: str, code: str, message: str) -> None:
         self.closing = True
         self.last_words = self.server.simple(status, reason, code, message)
         if self.transport is not None and not self.busy:
@@ -642,35 +955,66 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve_lean(app: web.Application, host: str, port: int, backlog: int,
-                     print_fn: Callable[[str], None] = print, shutdown_timeout: float = 60.0,
-                     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None,
-                     ) -> None:
-    """Run `app` behind the lean front end until SIGINT or SIGTERM: start-up contexts first (they
-    drain the receipt outbox before anything listens), then listen; on a signal stop accepting,
-    finish the requests being answered, then run the clean-up contexts. With `ssl_context`, HTTPS."""
+class LeanSite:
+    """A running lean front end: its app started, listening on `port`."""
+
+    def __init__(self, runner: web.AppRunner, lean: LeanServer, server: asyncio.Server,
+                 sweeping: asyncio.Task[None]) -> None:
+        self.runner, self.lean, self.server, self.sweeping = runner, lean, server, sweeping
+        self.port: int = server.sockets[0].getsockname()[1]
+
+    async def close(self, shutdown_timeout: float = 60.0) -> None:
+        """Stop accepting, finish the requests being answered, then run the clean-up contexts."""
+        self.sweeping.cancel()
+        self.server.close()
+        try:
+            await self.lean.close(shutdown_timeout)
+            await self.server.wait_closed()
+        finally:
+            await self.runner.cleanup()
+
+
+async def start_lean(app: web.Application, host: str, port: int, backlog: int = 1024,
+                     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S, head_timeout: float = HEAD_TIMEOUT_S,
+                     max_connections: int = MAX_CONNECTIONS, ssl_context: ssl.SSLContext | None = None,
+                     ) -> LeanSite:
+    """Check the app (check_app), run its start-up contexts (they drain the receipt outbox before
+    anything listens), then listen (port 0: any free port); HTTPS with `ssl_context`."""
+    check_app(app)  # before start-up opens anything
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    try:
+        lean = LeanServer(app, head_timeout, max_connections)  # checks again: start-up may add
+        server = await loop.create_server(lean, host, port, backlog=backlog, ssl=ssl_context)
+    except BaseException:
+        await runner.cleanup()
+        raise
+
+    async def sweeper() -> None:
+        while True:
+            # a slow head is closed at most a quarter of head_timeout late
+            await asyncio.sleep(min(5.0, keepalive_timeout / 2, head_timeout / 4))
+            lean.sweep(keepalive_timeout)
+
+    return LeanSite(runner, lean, server, loop.create_task(sweeper()))
+
+
+async def serve_lean(app: web.Application, host: str, port: int, backlog: int,
+                     print_fn: Callable[[str], None] = print, shutdown_timeout: float = 60.0,
+                     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S, head_timeout: float = HEAD_TIMEOUT_S,
+                     max_connections: int = MAX_CONNECTIONS, ssl_context: ssl.SSLContext | None = None) -> None:
+    """Run `app` behind the lean front end until SIGINT or SIGTERM (start_lean); on a signal stop
+    accepting, finish the requests being answered, then run the clean-up contexts."""
+    site = await start_lean(app, host, port, backlog, keepalive_timeout, head_timeout, max_connections,
+                            ssl_context)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    lean = LeanServer(app)
-    server = await loop.create_server(lean, host, port, backlog=backlog, ssl=ssl_context)
-
-    async def sweeper() -> None:
-        while True:
-            await asyncio.sleep(min(5.0, keepalive_timeout / 2))
-            lean.sweep(keepalive_timeout)
-
-    sweeping = loop.create_task(sweeper())
     try:
         scheme = "https" if ssl_context is not None else "http"
         print_fn(f"======== Running on {scheme}://{host}:{port} (lean HTTP front end) ========\n(Press CTRL+C to quit)")
         await stop.wait()
     finally:
-        sweeping.cancel()
-        server.close()
-        await lean.close(shutdown_timeout)
-        await server.wait_closed()
-        await runner.cleanup()
+        await site.close(shutdown_timeout)

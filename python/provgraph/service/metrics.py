@@ -1,18 +1,49 @@
-"""Prometheus metrics of the service: request latency per route, graph counters and gauges."""
+"""Prometheus metrics of the service: request latency per route, graph counters and gauges.
+
+Counts that only grow are counters (`_total`); levels are gauges. Counts kept by other parts
+(the writer, the decision cache, the native core) are read at scrape time by a collector, so
+they are exposed as counters without being copied into a gauge. Every label set is bounded."""
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["DECISION_REVISIONS_KEPT", "Metrics"]
 
 # Buckets from 50 µs to 5 s: the hot paths live in the sub-millisecond range.
 _BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Revisions of one bundle whose decision latency series are kept: the active one and the ones
+# before it, so a rollback or the decisions still in flight across an activation keep their
+# series; older ones are removed, or every upload would add series to /metrics for good.
+DECISION_REVISIONS_KEPT = 3
+# A request's method comes from the client: any other token is counted as "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+class _ReadCounters(Collector):
+    """Counters whose value lives elsewhere, read at each scrape (unlabelled, or one label)."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[str, str, str | None, Callable[[], Any]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, label, fn in self.read:
+            value = fn()
+            if label is None:
+                yield CounterMetricFamily(name, doc, value=value)
+            else:
+                family = CounterMetricFamily(name, doc, labels=[label])
+                for label_value, count in sorted(value.items()):
+                    family.add_metric([label_value], count)
+                yield family
 
 
 class Metrics:
@@ -28,25 +59,17 @@ class Metrics:
         self.graph_nodes = Gauge("provgraph_graph_nodes", "Live nodes over all tenants", registry=r)
         self.graph_edges = Gauge("provgraph_graph_edges", "Live edges over all tenants", registry=r)
         self.graph_delta_rows = Gauge("provgraph_graph_delta_rows", "Rows in delta overlays", registry=r)
-        self.graph_rebuilds = Gauge("provgraph_graph_snapshot_rebuilds", "Snapshot rebuilds since start",
-                                    registry=r)
         self.graph_memory = Gauge("provgraph_graph_memory_bytes", "CSR + overlay memory", registry=r)
-        self.writer_groups = Gauge("provgraph_store_commit_groups", "Group commits since start", registry=r)
-        self.writer_jobs = Gauge("provgraph_store_commit_jobs", "Write jobs committed since start", registry=r)
         self.writer_nice = Gauge("provgraph_store_writer_nice",
                                  "Nice value in effect for the writer thread (flag runtime.writer_priority)",
                                  registry=r)
-        self.policy_decision_seconds = Histogram("provgraph_policy_decision_duration_seconds",
-                                                 "Decision latency by bundle, revision and cache outcome",
-                                                 ["bundle", "revision", "cache"], buckets=_BUCKETS, registry=r)
+        self.policy_decision_seconds = Histogram(
+            "provgraph_policy_decision_duration_seconds",
+            f"Decision latency by bundle, revision (the {DECISION_REVISIONS_KEPT} most recent of a bundle) and "
+            "cache outcome", ["bundle", "revision", "cache"], buckets=_BUCKETS, registry=r)
         self.policy_eval_errors = Counter("provgraph_policy_eval_errors_total",
                                           "Policy evaluations that failed (decided as deny)", registry=r)
-        self.policy_vm_fallbacks = Gauge("provgraph_policy_vm_fallbacks",
-                                         "Evaluations the bytecode VM failed and the interpreter redid, since start",
-                                         registry=r)
-        self.policy_cache = Gauge("provgraph_policy_cache", "Decision cache counters", ["stat"], registry=r)
-        self.policy_log_dropped = Gauge("provgraph_policy_decision_log_dropped",
-                                        "Decision log entries shed because the writer fell behind", registry=r)
+        self.policy_cache_entries = Gauge("provgraph_policy_cache_entries", "Decisions in the cache", registry=r)
         self.receipts_issued = Counter("provgraph_receipts_issued_total", "Receipts signed, chained, committed",
                                        registry=r)
         self.issuance_lag = Histogram("provgraph_receipt_issuance_lag_seconds", "issued_at - executed_at",
@@ -63,12 +86,24 @@ class Metrics:
                                   ["generation"], buckets=_BUCKETS, registry=r)
         self.gc_frozen = Gauge("provgraph_gc_frozen_objects",
                                "Objects in the collector's permanent generation (runtime.gc=frozen)", registry=r)
+        self._read_counters = _ReadCounters()
+        r.register(self._read_counters)
+        self._decision_children: dict[tuple[str, str, bool], Any] = {}
+        self._decision_revisions: dict[str, OrderedDict[str, None]] = {}
         self._refreshers: list[Callable[[], None]] = []
         self._request_children: dict[tuple[str, str, int], Any] = {}
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
         """Register a function that refreshes gauges right before each scrape."""
         self._refreshers.append(fn)
+
+    def read_counter(self, name: str, doc: str, fn: Callable[[], int]) -> None:
+        """Expose `fn()`, a count that only grows and is kept elsewhere, as the counter `name`_total."""
+        self._read_counters.read.append((name, doc, None, fn))
+
+    def read_counters(self, name: str, doc: str, label: str, fn: Callable[[], dict[str, int]]) -> None:
+        """Like read_counter, one series per key of `fn()` (a fixed set of keys: the label stays bounded)."""
+        self._read_counters.read.append((name, doc, label, fn))
 
     def render(self) -> bytes:
         for fn in self._refreshers:
@@ -94,11 +129,39 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # labels() costs ~4 us a call (it validates and joins the label values); the children of a
         # bounded set of (method, route template, status) are kept.
-        key = (method, route, status)
-        child = self._request_children.get(key)
+        child = self._request_children.get((method, route, status))
         if child is None:
-            child = self._request_children[key] = self.request_seconds.labels(method, route, str(status))
+            # Kept under the label's method, not the client's: odd methods share one child and
+            # do not grow this dict either.
+            if method not in _METHODS:
+                method = "other"
+            key = (method, route, status)
+            child = self._request_children.get(key)
+            if child is None:
+                child = self._request_children[key] = self.request_seconds.labels(method, route, str(status))
         child.observe(seconds)
+
+    def observe_decision(self, bundle: str, revision: str, cached: bool, seconds: float) -> None:
+        key = (bundle, revision, cached)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_child(bundle, revision, cached)
+        child.observe(seconds)
+
+    def _decision_child(self, bundle: str, revision: str, cached: bool) -> Any:
+        # First decision of this (bundle, revision, outcome): the revision becomes the most recent
+        # of its bundle, and the series of revisions past the DECISION_REVISIONS_KEPT most recent go.
+        revisions = self._decision_revisions.setdefault(bundle, OrderedDict())
+        revisions[revision] = None
+        revisions.move_to_end(revision)
+        while len(revisions) > DECISION_REVISIONS_KEPT:
+            old, _ = revisions.popitem(last=False)
+            for outcome in (True, False):
+                if self._decision_children.pop((bundle, old, outcome), None) is not None:
+                    self.policy_decision_seconds.remove(bundle, old, "hit" if outcome else "miss")
+        child = self.policy_decision_seconds.labels(bundle, revision, "hit" if cached else "miss")
+        self._decision_children[(bundle, revision, cached)] = child
+        return child
 
     def observe_issued(self, lags: list[float]) -> None:
         self.receipts_issued.inc(len(lags))
@@ -109,5 +172,4 @@ class Metrics:
         self.graph_nodes.set(stats["nodes"])
         self.graph_edges.set(stats["edges"])
         self.graph_delta_rows.set(stats["delta_rows"])
-        self.graph_rebuilds.set(stats["rebuilds"])
         self.graph_memory.set(stats["memory_bytes"])

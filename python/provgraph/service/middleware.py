@@ -4,6 +4,7 @@ the aiohttp front end, the same functions for the lean one (provgraph.service.le
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -15,15 +16,9 @@ from provgraph._core import uuid7
 from provgraph.errors import ProvgraphError
 from provgraph.service.keys import METRICS
 
-__all__ = [
-    "REQUEST_ID",
-    "REQUEST_ID_HEADER",
-    "RequestIdLogFilter",
-    "error_and_metrics_middleware",
-    "error_body",
-    "error_response",
-    "request_id_for",
-]
+__all__ = ["HEADER_NAME", "HEADER_VALUE", "REQUEST_ID", "REQUEST_ID_HEADER", "RequestIdLogFilter",
+           "error_and_metrics_middleware", "error_body", "error_response", "invalid_header",
+           "invalid_header_response", "request_id_for"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,6 +32,32 @@ _MAX_REQUEST_ID = 128
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 422: "invalid_value"}
+
+# RFC 9110: a name is a token; a value is visible ASCII, space or tab. No CR, LF, NUL or other
+# control character gets into a response head. obs-text (latin-1 0x80-0xff) is refused too: it is
+# obsolete, and the two front ends would send it differently (aiohttp encodes UTF-8, lean latin-1).
+HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+HEADER_VALUE = r"[\t\x20-\x7e]*"
+_NAME, _VALUE = re.compile(HEADER_NAME), re.compile(HEADER_VALUE)
+
+
+def invalid_header(response: web.StreamResponse) -> str | None:
+    """What is wrong with the first header of `response` (or its reason phrase) that must not go
+    on the wire, or None when every one may."""
+    if not _VALUE.fullmatch(response.reason):
+        return f"reason phrase {response.reason!r}"
+    for name, value in response.headers.items():
+        if not _NAME.fullmatch(name):
+            return f"header name {name!r}"
+        if not _VALUE.fullmatch(value):
+            return f"value of {name}: {value!r}"
+    return None
+
+
+def invalid_header_response(problem: str, method: str, path: str) -> web.Response:
+    """The logged 500 that replaces an answer whose head would be broken (header injection)."""
+    log.error("answer to %s %s has an invalid %s: answering 500 instead", method, path, problem)
+    return _error(500, "internal_error", "internal error", {})
 
 
 def request_id_for(sent: str | None) -> str:
@@ -100,6 +121,10 @@ async def error_and_metrics_middleware(request: web.Request, handler: Handler) -
     token = REQUEST_ID.set(rid)  # reset below: aiohttp answers a connection's requests in one task
     try:
         try:
+            if request.version < (1, 0):
+                # aiohttp's parser takes a request line without a version as HTTP/0.9 (at times, with
+                # the close right behind it); the lean front end refuses it, so this one does too
+                raise web.HTTPBadRequest(reason="Bad Request: no HTTP version")
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:  # a redirect or 304 is an answer: it carries the id too
@@ -107,6 +132,11 @@ async def error_and_metrics_middleware(request: web.Request, handler: Handler) -
             response = error_response(exc, request.method, request.path)
         except Exception as exc:  # noqa: BLE001 - error_response logs what it doesn't map
             response = error_response(exc, request.method, request.path)
+        # aiohttp refuses CR/LF in a header when it prepares the answer, but only with a bare 500 and a
+        # log line outside this middleware; here the answer is checked the way the lean front end does.
+        problem = invalid_header(response)
+        if problem is not None:
+            response = invalid_header_response(problem, request.method, request.path)
         if not response.prepared:  # a streamed answer has sent its head already
             response.headers[REQUEST_ID_HEADER] = rid
         info = request.match_info

@@ -11,8 +11,9 @@ import orjson
 from aiohttp import web
 
 from provgraph._core import verify_receipt
-from provgraph.errors import BadRequestError, ForbiddenError, InvalidArgumentError, NotFoundError
+from provgraph.errors import BadRequestError, ForbiddenError, NotFoundError
 from provgraph.service.http import (
+    INT64_MAX,
     Request,
     answer_after,
     authorize,
@@ -20,6 +21,7 @@ from provgraph.service.http import (
     in_background,
     json_response,
     parse_json,
+    query_int,
     read_body,
     read_json,
     tenant_of,
@@ -100,13 +102,9 @@ async def get_receipt(request: Request) -> web.Response:
 
 async def list_receipts(request: Request) -> web.Response:
     _, tenant = chain_of(request, "read")
-    try:
-        after = int(request.query.get("after_seq", "0"))
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise BadRequestError("after_seq and limit must be integers") from None
-    if after < 0 or not 1 <= limit <= 1000:
-        raise InvalidArgumentError("after_seq >= 0 and limit in 1..1000")
+    # after_seq + 1 is packed as an unsigned 64-bit seq: int64 keeps it in range.
+    after = query_int(request, "after_seq", 0, 0, INT64_MAX)
+    limit = query_int(request, "limit", 100, 1, 1000)
     rows = request.app[RECEIPTS].page(tenant.num, after, limit)
     last = orjson.loads(rows[-1])["seq"] if rows else after
     body = b'{"receipts":[' + b",".join(rows) + b'],"next_after_seq":' + str(last).encode() + b"}"

@@ -13,11 +13,13 @@ from aiohttp import web
 from provgraph.errors import BadRequestError, InvalidArgumentError, NotFoundError
 from provgraph.policy.manager import PolicyManager, new_decision_id
 from provgraph.service.http import (
+    INT64_MAX,
     Request,
     authorize,
     in_background,
     json_response,
     parse_json,
+    query_int,
     read_body,
     read_json,
     tenant_of,
@@ -151,9 +153,8 @@ async def decide(request: Request) -> web.Response:
     response, entry = app[POLICY].decide(tenant.tenant_id, key.actor, key.roles, body, use_cache)
     if entry:
         app[POLICY].log.record(tenant.num, entry)
-        app[METRICS].policy_decision_seconds.labels(
-            response["bundle"], response["revision"], "hit" if response["cached"] else "miss"
-        ).observe(time.perf_counter() - t0)
+        app[METRICS].observe_decision(response["bundle"], response["revision"], response["cached"],
+                                      time.perf_counter() - t0)
     return json_response(response)
 
 
@@ -173,13 +174,8 @@ async def invalidate(request: Request) -> web.Response:
 
 async def decisions(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
-    try:
-        limit = int(request.query.get("limit", "100"))
-        before = int(request.query["before_ns"]) if "before_ns" in request.query else None
-    except ValueError:
-        raise BadRequestError("limit and before_ns must be integers") from None
-    if not 1 <= limit <= 10_000:
-        raise InvalidArgumentError("limit must be in 1..10000")
+    limit = query_int(request, "limit", 100, 1, 10_000)
+    before = query_int(request, "before_ns", None, 0, INT64_MAX)
     pm = request.app[POLICY]
     pending = pm.log.flush()  # read-your-decisions: what this server decided so far is in the answer
     if pending is not None:

@@ -25,12 +25,15 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from provgraph.config import Config
+from provgraph.service.http import ChunkedAnswer, FileAnswer
 from provgraph.service.keys import CONFIG, METRICS
-from provgraph.service.lean import Router
+from provgraph.service.lean import Router, check_app, plan_file
 from provgraph.service.middleware import (
     REQUEST_ID,
     REQUEST_ID_HEADER,
     error_response,
+    invalid_header,
+    invalid_header_response,
     request_id_for,
 )
 
@@ -124,6 +127,7 @@ class RsgiFront:
     app's own route table), answers through the app's handlers, errors through the one mapping."""
 
     def __init__(self, app: web.Application) -> None:
+        check_app(app)  # what the app declares and the lean front end would not run, this one does not either
         self.app = app
         self.router = Router(app)
         self.metrics = app[METRICS]
@@ -160,11 +164,41 @@ class RsgiFront:
                     response = error_response(exc, req.method, req.path)
                 finally:
                     REQUEST_ID.reset(token)
+        problem = invalid_header(response)
+        if problem is not None:  # never a broken head on the wire: a logged 500 instead
+            token = REQUEST_ID.set(rid)
+            try:
+                response = invalid_header_response(problem, req.method, req.path)
+            finally:
+                REQUEST_ID.reset(token)
+        response.headers[REQUEST_ID_HEADER] = rid
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
-        body = getattr(response, "body", None) or b""
         headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _SKIP_HEADERS]
-        headers.append((REQUEST_ID_HEADER, rid))
+        if isinstance(response, FileAnswer):
+            planned = plan_file(response, req.headers.get("range"), req.method, req.path)
+            if isinstance(planned, web.StreamResponse):
+                planned.headers[REQUEST_ID_HEADER] = rid
+                response, headers = planned, [(k, v) for k, v in planned.headers.items()
+                                              if k.lower() not in _SKIP_HEADERS]
+            else:
+                headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _SKIP_HEADERS]
+                start, count = planned
+                if response.status == 416:
+                    proto.response_empty(416, headers)
+                elif response.status == 206:
+                    proto.response_file_range(206, headers, str(response.path), start, start + count)
+                else:
+                    proto.response_file(response.status, headers, str(response.path))
+                return
+        if isinstance(response, ChunkedAnswer):
+            transport = proto.response_stream(response.status, headers)
+            if req.method != "HEAD":
+                async for chunk in response.chunks:  # send_bytes waits while the client is slow
+                    if chunk:
+                        await transport.send_bytes(chunk)
+            return
+        body = getattr(response, "body", None) or b""
         if isinstance(body, (bytes, bytearray)) and response.status not in _NO_BODY_STATUS:
             proto.response_bytes(response.status, headers, bytes(body))  # hyper drops it for HEAD
         else:
