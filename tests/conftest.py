@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ class Api(JsonClient):
     """JsonClient plus the shortcuts contract tests use."""
 
     def with_key(self, key: str | None) -> Api:
-        return Api(self.port, key, self.host)
+        return Api(self.port, key, self.host, self.ssl_context)
 
     def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         return self.call("GET", path, **kw)
@@ -66,15 +67,16 @@ class Server(ServerProcess):
         super().__init__(data_dir, admin_key, ["--profile", PROFILE, *(extra or [])], **kw)
 
     def api(self, key: str | None = ADMIN_KEY) -> Api:
-        return Api(self.port, key)
+        return Api(self.port, key, ssl_context=self.ssl_context)
 
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[Server] = []
 
-    def make(extra: list[str] | None = None, data_dir: Path | None = None) -> Server:
-        s = Server(data_dir or tmp_path / "data", ADMIN_KEY, extra)
+    def make(extra: list[str] | None = None, data_dir: Path | None = None,
+             ssl_context: ssl.SSLContext | None = None) -> Server:
+        s = Server(data_dir or tmp_path / "data", ADMIN_KEY, extra, ssl_context=ssl_context)
         servers.append(s)
         return s.start()  # type: ignore[return-value]
 

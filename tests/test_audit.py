@@ -154,7 +154,7 @@ def test_failed_admin_changes_write_no_receipt(server_factory: Any) -> None:
     ]
     for method, path, body, status in failures:
         got, err = admin.call(method, path, body)
-        assert got == status and set(err["error"]) == {"code", "message", "details"}, (path, got, err)
+        assert got == status and set(err["error"]) == {"code", "message", "details", "request_id"}, (path, got, err)
     time.sleep(0.3)  # longer than the issuer's batching interval: anything queued would be issued
     assert len(chain(admin, "nop")) == 2 and len(chain(admin, "_admin")) == 1
     # the _admin chain is the admin key's to read: a tenant key gets 403, an unknown tenant stays 404

@@ -218,7 +218,7 @@ def test_admin_flags_describe_the_registry(server: Server) -> None:
     got = admin.ok("GET", "/v1/admin/flags")
     assert got == FlagRegistry(PROFILE).describe()
     status, body = server.api(None).call("GET", "/v1/admin/flags")
-    assert status == 401 and set(body["error"]) == {"code", "message", "details"}
+    assert status == 401 and set(body["error"]) == {"code", "message", "details", "request_id"}
     other = "lmdb" if got["flags"]["graph.engine"]["value"] == "csr" else "csr"
     for bad, status, code in (({"graph.engine": other, "no.such.flag": "on"}, 400, "bad_request"),
                               ({"graph.engine": other, "policy.cache": "maybe"}, 400, "bad_request"),

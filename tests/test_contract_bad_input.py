@@ -10,7 +10,7 @@ from conftest import Api, Server
 
 def error_of(status: int, body: Any, want_status: int, want_code: str) -> dict[str, Any]:
     assert status == want_status, body
-    assert set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}
     assert body["error"]["code"] == want_code, body
     return dict(body["error"])
 

@@ -177,7 +177,7 @@ def test_bad_batch_writes_nothing(admin: Api, body: dict[str, Any], status: int,
     t, api = fresh(admin)
     got, err = api.post(base(t) + "/edges", body)
     assert (got, err["error"]["code"]) == (status, code), err
-    assert set(err["error"]) == {"code", "message", "details"}
+    assert set(err["error"]) == {"code", "message", "details", "request_id"}
     assert api.ok("GET", base(t) + "/stats")["edges"] == 0
     for engine in ("csr", "lmdb"):
         with admin.flags_set({"graph.engine": engine}):

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
+import ssl
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provgraph.bench.server import JsonClient
 
 from provgraph.flags import PROFILES
 
@@ -15,6 +22,31 @@ __all__ = ["main"]
 
 def _data_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("PROVGRAPH_DATA_DIR", "./provgraph-data"))
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    """Log lines to stderr, each with the id of the request it was written for ("-" outside one)."""
+    from provgraph.service.middleware import RequestIdLogFilter
+
+    handler = logging.StreamHandler()
+    # On the handler, not a logger: a logger's filter misses the records of its child loggers.
+    handler.addFilter(RequestIdLogFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    """The TLS context `serve --tls-cert --tls-key` listens with (TLS 1.2 at least, HTTP/1.1 only)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -26,6 +58,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from provgraph.service import create_app
     from provgraph.service.app import follow_process
 
+    setup_logging(args.log_level)
+    tls = None
+    if args.tls_cert:
+        try:  # before anything opens the store: a bad certificate is a start-up error
+            tls = server_tls(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"provgraph serve: cannot load the TLS certificate {args.tls_cert} and key {args.tls_key}: {exc}",
+                  file=sys.stderr)
+            return 2
     flags = FlagRegistry(args.profile, parse_flag_assignments(args.flag or []))
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
@@ -35,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.flags["service.http"] == "granian":
         from provgraph.service.rsgi import serve_granian
 
-        serve_granian(config, args.backlog, args.keepalive_timeout)
+        serve_granian(config, args.backlog, args.keepalive_timeout, args.tls_cert, args.tls_key)
         return 0
     app = create_app(config)
     follow_process(app)
@@ -44,13 +85,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         uvloop.run(serve_lean(app, args.host, args.port, args.backlog, lambda msg: print(msg, flush=True),
                               keepalive_timeout=args.keepalive_timeout, head_timeout=args.head_timeout,
-                              max_connections=args.max_connections))
+                              max_connections=args.max_connections, ssl_context=tls))
         return 0
     # aiohttp's server has neither a request-head time limit nor a connection cap: --head-timeout and
     # --max-connections apply to the lean front end only.
     uvloop.install()
     web.run_app(app, host=args.host, port=args.port, access_log=None, backlog=args.backlog,
-                keepalive_timeout=args.keepalive_timeout,
+                keepalive_timeout=args.keepalive_timeout, ssl_context=tls,
                 print=lambda msg: print(msg, flush=True))
     return 0
 
@@ -109,21 +150,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     receipts: list[bytes] = []
     if args.url:
-        from urllib.parse import urlsplit
-
-        from provgraph.bench.server import JsonClient
-
-        url = urlsplit(args.url)
-        key = args.key or os.environ.get("PROVGRAPH_KEY")
-        client = JsonClient(url.port or 80, key, url.hostname or "127.0.0.1")
-        keys = {k["key_id"]: base64.b64decode(k["public_key"]) for k in client.ok("GET", "/v1/keys")["keys"]}
-        after = 0
-        while True:
-            page = client.ok("GET", f"/v1/tenants/{args.tenant}/receipts?after_seq={after}&limit=1000")
-            receipts += [orjson.dumps(r) for r in page["receipts"]]
-            if not page["receipts"]:
-                break
-            after = page["next_after_seq"]
+        try:
+            client = verify_client(args.url, args.key or os.environ.get("PROVGRAPH_KEY"), args.cacert,
+                                   args.insecure)
+        except ValueError as exc:  # refused before any connection
+            print(f"provgraph verify: {exc}", file=sys.stderr)
+            return 2
+        try:
+            keys = {k["key_id"]: base64.b64decode(k["public_key"]) for k in client.ok("GET", "/v1/keys")["keys"]}
+            after = 0
+            while True:
+                page = client.ok("GET", f"/v1/tenants/{args.tenant}/receipts?after_seq={after}&limit=1000")
+                receipts += [orjson.dumps(r) for r in page["receipts"]]
+                if not page["receipts"]:
+                    break
+                after = page["next_after_seq"]
+        except (OSError, RuntimeError) as exc:  # unreachable, TLS refused, or an error answer
+            print(f"provgraph verify: {args.url}: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            client.close()
     else:
         from provgraph.actions.pipeline import ReceiptLog
         from provgraph.store import Store
@@ -149,6 +195,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"tenant {args.tenant}: FAILED at seq {report['first_bad_seq']}: {report['reason']} "
           f"({report['checked']} checked)", file=sys.stderr)
     return 1
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost: it may resolve anywhere
+        return False
+
+
+def verify_client(url: str, key: str | None, cacert: str | None, insecure: bool) -> JsonClient:
+    """A client for `verify --url`: TLS for https (the system trust store, or only `cacert`); plain
+    http only to loopback unless `insecure`, since the bearer key would cross the network in clear.
+    ValueError, before any connection, for a URL it refuses."""
+    from urllib.parse import urlsplit
+
+    from provgraph.bench.server import JsonClient
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"--url {url!r}: the scheme must be https (or http)")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"--url {url!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"--url {url!r}: give scheme://host[:port] only (the API paths are fixed)")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValueError(f"--url {url!r}: {exc}") from None
+    if parts.scheme == "http":
+        if cacert:
+            raise ValueError(f"--cacert needs an https URL, not {url!r}")
+        if not insecure and not _is_loopback(host):
+            raise ValueError(f"refusing plain http to {host}: the API key would cross the network in clear "
+                             "text; use https (with --cacert for a self-signed certificate), or --insecure")
+        return JsonClient(port, key, host)
+    try:
+        context = ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--cacert {cacert}: {exc}") from None
+    return JsonClient(port, key, host, ssl_context=context)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -210,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="seconds between sweeps of preflights past their retention")
     serve.add_argument("--enable-fault-injection", action="store_true",
                        help="allow PUT /v1/admin/faults (drills only)")
+    serve.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS (with --tls-key)")
+    serve.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                       help="log lines go to stderr, each with its request's X-Request-Id")
     serve.set_defaults(fn=cmd_serve)
 
     flags = sub.add_parser("flags", help="print every flag: value, default, baseline, choices, kind, description")
@@ -231,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--data-dir", default=None, help="read the LMDB store directly (default)")
     where.add_argument("--url", default=None, help="read through a running server's API")
     verify.add_argument("--key", default=None, help="API key for --url (or $PROVGRAPH_KEY)")
+    verify.add_argument("--cacert", default=None,
+                        help="PEM CA bundle to trust for an https --url (default: the system trust store)")
+    verify.add_argument("--insecure", action="store_true",
+                        help="allow a plain http --url to a host other than loopback (the key goes in clear)")
     verify.set_defaults(fn=cmd_verify)
 
     backup = sub.add_parser("backup", help="write a consistent copy of a data dir (LMDB + signing keys) to one "
@@ -250,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(fn=cmd_demo)
 
     args = parser.parse_args(argv)
+    if args.command == "serve" and (args.tls_cert is None) != (args.tls_key is None):
+        serve.error("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
     from provgraph.errors import ProvgraphError
 
     try:

@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,15 +30,24 @@ def pin_to_core(core: int | None) -> None:
         os.sched_setaffinity(0, {core})
 
 
-class JsonClient:
-    """A tiny blocking JSON client on one keep-alive connection (set-up calls, not load)."""
+def _connection(host: str, port: int, ssl_context: ssl.SSLContext | None,
+                timeout: float = 120) -> http.client.HTTPConnection:
+    if ssl_context is not None:
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
 
-    def __init__(self, port: int, key: str | None, host: str = "127.0.0.1") -> None:
-        self.host, self.port, self.key = host, port, key
-        self.conn = http.client.HTTPConnection(host, port, timeout=120)
+
+class JsonClient:
+    """A tiny blocking JSON client on one keep-alive connection (set-up calls, not load); HTTPS
+    with `ssl_context` (which says what it trusts)."""
+
+    def __init__(self, port: int, key: str | None, host: str = "127.0.0.1",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.key, self.ssl_context = host, port, key, ssl_context
+        self.conn = _connection(host, port, ssl_context)
 
     def with_key(self, key: str | None) -> JsonClient:
-        return JsonClient(self.port, key, self.host)
+        return JsonClient(self.port, key, self.host, self.ssl_context)
 
     def close(self) -> None:
         self.conn.close()
@@ -58,7 +68,7 @@ class JsonClient:
                 return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
             except (ConnectionError, http.client.HTTPException):
                 self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+                self.conn = _connection(self.host, self.port, self.ssl_context)
                 if attempt:
                     raise
         raise AssertionError("unreachable")
@@ -78,11 +88,14 @@ class JsonClient:
 
 
 class ServerProcess:
-    """Start, kill and restart a server with its own data dir and admin key."""
+    """Start, kill and restart a server with its own data dir and admin key. A server started with
+    `--tls-cert`/`--tls-key` in `extra` needs `ssl_context`: what its readiness probe and clients trust."""
 
     def __init__(self, data_dir: Path, admin_key: str, extra: list[str] | None = None,
-                 core: int | None = None, log_path: Path | None = None) -> None:
+                 core: int | None = None, log_path: Path | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.data_dir, self.admin_key, self.extra, self.core = data_dir, admin_key, extra or [], core
+        self.ssl_context = ssl_context
         self.log_path = log_path or data_dir.parent / f"{data_dir.name}-server.log"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -103,11 +116,14 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            conn = _connection("127.0.0.1", self.port, self.ssl_context, timeout=2)
             try:
                 conn.request("GET", "/readyz")
                 if conn.getresponse().status == 200:
                     return self
+            except ssl.SSLCertVerificationError:  # waiting would not help
+                self.kill()
+                raise
             except OSError:
                 pass
             finally:
@@ -137,7 +153,7 @@ class ServerProcess:
         return self.start()
 
     def client(self, key: str | None = None) -> JsonClient:
-        return JsonClient(self.port, self.admin_key if key is None else key)
+        return JsonClient(self.port, self.admin_key if key is None else key, ssl_context=self.ssl_context)
 
     def kill(self) -> None:
         """SIGKILL: the crash drill."""

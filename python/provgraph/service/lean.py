@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import time
 from collections import deque
 from collections.abc import (
@@ -44,17 +45,21 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from provgraph._core import uuid7
 from provgraph._tcp import nodelay_transport
 from provgraph.service.http import ChunkedAnswer, FileAnswer, Request
 from provgraph.service.keys import CONFIG, METRICS
 from provgraph.service.middleware import (
     HEADER_NAME,
     HEADER_VALUE,
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
     error_and_metrics_middleware,
     error_body,
     error_response,
     invalid_header,
     invalid_header_response,
+    request_id_for,
 )
 
 __all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "LeanSite", "Router", "UnsupportedAppError",
@@ -350,6 +355,7 @@ class LeanRequest:
         "method",
         "path",
         "query_string",
+        "request_id",
         "route",
         "too_large",
     )
@@ -364,6 +370,7 @@ class LeanRequest:
         self.route: Route | None = None
         self.too_large = False
         self.continue_owed = False  # Expect: 100-continue, while an earlier request is being answered
+        self.request_id = ""  # set by LeanServer.respond
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -475,6 +482,9 @@ class LeanServer:
         """The whole encoded response to one request (or its head and the body to stream), or None
         when the handler deferred it (`conn.deferred_done` gets it then)."""
         t0 = time.perf_counter()
+        # No reset: each request runs in a context of its own (run_eagerly's copy, or a Task's).
+        REQUEST_ID.set(rid := request_id_for(req.headers.get(REQUEST_ID_HEADER)))
+        req.request_id = rid
         route, req.match_info = self.router.resolve(req.path)
         req.route = route
         handler = None
@@ -520,6 +530,8 @@ class LeanServer:
         route = req.route
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
+        # sane by construction (request_id_for: printable ASCII, no space): no check needed
+        head.append(f"X-Request-Id: {req.request_id}\r\n".encode("ascii"))
         return self.encode(head, response.status, body, req.method == "HEAD", req.keep_alive)
 
     def _file(self, req: LeanRequest, answer: FileAnswer) -> tuple[web.StreamResponse, bytes | _Body]:
@@ -576,6 +588,8 @@ class LeanServer:
 
     def _deferred_done(self, conn: _Connection, req: LeanRequest, t0: float,
                        finalize: Callable[[Any], web.StreamResponse], fut: Future[Any]) -> None:
+        # No reset: a loop callback runs in a copy of the context it was scheduled from.
+        REQUEST_ID.set(req.request_id)
         try:
             exc = fut.exception()
             if exc is not None:
@@ -612,10 +626,13 @@ class LeanServer:
         return b"".join(out)
 
     def simple(self, status: int, reason: str, code: str, message: str) -> bytes:
-        """An error answered before a request reaches a route (malformed request)."""
-        body = error_body(code, message, {})
+        """An error answered before a request reaches a route (malformed request): a fresh id."""
+        rid = uuid7()
+        log.info("lean server: %d %s: %s", status, code, message, extra={"request_id": rid})
+        body = error_body(code, message, {}, rid)
         return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n").encode() + self.date.get() + b"Connection: close\r\n\r\n" + body
+                f"Content-Length: {len(body)}\r\n{REQUEST_ID_HEADER}: {rid}\r\n").encode() + self.date.get() + \
+            b"Connection: close\r\n\r\n" + body
 
     def sweep(self, idle_s: float) -> int:
         """Close the keep-alive connections idle (nothing being answered, nothing read) for
@@ -959,16 +976,17 @@ class LeanSite:
 
 async def start_lean(app: web.Application, host: str, port: int, backlog: int = 1024,
                      keepalive_timeout: float = KEEPALIVE_TIMEOUT_S, head_timeout: float = HEAD_TIMEOUT_S,
-                     max_connections: int = MAX_CONNECTIONS) -> LeanSite:
+                     max_connections: int = MAX_CONNECTIONS, ssl_context: ssl.SSLContext | None = None,
+                     ) -> LeanSite:
     """Check the app (check_app), run its start-up contexts (they drain the receipt outbox before
-    anything listens), then listen (port 0: any free port)."""
+    anything listens), then listen (port 0: any free port); HTTPS with `ssl_context`."""
     check_app(app)  # before start-up opens anything
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     loop = asyncio.get_running_loop()
     try:
         lean = LeanServer(app, head_timeout, max_connections)  # checks again: start-up may add
-        server = await loop.create_server(lean, host, port, backlog=backlog)
+        server = await loop.create_server(lean, host, port, backlog=backlog, ssl=ssl_context)
     except BaseException:
         await runner.cleanup()
         raise
@@ -985,16 +1003,18 @@ async def start_lean(app: web.Application, host: str, port: int, backlog: int = 
 async def serve_lean(app: web.Application, host: str, port: int, backlog: int,
                      print_fn: Callable[[str], None] = print, shutdown_timeout: float = 60.0,
                      keepalive_timeout: float = KEEPALIVE_TIMEOUT_S, head_timeout: float = HEAD_TIMEOUT_S,
-                     max_connections: int = MAX_CONNECTIONS) -> None:
+                     max_connections: int = MAX_CONNECTIONS, ssl_context: ssl.SSLContext | None = None) -> None:
     """Run `app` behind the lean front end until SIGINT or SIGTERM (start_lean); on a signal stop
     accepting, finish the requests being answered, then run the clean-up contexts."""
-    site = await start_lean(app, host, port, backlog, keepalive_timeout, head_timeout, max_connections)
+    site = await start_lean(app, host, port, backlog, keepalive_timeout, head_timeout, max_connections,
+                            ssl_context)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        print_fn(f"======== Running on http://{host}:{port} (lean HTTP front end) ========\n(Press CTRL+C to quit)")
+        scheme = "https" if ssl_context is not None else "http"
+        print_fn(f"======== Running on {scheme}://{host}:{port} (lean HTTP front end) ========\n(Press CTRL+C to quit)")
         await stop.wait()
     finally:
         await site.close(shutdown_timeout)

@@ -28,7 +28,14 @@ from provgraph.config import Config
 from provgraph.service.http import ChunkedAnswer, FileAnswer
 from provgraph.service.keys import CONFIG, METRICS
 from provgraph.service.lean import Router, check_app, plan_file
-from provgraph.service.middleware import error_response, invalid_header, invalid_header_response
+from provgraph.service.middleware import (
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    error_response,
+    invalid_header,
+    invalid_header_response,
+    request_id_for,
+)
 
 __all__ = ["RsgiFront", "serve_granian", "worker_app"]
 
@@ -138,6 +145,7 @@ class RsgiFront:
         t0 = time.perf_counter()
         route, params = self.router.resolve(scope.path)
         req = RsgiRequest(self.app, scope, proto, params)
+        rid = request_id_for(req.headers.get(REQUEST_ID_HEADER))
         try:
             if route is None:
                 raise web.HTTPNotFound()
@@ -149,16 +157,28 @@ class RsgiFront:
             if isinstance(exc, web.HTTPException) and exc.status < 400:
                 response = exc
             else:
-                response = error_response(exc, req.method, req.path)
+                # granian steps every request's coroutine in one shared context: the id is set only
+                # around this synchronous call (its body and log line), never across an await.
+                token = REQUEST_ID.set(rid)
+                try:
+                    response = error_response(exc, req.method, req.path)
+                finally:
+                    REQUEST_ID.reset(token)
         problem = invalid_header(response)
         if problem is not None:  # never a broken head on the wire: a logged 500 instead
-            response = invalid_header_response(problem, req.method, req.path)
+            token = REQUEST_ID.set(rid)
+            try:
+                response = invalid_header_response(problem, req.method, req.path)
+            finally:
+                REQUEST_ID.reset(token)
+        response.headers[REQUEST_ID_HEADER] = rid
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
                                      response.status, time.perf_counter() - t0)
         headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _SKIP_HEADERS]
         if isinstance(response, FileAnswer):
             planned = plan_file(response, req.headers.get("range"), req.method, req.path)
             if isinstance(planned, web.StreamResponse):
+                planned.headers[REQUEST_ID_HEADER] = rid
                 response, headers = planned, [(k, v) for k, v in planned.headers.items()
                                               if k.lower() not in _SKIP_HEADERS]
             else:
@@ -199,7 +219,8 @@ def worker_app() -> RsgiFront:
     return RsgiFront(app)
 
 
-def serve_granian(config: Config, backlog: int, keepalive_timeout: float) -> None:
+def serve_granian(config: Config, backlog: int, keepalive_timeout: float, tls_cert: str | None = None,
+                  tls_key: str | None = None) -> None:
     """Serve `config`'s app with granian (one worker process, uvloop) until SIGINT or SIGTERM. A
     request head must arrive within the keep-alive timeout (hyper's header read timeout, which also
     closes a keep-alive connection idle that long); heads are limited to 64 KiB as on the lean front end."""
@@ -214,5 +235,6 @@ def serve_granian(config: Config, backlog: int, keepalive_timeout: float) -> Non
     Granian("provgraph.service.rsgi:worker_app", address=config.host, port=config.port,
             interface=Interfaces.RSGI, workers=1, loop=Loops.uvloop, backlog=backlog, factory=True,
             log_access=False, runtime_threads=1,
+            ssl_cert=Path(tls_cert) if tls_cert else None, ssl_key=Path(tls_key) if tls_key else None,
             http1_settings=HTTP1Settings(header_read_timeout=int(keepalive_timeout * 1000),
                                          max_buffer_size=_MAX_HEAD)).serve()
