@@ -109,22 +109,14 @@ class Store:
                 raw = None
         version = FORMAT_VERSION if new else parse_version(raw, str(self.path))
         check_version(version, str(self.path))
-        while True:
-            txn = self.env.begin(write=True)
-            try:
-                self.dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in TABLES}
-                if version == FORMAT_VERSION and not new:
-                    done: list[AppliedMigration] = []
-                else:
-                    done = run_migrations(self, txn, version)
-                txn.commit()
-                return done
-            except lmdb.MapFullError:
-                txn.abort()
-                self.grow()
-            except BaseException:
-                txn.abort()
-                raise
+
+        def job(txn: Txn) -> list[AppliedMigration]:
+            self.dbs = {name: self.env.open_db(name.encode(), txn=txn) for name in TABLES}
+            if version == FORMAT_VERSION and not new:
+                return []
+            return run_migrations(self, txn, version)
+
+        return self.write_direct(job)
 
     def db(self, name: str) -> Any:
         return self.dbs[name]
