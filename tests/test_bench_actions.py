@@ -147,7 +147,7 @@ def test_p1_repeat_runs_alternate_and_report_commit_groups() -> None:
         summary = repeat_summary(runs)
         assert [s.split(":")[0] for s in summary] == ["defaults", "runtime.group_window=off"]
         assert all("of 2 runs" in s for s in summary)
-        assert bench.admin().ok("GET", "/v1/admin/flags")["flags"]["runtime.group_window"] == \
+        assert bench.admin().ok("GET", "/v1/admin/flags")["flags"]["runtime.group_window"]["value"] == \
             profile_values("optimized")["runtime.group_window"]
     finally:
         bench.close()
