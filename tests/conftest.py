@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,17 @@ class Api(JsonClient):
 
     def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
         return self.call("POST", path, body if body is not None else {}, **kw)
+
+    @contextlib.contextmanager
+    def flag(self, name: str, value: str) -> Iterator[None]:
+        """Run the body with the run-time flag `name` at `value` (this Api has the admin key);
+        the previous value comes back after it."""
+        before = self.ok("GET", "/v1/admin/flags")["flags"][name]
+        self.ok("PUT", "/v1/admin/flags", {name: value})
+        try:
+            yield
+        finally:
+            self.ok("PUT", "/v1/admin/flags", {name: before})
 
     def new_tenant(self, tenant: str, scopes: tuple[str, ...] = ("read", "write", "approve"),
                    actor: str = "user:alice", roles: tuple[str, ...] = ()) -> Api:

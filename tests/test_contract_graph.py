@@ -111,7 +111,8 @@ def test_queries_filters_and_explain(admin: Api) -> None:
     got = api.ok("POST", q, {"query": "topdegree", "seed": 1, "depth": 2, "n": 2})
     assert got["results"] == [{"node": 3, "degree": 2}, {"node": 2, "degree": 1}]
     for engine in ("csr", "lmdb"):
-        got = api.ok("POST", q, {"query": "topn", "seed": 1, "explain": True, "engine": engine})
+        with admin.flag("graph.engine", engine):
+            got = api.ok("POST", q, {"query": "topn", "seed": 1, "explain": True})
         plan = got["plan"]
         assert plan["engine"] == engine
         assert {"snapshot_version", "delta_rows", "rows_scanned", "edges_scanned", "micros"} <= plan.keys()
@@ -130,14 +131,46 @@ def test_engines_agree_over_http(admin: Api) -> None:
     api.ok("POST", base(t) + "/delete", {"nodes": [3], "edges": [[s, d] for s, d in list(edges)[:20]]})
     q = base(t) + "/query"
     nodes = sorted({n for pair in edges for n in pair} - {3})
-    for seed in nodes:
-        for spec in ({"query": "topn", "seed": seed, "n": 5, "edge_types": [0, 1, 2, 3, 4]},
-                     {"query": "neighborhood", "seed": seed, "depth": 2},
-                     {"query": "path", "src": seed, "dst": nodes[-1]},
-                     {"query": "topdegree", "seed": seed, "n": 4}):
-            a = api.ok("POST", q, {**spec, "engine": "csr"})
-            b = api.ok("POST", q, {**spec, "engine": "lmdb"})
-            assert a == b, (spec, a, b)
+    specs = [spec for seed in nodes
+             for spec in ({"query": "topn", "seed": seed, "n": 5, "edge_types": [0, 1, 2, 3, 4]},
+                          {"query": "neighborhood", "seed": seed, "depth": 2},
+                          {"query": "path", "src": seed, "dst": nodes[-1]},
+                          {"query": "topdegree", "seed": seed, "n": 4})]
+    answers = {}
+    for engine in ("csr", "lmdb"):
+        with admin.flag("graph.engine", engine):
+            answers[engine] = [api.ok("POST", q, spec) for spec in specs]
+    for spec, a, b in zip(specs, answers["csr"], answers["lmdb"], strict=True):
+        assert a == b, (spec, a, b)
+
+
+def test_fast_path_answers_byte_for_byte(admin: Api) -> None:
+    """Plain topn/neighborhood specs take the native fast path; the same spec with a key the fast
+    path does not know (and the full path ignores) takes the full path: the bytes must agree,
+    on weights whose products print in every float form (exponents, subnormals, long digits)."""
+    import random
+
+    t, api = fresh(admin)
+    rng = random.Random(11)
+    weights = [1.0, 0.5, 0.1, 1 / 3, 0.7, 1e-7, 1e-20, 1e-38, 3e-45, 0.123456789, 0.999999]
+    edges = {(rng.randrange(30), rng.randrange(30)): (rng.choice(weights), rng.randrange(4)) for _ in range(200)}
+    api.ok("POST", base(t) + "/edges", {"edges": [{"src": s, "dst": d, "w": w, "type": ty}
+                                                   for (s, d), (w, ty) in edges.items()]})
+    q = base(t) + "/query"
+    seeds = sorted({s for s, _ in edges})
+    specs: list[dict[str, Any]] = []
+    for seed in seeds:
+        specs += [{"query": "topn", "seed": seed}, {"query": "topn", "seed": seed, "hops": 1, "n": 3},
+                  {"query": "topn", "seed": seed, "edge_types": [0, 2], "node_types": None, "explain": False},
+                  {"query": "neighborhood", "seed": seed, "depth": 2, "limit": 7},
+                  {"query": "neighborhood", "seed": seed, "edge_types": [1]}]
+    floats = 0
+    for spec in specs:
+        fast = api.raw("POST", q, orjson.dumps(spec))
+        full = api.raw("POST", q, orjson.dumps({**spec, "note": "unknown keys go the full path"}))
+        assert fast[0] == full[0] == 200 and fast[2] == full[2], (spec, fast, full)
+        floats += fast[2].count(b"e-")
+    assert floats > 0  # some scores did print with an exponent
 
 
 def test_delete_nodes_and_edges(admin: Api) -> None:
@@ -148,7 +181,8 @@ def test_delete_nodes_and_edges(admin: Api) -> None:
     q = base(t) + "/query"
     assert api.post(q, {"query": "topn", "seed": 4})[0] == 404
     for engine in ("csr", "lmdb"):
-        got = api.ok("POST", q, {"query": "topn", "seed": 1, "engine": engine})
+        with admin.flag("graph.engine", engine):
+            got = api.ok("POST", q, {"query": "topn", "seed": 1})
         assert [r["node"] for r in got["results"]] == [3, 5]
     # re-creating node 4 does not bring its old edges back
     api.ok("POST", base(t) + "/edges", {"edges": [{"src": 4, "dst": 9, "w": 0.5}]})
@@ -172,7 +206,8 @@ def test_bad_batch_writes_nothing(admin: Api, body: dict[str, Any], status: int,
     assert set(err["error"]) == {"code", "message", "details"}
     assert api.ok("GET", base(t) + "/stats")["edges"] == 0
     for engine in ("csr", "lmdb"):
-        assert api.post(base(t) + "/query", {"query": "topn", "seed": 1, "engine": engine})[0] == 404
+        with admin.flag("graph.engine", engine):
+            assert api.post(base(t) + "/query", {"query": "topn", "seed": 1})[0] == 404
 
 
 def test_malformed_oversized_and_wrong_type(admin: Api) -> None:
@@ -191,7 +226,8 @@ def test_malformed_oversized_and_wrong_type(admin: Api) -> None:
     for spec, code in [({"query": "bogus", "seed": 1}, 400), ({"query": "topn"}, 400),
                        ({"query": "topn", "seed": 1, "hops": 3}, 422), ({"query": "topn", "seed": 1.5}, 400),
                        ({"query": "topn", "seed": 1, "edge_types": [999]}, 422),
-                       ({"query": "path", "src": 1, "dst": 12345}, 404), ([1, 2], 400)]:
+                       ({"query": "path", "src": 1, "dst": 12345}, 404), ([1, 2], 400),
+                       ({"query": "topn", "seed": 1, "engine": "lmdb"}, 400)]:
         status, body = api.post(q, spec)
         assert status == code, (spec, body)
         assert "error" in body

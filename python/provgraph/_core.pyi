@@ -123,6 +123,11 @@ class CsrGraph:
                   node_types: list[int] | None = None, explain: bool = False
                   ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], dict[str, int]]: ...
 
+    def query_json(self, body: bytes) -> tuple[str, bytes] | None:
+        """A plain topn or neighborhood spec (the raw JSON body of /graph/query) answered in one
+        call: (kind, the response bytes the Python path would write). None for anything else
+        (other kinds, explain, unknown keys, bad values, an unknown seed, malformed JSON)."""
+
     def has_node(self, id: int) -> bool:
         """Whether `id` is a live node."""
 
