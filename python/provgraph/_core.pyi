@@ -221,6 +221,12 @@ class DecisionCache:
         """The cached decision bytes, or None (absent, expired, invalidated or other epoch).
         `digest` must be 32 bytes."""
 
+    def decide_hit(self, body: bytes, tenant: str, actor: str, roles: list[str], epoch: int, bundle: str,
+                   revision: str, path: str, timestamp: str) -> tuple[bytes, bytes] | None:
+        """The /decide fast path: (response JSON, decision-log entry JSON) for a valid raw `body`
+        whose decision is cached under `epoch`, with a new UUIDv7 decision id; None otherwise
+        (an invalid body, a miss, another epoch), and then no lookup is counted."""
+
     def put(self, tenant: str, action: str, resource_type: str, digest: bytes, epoch: int,
             value: bytes, ttl_s: float) -> None:
         """Store `value` under the key and `epoch` for `ttl_s` seconds (0 stores nothing)."""

@@ -95,7 +95,7 @@ mod tests {
     use crate::graph::Csr;
 
     fn graph() -> TenantGraph {
-        let csr = Csr::from_edges(&[1, 1, 2, 3], &[2, 3, 4, 4], &[0.5, 0.25, 1.0, 2.0], &[0, 1, 0, 2], &[], &[]).unwrap();
+        let csr = Csr::from_edges(&[1, 1, 2, 3], &[2, 3, 4, 4], &[0.5, 0.25, 1.0, 0.75], &[0, 1, 0, 2], &[], &[]).unwrap();
         TenantGraph::new(csr)
     }
 
