@@ -26,7 +26,7 @@ from provgraph.policy.bundle import Bundle, parse_bundle
 from provgraph.policy.decision_log import DecisionLog
 from provgraph.store import Store, Txn, Writer
 
-__all__ = ["DECISION_PATH", "PolicyManager", "Revision", "parse_decision_request"]
+__all__ = ["DECISION_PATH", "PolicyManager", "Revision", "decision_key", "parse_decision_request"]
 
 DECISION_PATH = "provgraph/authz/decision"
 DEFAULT_TTL_S = 5.0
@@ -298,9 +298,7 @@ class PolicyManager:
                         "cached": False}
             return response, {}
         roles_l = list(roles)
-        digest = canonical_hash({"actor": {"id": actor_id, "roles": roles_l},
-                                 "resource": {"id": resource.get("id"), "attributes": resource["attributes"]},
-                                 "context": context})
+        digest = canonical_hash(decision_key(actor_id, roles_l, resource, context))
         cached = self.cache.get(tenant_id, action, rtype, digest, rev.epoch) if use_cache else None
         eval_ns = 0
         if cached is not None:
@@ -346,6 +344,14 @@ class PolicyManager:
         obligations = value.get("obligations", [])
         return {"allow": value["allow"], "reasons": reasons if isinstance(reasons, list) else [reasons],
                 "obligations": obligations if isinstance(obligations, list) else [obligations]}, ns, True
+
+
+def decision_key(actor_id: str, roles: list[str], resource: dict[str, Any], context: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """What a cached decision is keyed on besides tenant, action and resource type (its canonical
+    hash); DecisionCache.decide_hit builds the same in Rust."""
+    return {"actor": {"id": actor_id, "roles": roles},
+            "resource": {"id": resource.get("id"), "attributes": resource["attributes"]}, "context": context}
 
 
 def parse_decision_request(body: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
