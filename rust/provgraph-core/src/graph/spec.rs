@@ -15,11 +15,33 @@ use super::{EdgeTypeMask, TenantGraph};
 /// What the fast path answers: the query kind (a metric label) and the response body.
 pub type FastAnswer = (&'static str, Vec<u8>);
 
-const TOPN_KEYS: [&str; 7] = ["query", "seed", "hops", "n", "edge_types", "node_types", "explain"];
-const NEIGHBORHOOD_KEYS: [&str; 7] = ["query", "seed", "depth", "limit", "edge_types", "node_types", "explain"];
+const TOPN_KEYS: [&str; 7] = [
+    "query",
+    "seed",
+    "hops",
+    "n",
+    "edge_types",
+    "node_types",
+    "explain",
+];
+const NEIGHBORHOOD_KEYS: [&str; 7] = [
+    "query",
+    "seed",
+    "depth",
+    "limit",
+    "edge_types",
+    "node_types",
+    "explain",
+];
 
 /// An integer field in `[lo, hi]`, `default` when absent; `None` for anything else.
-fn int(spec: &Map<String, Value>, name: &str, default: Option<i64>, lo: i64, hi: i64) -> Option<i64> {
+fn int(
+    spec: &Map<String, Value>,
+    name: &str,
+    default: Option<i64>,
+    lo: i64,
+    hi: i64,
+) -> Option<i64> {
     let v = match spec.get(name) {
         None => default?,
         Some(Value::Number(n)) => n.as_i64()?,
@@ -95,7 +117,15 @@ mod tests {
     use crate::graph::Csr;
 
     fn graph() -> TenantGraph {
-        let csr = Csr::from_edges(&[1, 1, 2, 3], &[2, 3, 4, 4], &[0.5, 0.25, 1.0, 0.75], &[0, 1, 0, 2], &[], &[]).unwrap();
+        let csr = Csr::from_edges(
+            &[1, 1, 2, 3],
+            &[2, 3, 4, 4],
+            &[0.5, 0.25, 1.0, 0.75],
+            &[0, 1, 0, 2],
+            &[],
+            &[],
+        )
+        .unwrap();
         TenantGraph::new(csr)
     }
 
@@ -106,12 +136,33 @@ mod tests {
     #[test]
     fn answers_plain_specs_like_the_core_calls() {
         let g = graph();
-        let (rows, _) = g.topn(1, 2, 10, &EdgeTypeMask::all(), &EdgeTypeMask::all()).unwrap();
-        let want: Vec<String> = rows.iter().map(|(v, s)| format!("{{\"node\":{v},\"score\":{}}}", serde_json::to_string(s).unwrap())).collect();
-        assert_eq!(text(r#"{"query":"topn","seed":1}"#).unwrap(), format!("{{\"results\":[{}]}}", want.join(",")));
-        let (count, _) = g.neighborhood_size(1, 3, 50_000, &EdgeTypeMask::all(), &EdgeTypeMask::all()).unwrap();
-        assert_eq!(text(r#"{"query":"neighborhood","seed":1,"explain":false}"#).unwrap(), format!("{{\"count\":{count}}}"));
-        assert_eq!(text(r#"{"query":"topn","seed":1,"n":0,"edge_types":[]}"#).unwrap(), r#"{"results":[]}"#);
+        let (rows, _) = g
+            .topn(1, 2, 10, &EdgeTypeMask::all(), &EdgeTypeMask::all())
+            .unwrap();
+        let want: Vec<String> = rows
+            .iter()
+            .map(|(v, s)| {
+                format!(
+                    "{{\"node\":{v},\"score\":{}}}",
+                    serde_json::to_string(s).unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            text(r#"{"query":"topn","seed":1}"#).unwrap(),
+            format!("{{\"results\":[{}]}}", want.join(","))
+        );
+        let (count, _) = g
+            .neighborhood_size(1, 3, 50_000, &EdgeTypeMask::all(), &EdgeTypeMask::all())
+            .unwrap();
+        assert_eq!(
+            text(r#"{"query":"neighborhood","seed":1,"explain":false}"#).unwrap(),
+            format!("{{\"count\":{count}}}")
+        );
+        assert_eq!(
+            text(r#"{"query":"topn","seed":1,"n":0,"edge_types":[]}"#).unwrap(),
+            r#"{"results":[]}"#
+        );
     }
 
     #[test]

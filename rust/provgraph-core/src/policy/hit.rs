@@ -33,12 +33,16 @@ pub struct Answer<'a> {
 /// `{action, resource: {type, id?, attributes?}, context?}` checked as `parse_decision_request`
 /// checks it: (action, type, the cache key's JSON). Takes the parts out of `body`, uncopied.
 fn request(body: Value, actor: &str, roles: &[String]) -> Option<(String, String, Value)> {
-    let Value::Object(mut body) = body else { return None };
+    let Value::Object(mut body) = body else {
+        return None;
+    };
     let action = match body.remove("action") {
         Some(Value::String(a)) if !a.is_empty() => a,
         _ => return None,
     };
-    let Some(Value::Object(mut resource)) = body.remove("resource") else { return None };
+    let Some(Value::Object(mut resource)) = body.remove("resource") else {
+        return None;
+    };
     let rtype = match resource.remove("type") {
         Some(Value::String(t)) if !t.is_empty() => t,
         _ => return None,
@@ -65,14 +69,23 @@ fn string(s: &str, out: &mut Vec<u8>) -> Option<()> {
 }
 
 /// (response, log entry) for a cached decision of `body`, or `None` (see the module doc).
-pub fn answer(cache: &DecisionCache, body: &[u8], who: &Asker<'_>, ans: &Answer<'_>) -> Option<(Vec<u8>, Vec<u8>)> {
+pub fn answer(
+    cache: &DecisionCache,
+    body: &[u8],
+    who: &Asker<'_>,
+    ans: &Answer<'_>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
     let (action, rtype, key) = request(parse_strict(body).ok()?, who.actor, who.roles)?;
     let digest = canonical_hash(&key);
     let cached = cache.probe_parts(who.tenant, &action, &rtype, &digest, who.epoch)?;
     // The cached value is the Python path's `orjson.dumps({"allow", "reasons", "obligations"})`:
     // its parts are spliced as they are, the bytes that path would write again.
     let parts: BTreeMap<&str, &RawValue> = serde_json::from_slice(&cached).ok()?;
-    let (allow, reasons, obligations) = (parts.get("allow")?, parts.get("reasons")?, parts.get("obligations")?);
+    let (allow, reasons, obligations) = (
+        parts.get("allow")?,
+        parts.get("reasons")?,
+        parts.get("obligations")?,
+    );
     let verdict: &[u8] = match allow.get() {
         "true" => b"allow",
         "false" => b"deny",
@@ -94,8 +107,15 @@ pub fn answer(cache: &DecisionCache, body: &[u8], who: &Asker<'_>, ans: &Answer<
     response.extend_from_slice(b",\"cached\":true}");
 
     let mut entry = Vec::with_capacity(320 + cached.len());
-    for (i, (name, value)) in [("decision_id", ans.decision_id), ("path", ans.path), ("bundle", ans.bundle),
-                               ("revision", ans.revision)].into_iter().enumerate() {
+    for (i, (name, value)) in [
+        ("decision_id", ans.decision_id),
+        ("path", ans.path),
+        ("bundle", ans.bundle),
+        ("revision", ans.revision),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         entry.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
         entry.extend_from_slice(name.as_bytes());
         entry.extend_from_slice(b"\":");
@@ -107,8 +127,12 @@ pub fn answer(cache: &DecisionCache, body: &[u8], who: &Asker<'_>, ans: &Answer<
         entry.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
     }
     entry.push(b'"');
-    for (name, value) in [("tenant_id", who.tenant), ("actor", who.actor), ("action", &action),
-                          ("resource_type", &rtype)] {
+    for (name, value) in [
+        ("tenant_id", who.tenant),
+        ("actor", who.actor),
+        ("action", &action),
+        ("resource_type", &rtype),
+    ] {
         entry.extend_from_slice(b",\"");
         entry.extend_from_slice(name.as_bytes());
         entry.extend_from_slice(b"\":");
@@ -130,15 +154,36 @@ mod tests {
     use super::*;
     use crate::policy::CacheKey;
 
-    const WHO: Asker<'static> = Asker { tenant: "t1", actor: "user:a", roles: &[], epoch: 3 };
-    const ANS: Answer<'static> = Answer { bundle: "authz", revision: "r1", path: "p/q", decision_id: "id-1",
-                                          timestamp: "2026-01-01T00:00:00.000000Z" };
+    const WHO: Asker<'static> = Asker {
+        tenant: "t1",
+        actor: "user:a",
+        roles: &[],
+        epoch: 3,
+    };
+    const ANS: Answer<'static> = Answer {
+        bundle: "authz",
+        revision: "r1",
+        path: "p/q",
+        decision_id: "id-1",
+        timestamp: "2026-01-01T00:00:00.000000Z",
+    };
 
     fn cache_with(body: &str, decision: &str) -> DecisionCache {
         let cache = DecisionCache::new(100);
-        let (action, rtype, key) = request(serde_json::from_str(body).unwrap(), WHO.actor, WHO.roles).unwrap();
-        let key = CacheKey { tenant: WHO.tenant.into(), action, resource_type: rtype, digest: canonical_hash(&key) };
-        cache.insert(key, WHO.epoch, Arc::from(decision.as_bytes()), Duration::from_secs(60));
+        let (action, rtype, key) =
+            request(serde_json::from_str(body).unwrap(), WHO.actor, WHO.roles).unwrap();
+        let key = CacheKey {
+            tenant: WHO.tenant.into(),
+            action,
+            resource_type: rtype,
+            digest: canonical_hash(&key),
+        };
+        cache.insert(
+            key,
+            WHO.epoch,
+            Arc::from(decision.as_bytes()),
+            Duration::from_secs(60),
+        );
         cache
     }
 
@@ -150,11 +195,19 @@ mod tests {
         // member order and spacing of the body do not matter: the key is canonical
         let reordered = r#"{ "context": {}, "resource": {"attributes": {"a": [2.5], "b": 1}, "id": "d1", "type": "doc"}, "action": "read" }"#;
         let (response, entry) = answer(&cache, reordered.as_bytes(), &WHO, &ANS).unwrap();
-        assert_eq!(String::from_utf8(response).unwrap(),
-                   r#"{"decision":"allow","reasons":["ok"],"obligations":[{"z":1,"a":2}],"bundle":"authz","revision":"r1","decision_id":"id-1","cached":true}"#);
+        assert_eq!(
+            String::from_utf8(response).unwrap(),
+            r#"{"decision":"allow","reasons":["ok"],"obligations":[{"z":1,"a":2}],"bundle":"authz","revision":"r1","decision_id":"id-1","cached":true}"#
+        );
         let entry: Value = serde_json::from_slice(&entry).unwrap();
-        assert_eq!(entry["result"], serde_json::from_str::<Value>(decision).unwrap());
-        assert_eq!((entry["action"].as_str(), entry["resource_type"].as_str()), (Some("read"), Some("doc")));
+        assert_eq!(
+            entry["result"],
+            serde_json::from_str::<Value>(decision).unwrap()
+        );
+        assert_eq!(
+            (entry["action"].as_str(), entry["resource_type"].as_str()),
+            (Some("read"), Some("doc"))
+        );
         assert_eq!(entry["input_hash"].as_str().unwrap().len(), 64);
         assert_eq!(cache.stats().hits, 1);
     }
@@ -174,7 +227,10 @@ mod tests {
             r#"{"action":"read","resource":{"type":"doc"}} x"#,
             "[]",
         ] {
-            assert!(answer(&cache, odd.as_bytes(), &WHO, &ANS).is_none(), "{odd}");
+            assert!(
+                answer(&cache, odd.as_bytes(), &WHO, &ANS).is_none(),
+                "{odd}"
+            );
         }
         let stale = Asker { epoch: 4, ..WHO };
         assert!(answer(&cache, body.as_bytes(), &stale, &ANS).is_none());
