@@ -147,6 +147,35 @@ def test_engines_agree_over_http(admin: Api) -> None:
     assert (status, body["error"]["details"]) == (400, {"field": "engine", "flag": "graph.engine"})
 
 
+def test_fast_path_answers_byte_for_byte(admin: Api) -> None:
+    """Plain topn/neighborhood specs take the native fast path; the same spec with a key the fast
+    path does not know (and the full path ignores) takes the full path: the bytes must agree,
+    on weights whose products print in every float form (exponents, subnormals, long digits)."""
+    import random
+
+    t, api = fresh(admin)
+    rng = random.Random(11)
+    weights = [1.0, 0.5, 0.1, 1 / 3, 0.7, 1e-7, 1e-20, 1e-38, 3e-45, 0.123456789, 0.999999]
+    edges = {(rng.randrange(30), rng.randrange(30)): (rng.choice(weights), rng.randrange(4)) for _ in range(200)}
+    api.ok("POST", base(t) + "/edges", {"edges": [{"src": s, "dst": d, "w": w, "type": ty}
+                                                   for (s, d), (w, ty) in edges.items()]})
+    q = base(t) + "/query"
+    seeds = sorted({s for s, _ in edges})
+    specs: list[dict[str, Any]] = []
+    for seed in seeds:
+        specs += [{"query": "topn", "seed": seed}, {"query": "topn", "seed": seed, "hops": 1, "n": 3},
+                  {"query": "topn", "seed": seed, "edge_types": [0, 2], "node_types": None, "explain": False},
+                  {"query": "neighborhood", "seed": seed, "depth": 2, "limit": 7},
+                  {"query": "neighborhood", "seed": seed, "edge_types": [1]}]
+    floats = 0
+    for spec in specs:
+        fast = api.raw("POST", q, orjson.dumps(spec))
+        full = api.raw("POST", q, orjson.dumps({**spec, "note": "unknown keys go the full path"}))
+        assert fast[0] == full[0] == 200 and fast[2] == full[2], (spec, fast, full)
+        floats += fast[2].count(b"e-")
+    assert floats > 0  # some scores did print with an exponent
+
+
 def test_delete_nodes_and_edges(admin: Api) -> None:
     t, api = fresh(admin)
     small_graph(api, t)
@@ -200,7 +229,8 @@ def test_malformed_oversized_and_wrong_type(admin: Api) -> None:
     for spec, code in [({"query": "bogus", "seed": 1}, 400), ({"query": "topn"}, 400),
                        ({"query": "topn", "seed": 1, "hops": 3}, 422), ({"query": "topn", "seed": 1.5}, 400),
                        ({"query": "topn", "seed": 1, "edge_types": [999]}, 422),
-                       ({"query": "path", "src": 1, "dst": 12345}, 404), ([1, 2], 400)]:
+                       ({"query": "path", "src": 1, "dst": 12345}, 404), ([1, 2], 400),
+                       ({"query": "topn", "seed": 1, "engine": "lmdb"}, 400)]:
         status, body = api.post(q, spec)
         assert status == code, (spec, body)
         assert "error" in body

@@ -222,6 +222,42 @@ def test_cache_hit_miss_and_epoch() -> None:
     assert c.get("t", "read", "doc", D1, 1) is None
 
 
+def test_decide_hit_answers_what_the_python_path_would() -> None:
+    """DecisionCache.decide_hit (the /decide fast path) finds what PolicyManager.decide cached
+    (same key) and writes the response and log entry decide() would; refuses and misses are None
+    and counted nowhere (decide() then looks up and counts)."""
+    import orjson
+    from provgraph._core import canonical_hash
+    from provgraph.policy.manager import decision_key, parse_decision_request
+
+    body = {"action": "read", "resource": {"type": "doc", "id": "d", "extra": 1,
+                                           "attributes": {"n": 1.5, "big": 2 ** 60, "s": "é\n\u2028"}},
+            "context": {"k": [None, True, -0.0, 1e-7]}}
+    action, resource, context = parse_decision_request(body)
+    digest = canonical_hash(decision_key("u", ["a", "b"], resource, context))
+    decision = {"allow": False, "reasons": ["no", "ß"], "obligations": [{"z": 1, "a": "x", "f": 0.1}]}
+    c = DecisionCache(10)
+    c.put("t", action, resource["type"], digest, 1, orjson.dumps(decision), 60.0)
+    args = ("t", "u", ["a", "b"], 1, "authz", "r1", "p/q", "2026-01-01T00:00:00.000000Z")
+    got = c.decide_hit(orjson.dumps(body), *args)
+    assert got is not None
+    response, entry = got
+    did = orjson.loads(response)["decision_id"]
+    assert response == orjson.dumps({"decision": "deny", "reasons": decision["reasons"],
+                                     "obligations": decision["obligations"], "bundle": "authz", "revision": "r1",
+                                     "decision_id": did, "cached": True})
+    assert orjson.loads(entry) == {"decision_id": did, "path": "p/q", "bundle": "authz", "revision": "r1",
+                                   "input_hash": digest.hex(), "tenant_id": "t", "actor": "u", "action": "read",
+                                   "resource_type": "doc", "result": decision, "cached": True,
+                                   "timestamp": "2026-01-01T00:00:00.000000Z", "eval_ns": 0}
+    for raw, over in [(orjson.dumps(body), {"epoch": 2}), (orjson.dumps({**body, "context": {}}), {}),
+                      (b'{"action": "read", "resource": {"type": ""}}', {}), (b"{", {})]:
+        a = dict(zip(("tenant", "actor", "roles", "epoch", "bundle", "revision", "path", "timestamp"), args))
+        assert c.decide_hit(raw, **{**a, **over}) is None, raw
+    s = c.stats()
+    assert (s["hits"], s["misses"], s["stale"]) == (1, 0, 0)
+
+
 def test_cache_ttl_expiry() -> None:
     c = DecisionCache()
     c.put("t", "a", "r", D1, 1, b"x", 0.05)

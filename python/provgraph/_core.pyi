@@ -123,6 +123,11 @@ class CsrGraph:
                   node_types: list[int] | None = None, explain: bool = False
                   ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], dict[str, int]]: ...
 
+    def query_json(self, body: bytes) -> tuple[str, bytes] | None:
+        """A plain topn or neighborhood spec (the raw JSON body of /graph/query) answered in one
+        call: (kind, the response bytes the Python path would write). None for anything else
+        (other kinds, explain, unknown keys, bad values, an unknown seed, malformed JSON)."""
+
     def has_node(self, id: int) -> bool:
         """Whether `id` is a live node."""
 
@@ -216,6 +221,12 @@ class DecisionCache:
     def get(self, tenant: str, action: str, resource_type: str, digest: bytes, epoch: int) -> bytes | None:
         """The cached decision bytes, or None (absent, expired, invalidated or other epoch).
         `digest` must be 32 bytes."""
+
+    def decide_hit(self, body: bytes, tenant: str, actor: str, roles: list[str], epoch: int, bundle: str,
+                   revision: str, path: str, timestamp: str) -> tuple[bytes, bytes] | None:
+        """The /decide fast path: (response JSON, decision-log entry JSON) for a valid raw `body`
+        whose decision is cached under `epoch`, with a new UUIDv7 decision id; None otherwise
+        (an invalid body, a miss, another epoch), and then no lookup is counted."""
 
     def put(self, tenant: str, action: str, resource_type: str, digest: bytes, epoch: int,
             value: bytes, ttl_s: float) -> None:

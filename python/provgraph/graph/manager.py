@@ -208,10 +208,21 @@ class GraphManager:
                 self._rebuilding.discard(tenant)
 
     # ---- queries -----------------------------------------------------------------------
+    def query_json(self, tenant: int, raw: bytes, engine: str) -> tuple[str, bytes] | None:
+        """The fast path of query(): a plain topn or neighborhood spec on the CSR engine, answered
+        in one native call as (kind, the JSON bytes query() would give); None otherwise, and then
+        query() answers, every error included."""
+        if engine != "csr":
+            return None
+        return self.graph(tenant).query_json(raw)
+
     def query(self, tenant: int, spec: Any, engine: str) -> dict[str, Any]:
         """Run one query spec (the JSON body of /graph/query) on `engine` ("csr" or "lmdb")."""
         if not isinstance(spec, dict):
             raise BadRequestError("body must be a JSON object")
+        if "engine" in spec:  # it used to be a per-request override; a flag has one delivery path
+            raise BadRequestError("engine is not a query field: it is the flag graph.engine (PUT /v1/admin/flags)",
+                                  {"field": "engine", "flag": "graph.engine"})
         kind = spec.get("query")
         if kind not in QUERY_KINDS:
             raise BadRequestError(f"query must be one of {list(QUERY_KINDS)}", {"query": kind})

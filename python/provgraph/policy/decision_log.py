@@ -69,10 +69,14 @@ class DecisionLog:
         return bool(self._pending)
 
     def record(self, tenant: int, entry: dict[str, Any]) -> None:
+        self.record_json(tenant, orjson.dumps(entry))
+
+    def record_json(self, tenant: int, entry: bytes) -> None:
+        """record() of an entry already encoded (by the /decide fast path)."""
         with self._lock:
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             key = _KEY.pack(tenant, time.time_ns(), self._seq)
-        self._pending.append((key, orjson.dumps(entry)))
+        self._pending.append((key, entry))
         if len(self._pending) > 4 * self.retention:  # the writer is far behind: shed, and count it
             self._pending.popleft()
             self.dropped += 1

@@ -22,7 +22,7 @@ from provgraph.service.keys import CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
 __all__ = ["INT64_MAX", "ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of",
-           "in_background", "json_response", "query_int", "read_body", "read_json", "tenant_of"]
+           "in_background", "json_bytes_response", "json_response", "query_int", "read_body", "read_json", "tenant_of"]
 
 
 class Request(Protocol):
@@ -98,6 +98,11 @@ T = TypeVar("T")
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
+    """A response whose JSON body is already encoded (by a native fast path)."""
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def answer_after(request: Request, future: Future[T], finalize: Callable[[T], web.StreamResponse]

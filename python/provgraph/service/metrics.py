@@ -173,3 +173,16 @@ class Metrics:
         self.graph_edges.set(stats["edges"])
         self.graph_delta_rows.set(stats["delta_rows"])
         self.graph_memory.set(stats["memory_bytes"])
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: labels() costs more than the inc() or observe() that
+        follows it, on every query and decision. Kept in a dict made on first use, so the
+        constructor above stays as it is; capped, since a label (a bundle revision) may change."""
+        memo: dict[tuple[Any, tuple[str, ...]], Any] = self.__dict__.setdefault("_children", {})
+        key = (metric, labels)
+        found = memo.get(key)
+        if found is None:
+            if len(memo) >= 1024:
+                memo.clear()
+            found = memo[key] = metric.labels(*labels)
+        return found

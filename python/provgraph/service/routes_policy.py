@@ -15,6 +15,7 @@ from provgraph.service.http import (
     INT64_MAX,
     Request,
     authorize,
+    json_bytes_response,
     json_response,
     parse_json,
     query_int,
@@ -144,15 +145,23 @@ async def data_api(request: Request) -> web.Response:
 
 async def decide(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "read")
-    body = parse_json(await read_body(request))
+    raw = await read_body(request)
     app = request.app
+    pm = app[POLICY]
+    metrics = app[METRICS]
     use_cache = app[CONFIG].flags["policy.cache"] == "on"
     t0 = time.perf_counter()
-    response, entry = app[POLICY].decide(tenant.tenant_id, key.actor, key.roles, body, use_cache)
-    if entry:
-        app[POLICY].log.record(tenant.num, entry)
-        app[METRICS].observe_decision(response["bundle"], response["revision"], response["cached"],
-                                      time.perf_counter() - t0)
+    hit = pm.decide_cached(tenant.tenant_id, key.actor, key.roles, raw) if use_cache else None
+    if hit is not None:
+        body, entry, rev = hit
+        pm.log.record_json(tenant.num, entry)
+        metrics.observe_decision(rev.name, rev.revision, True, time.perf_counter() - t0)
+        return json_bytes_response(body)
+    response, log_entry = pm.decide(tenant.tenant_id, key.actor, key.roles, parse_json(raw), use_cache)
+    if log_entry:
+        pm.log.record(tenant.num, log_entry)
+        metrics.observe_decision(response["bundle"], response["revision"], response["cached"],
+                                 time.perf_counter() - t0)
     return json_response(response)
 
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use parking_lot::RwLock;
 use provgraph_core::error::Error as CoreError;
-use provgraph_core::graph::{Csr, EdgeTypeMask, QueryStats, TenantGraph};
+use provgraph_core::graph::{spec, Csr, EdgeTypeMask, QueryStats, TenantGraph};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 pyo3::import_exception!(provgraph.errors, UnknownNodeError);
 pyo3::import_exception!(provgraph.errors, InvalidArgumentError);
@@ -184,6 +184,14 @@ impl CsrGraph {
         let g = self.inner.clone();
         let (rows, stats) = py.detach(|| g.read().topdegree(seed, depth, n, &em, &nm)).map_err(to_py)?;
         with_plan(py, rows, &stats, explain)
+    }
+
+    /// The whole answer to a plain topn or neighborhood spec (the raw JSON body of /graph/query)
+    /// as `(kind, response bytes)`, or None: the caller's full path then answers, errors included.
+    fn query_json(&self, py: Python<'_>, body: &[u8]) -> Option<(&'static str, Py<PyBytes>)> {
+        let g = self.inner.clone();
+        let (kind, out) = py.detach(|| spec::answer(&g.read(), body))?;
+        Some((kind, PyBytes::new(py, &out).unbind()))
     }
 
     fn has_node(&self, id: i64) -> bool {

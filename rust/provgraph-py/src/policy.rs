@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use provgraph_core::error::Error as CoreError;
-use provgraph_core::policy::{CacheKey, CompiledBundle, DecisionCache as CoreCache};
+use provgraph_core::policy::{hit, CacheKey, CompiledBundle, DecisionCache as CoreCache};
+use provgraph_core::receipt::uuid7;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
@@ -144,6 +145,30 @@ impl DecisionCache {
             .inner
             .get_parts(tenant, action, resource_type, digest, epoch)
             .map(|v| PyBytes::new(py, &v)))
+    }
+
+    /// The /decide fast path: (response, log entry) JSON for a valid `body` whose decision is
+    /// cached under `epoch`, with a new decision id; None otherwise (then nothing is counted,
+    /// and the caller's full path decides).
+    #[allow(clippy::too_many_arguments)]
+    fn decide_hit<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+        tenant: &str,
+        actor: &str,
+        roles: Vec<String>,
+        epoch: u64,
+        bundle: &str,
+        revision: &str,
+        path: &str,
+        timestamp: &str,
+    ) -> Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let decision_id = uuid7();
+        let who = hit::Asker { tenant, actor, roles: &roles, epoch };
+        let ans = hit::Answer { bundle, revision, path, decision_id: &decision_id, timestamp };
+        let (response, entry) = hit::answer(&self.inner, body, &who, &ans)?;
+        Some((PyBytes::new(py, &response), PyBytes::new(py, &entry)))
     }
 
     #[allow(clippy::too_many_arguments)]

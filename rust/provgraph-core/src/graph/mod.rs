@@ -4,6 +4,7 @@ mod csr;
 mod overlay;
 mod query;
 mod scratch;
+pub mod spec;
 
 pub use csr::Csr;
 pub use overlay::{Export, RebuildJob, TenantGraph};

@@ -205,20 +205,28 @@ impl DecisionCache {
         }
     }
 
-    fn lookup(&self, key: &KeyRef<'_>, epoch: u64) -> Option<Arc<[u8]>> {
+    /// `count_misses`: false for a probe whose miss the caller looks up again (the /decide
+    /// fast path), so each decision counts once.
+    fn lookup(&self, key: &KeyRef<'_>, epoch: u64, count_misses: bool) -> Option<Arc<[u8]>> {
         let hash = key.hash();
         let shard = self.shards[key.shard(hash, self.shards.len())].read();
         let Some(i) = shard.find(key, hash) else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            if count_misses {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         };
         let s = &shard.slots[i];
         if s.epoch != epoch {
-            self.stale.fetch_add(1, Ordering::Relaxed);
+            if count_misses {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         }
         if Instant::now() >= s.expires_at {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            if count_misses {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         }
         if !s.referenced.load(Ordering::Relaxed) {
@@ -231,7 +239,7 @@ impl DecisionCache {
     /// The decision stored under `key`, if it was stored under `epoch` (the active revision's)
     /// and its TTL has not passed.
     pub fn get(&self, key: &CacheKey, epoch: u64) -> Option<Arc<[u8]>> {
-        self.lookup(&KeyRef::of(key), epoch)
+        self.lookup(&KeyRef::of(key), epoch, true)
     }
 
     /// [`Self::get`] without building an owned key.
@@ -251,6 +259,29 @@ impl DecisionCache {
                 digest,
             },
             epoch,
+            true,
+        )
+    }
+
+    /// [`Self::get_parts`] that counts a hit but not a miss: for a probe whose caller, on a
+    /// miss, goes on to a full lookup that counts it.
+    pub fn probe_parts(
+        &self,
+        tenant: &str,
+        action: &str,
+        resource_type: &str,
+        digest: &[u8; 32],
+        epoch: u64,
+    ) -> Option<Arc<[u8]>> {
+        self.lookup(
+            &KeyRef {
+                tenant,
+                action,
+                resource_type,
+                digest,
+            },
+            epoch,
+            false,
         )
     }
 

@@ -11,6 +11,7 @@
 
 mod cache;
 mod engine;
+pub mod hit;
 mod vm_gate;
 
 pub use cache::{CacheKey, CacheStats, DecisionCache};
