@@ -28,7 +28,7 @@ AUTH = f"Authorization: Bearer {ADMIN_KEY}\r\n"
 
 # lean-task: the lean front end with service.dispatch=task (each request answered by a Task, the
 # rollback of eager dispatch)
-@pytest.fixture(scope="module", params=["lean", "lean-task", "aiohttp", "granian"])
+@pytest.fixture(scope="module", params=["lean", "lean-task", "aiohttp"])
 def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     http, _, dispatch = request.param.partition("-")
     flags = ["--flag", f"service.http={http}"] + (["--flag", f"service.dispatch={dispatch}"] if dispatch else [])

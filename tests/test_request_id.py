@@ -1,4 +1,4 @@
-"""X-Request-Id on every front end (lean, aiohttp, granian): echoed when sane, generated (UUIDv7)
+"""X-Request-Id on every front end (lean, aiohttp): echoed when sane, generated (UUIDv7)
 when absent or not, on every answer, in every error body, and in the server's log line for a
 failing request."""
 
@@ -19,7 +19,7 @@ from provgraph.policy.bundle import load_example_bundle
 LIMIT = 4096
 
 
-@pytest.fixture(scope="module", params=["lean", "aiohttp", "granian"])
+@pytest.fixture(scope="module", params=["lean", "aiohttp"])
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = Server(tmp_path_factory.mktemp(f"rid-{request.param}") / "data", ADMIN_KEY,
                ["--flag", f"service.http={request.param}", "--max-body-bytes", str(LIMIT)])

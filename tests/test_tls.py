@@ -75,7 +75,7 @@ def _operator_with_receipts(admin: Api, tenant: str, count: int) -> Api:
     return op
 
 
-@pytest.mark.parametrize("front", ["lean", "aiohttp", "granian"])
+@pytest.mark.parametrize("front", ["lean", "aiohttp"])
 def test_verify_over_https_against_serve_tls(server_factory: Any, pki: Pki, front: str) -> None:
     srv = server_factory([*pki.server_args, "--flag", f"service.http={front}"], ssl_context=pki.client_context())
     admin: Api = srv.api()

@@ -73,11 +73,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
                     preflight_sweep_interval_s=args.preflight_sweep_interval)
-    if config.flags["service.http"] == "granian":
-        from provgraph.service.rsgi import serve_granian
-
-        serve_granian(config, args.backlog, args.keepalive_timeout, args.tls_cert, args.tls_key)
-        return 0
     app = create_app(config)
     follow_process(app)
     if config.flags["service.http"] == "lean":

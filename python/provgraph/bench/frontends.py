@@ -68,7 +68,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def _server_cpu(pid: int) -> float:
-    """CPU seconds of the server process and its children (granian's worker)."""
+    """CPU seconds of the server process and any children it started."""
     proc = psutil.Process(pid)
     total = float(sum(proc.cpu_times()[:2]))
     for child in proc.children(recursive=True):

@@ -63,7 +63,7 @@ from provgraph.service.middleware import (
 )
 
 __all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "LeanSite", "Router", "UnsupportedAppError",
-           "check_app", "plan_file", "serve_lean", "start_lean"]
+           "check_app", "serve_lean", "start_lean"]
 
 log = logging.getLogger(__name__)
 
