@@ -16,14 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def receipts(client: JsonClient, tenant: str) -> list[Any]:
-    out: list[Any] = []
-    after = 0
-    while True:
-        page = client.ok("GET", f"/v1/tenants/{tenant}/receipts?after_seq={after}&limit=1000")
-        out += page["receipts"]
-        if not page["receipts"]:
-            return out
-        after = page["next_after_seq"]
+    return client.receipts(tenant)
 
 
 def read_all(admin: JsonClient, reader_keys: dict[str, str], queries: list[dict[str, Any]],

@@ -17,14 +17,7 @@ GZ = {"Content-Type": "application/gzip"}
 
 
 def chain(api: Api, tenant: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = api.ok("GET", f"/v1/tenants/{tenant}/receipts?after_seq={after}&limit=100")
-        out += page["receipts"]
-        if not page["receipts"]:
-            return out
-        after = page["next_after_seq"]
+    return api.receipts(tenant, page=100)
 
 
 def wait_chain(api: Api, tenant: str, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:

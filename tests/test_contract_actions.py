@@ -72,13 +72,7 @@ def wait_receipt(api: TenantApi, receipt_id: str, timeout: float = 10.0) -> dict
 
 
 def all_receipts(api: TenantApi) -> list[dict[str, Any]]:
-    out, after = [], 0
-    while True:
-        page = api.ok("GET", f"/v1/tenants/{api.tenant}/receipts?after_seq={after}&limit=100")
-        out += page["receipts"]
-        if not page["receipts"]:
-            return out
-        after = page["next_after_seq"]
+    return api.receipts(api.tenant, page=100)
 
 
 def independent_verify(receipts: list[dict[str, Any]], keys: dict[str, bytes]) -> None:

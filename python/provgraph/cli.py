@@ -153,13 +153,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return 2
         try:
             keys = {k["key_id"]: base64.b64decode(k["public_key"]) for k in client.ok("GET", "/v1/keys")["keys"]}
-            after = 0
-            while True:
-                page = client.ok("GET", f"/v1/tenants/{args.tenant}/receipts?after_seq={after}&limit=1000")
-                receipts += [orjson.dumps(r) for r in page["receipts"]]
-                if not page["receipts"]:
-                    break
-                after = page["next_after_seq"]
+            receipts += [orjson.dumps(r) for r in client.receipts(args.tenant)]
         except (OSError, RuntimeError) as exc:  # unreachable, TLS refused, or an error answer
             print(f"provgraph verify: {args.url}: {exc}", file=sys.stderr)
             return 2

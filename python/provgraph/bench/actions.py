@@ -465,23 +465,17 @@ def issuance_lag(base: str, keys: dict[str, Any],
     client = JsonClient(int(url[1]), keys["reader"])
     lags: list[float] = []
     by_run: dict[str, list[float]] = {label: [] for label in windows or {}}
-    after = 0
-    while True:
-        page = client.ok("GET", f"/v1/tenants/{keys['tenant']}/receipts?after_seq={after}&limit=1000")
-        for r in page["receipts"]:
-            if r["action"].startswith("admin."):  # the tenant's and its keys' creation: not the bench's
-                continue
-            ex = datetime.strptime(r["executed_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-            iss = datetime.strptime(r["issued_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-            lag = (iss - ex).total_seconds() * 1e9
-            lags.append(lag)
-            at = ex.timestamp()
-            for label, (start, end) in (windows or {}).items():
-                if start <= at <= end:
-                    by_run[label].append(lag)
-        if not page["receipts"]:
-            break
-        after = page["next_after_seq"]
+    for r in client.receipts(keys["tenant"]):
+        if r["action"].startswith("admin."):  # the tenant's and its keys' creation: not the bench's
+            continue
+        ex = datetime.strptime(r["executed_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        iss = datetime.strptime(r["issued_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        lag = (iss - ex).total_seconds() * 1e9
+        lags.append(lag)
+        at = ex.timestamp()
+        for label, (start, end) in (windows or {}).items():
+            if start <= at <= end:
+                by_run[label].append(lag)
     dlq = client.with_key(keys["admin"]).ok("GET", "/v1/admin/dlq")["depth"]
     return {**_lag_summary(lags), "dlq_depth": dlq,
             "by_run": {label: _lag_summary(v) for label, v in by_run.items() if v}}

@@ -86,6 +86,17 @@ class JsonClient:
             raise RuntimeError(f"{method} {path}: expected {status}, got {got}: {data!r}"[:2000])
         return data
 
+    def receipts(self, tenant: str, page: int = 1000) -> list[Any]:
+        """Every receipt of `tenant`'s chain (or `_admin`'s) issued so far, in seq order, a page at a time."""
+        out: list[Any] = []
+        after = 0
+        while True:
+            got = self.ok("GET", f"/v1/tenants/{tenant}/receipts?after_seq={after}&limit={page}")
+            if not got["receipts"]:
+                return out
+            out += got["receipts"]
+            after = got["next_after_seq"]
+
 
 class ServerProcess:
     """Start, kill and restart a server with its own data dir and admin key. A server started with
