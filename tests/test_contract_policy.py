@@ -329,27 +329,28 @@ def test_cached_decisions_answer_as_evaluated_ones(analyst: TenantApi, policy_se
         counts: dict[str, int] = admin.ok("GET", "/v1/bundles/authz/stats")["cache"]
         return counts
 
-    before = cache()
-    for api, body in bodies:
-        path = f"/v1/tenants/{api.tenant}/decide"
-        status, _, first = api.raw("POST", path, orjson.dumps(body))
-        assert status == 200
-        # the same request with its members in another order and spaced: the same cache key
-        spaced = orjson.dumps(dict(reversed(body.items())), option=orjson.OPT_INDENT_2)
-        for raw in (orjson.dumps(body), spaced):
-            status, _, again = api.raw("POST", path, raw)
+    with admin.flags_set({"policy.cache": "on"}):  # the baseline profile runs with it off
+        before = cache()
+        for api, body in bodies:
+            path = f"/v1/tenants/{api.tenant}/decide"
+            status, _, first = api.raw("POST", path, orjson.dumps(body))
             assert status == 200
-            a, b = orjson.loads(first), orjson.loads(again)
-            assert (a["cached"], b["cached"]) == (False, True)
-            assert list(a) == list(b) and a["decision_id"] != b["decision_id"]
-            assert {**a, "decision_id": "", "cached": True} == {**b, "decision_id": ""}, (a, b)
-        log = api.ok("GET", f"/v1/tenants/{api.tenant}/decisions?limit=10")["decisions"]
-        entries = {e["decision_id"]: e for e in log}
-        miss, hit = entries[orjson.loads(first)["decision_id"]], entries[orjson.loads(again)["decision_id"]]
-        assert list(miss) == list(hit) and hit["cached"] is True and hit["eval_ns"] == 0
-        same = {k: v for k, v in miss.items() if k not in ("decision_id", "cached", "timestamp", "ts_ns", "eval_ns")}
-        assert same == {k: hit[k] for k in same}
-    after = cache()
+            # the same request with its members in another order and spaced: the same cache key
+            spaced = orjson.dumps(dict(reversed(body.items())), option=orjson.OPT_INDENT_2)
+            for raw in (orjson.dumps(body), spaced):
+                status, _, again = api.raw("POST", path, raw)
+                assert status == 200
+                a, b = orjson.loads(first), orjson.loads(again)
+                assert (a["cached"], b["cached"]) == (False, True)
+                assert list(a) == list(b) and a["decision_id"] != b["decision_id"]
+                assert {**a, "decision_id": "", "cached": True} == {**b, "decision_id": ""}, (a, b)
+            log = api.ok("GET", f"/v1/tenants/{api.tenant}/decisions?limit=10")["decisions"]
+            entries = {e["decision_id"]: e for e in log}
+            miss, hit = entries[orjson.loads(first)["decision_id"]], entries[orjson.loads(again)["decision_id"]]
+            assert list(miss) == list(hit) and hit["cached"] is True and hit["eval_ns"] == 0
+            same = {k: v for k, v in miss.items() if k not in ("decision_id", "cached", "timestamp", "ts_ns", "eval_ns")}
+            assert same == {k: hit[k] for k in same}
+        after = cache()
     assert after["hits"] - before["hits"] == 2 * len(bodies)
     assert after["misses"] - before["misses"] == len(bodies)
 

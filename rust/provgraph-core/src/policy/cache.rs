@@ -59,11 +59,19 @@ struct KeyRef<'a> {
 
 impl<'a> KeyRef<'a> {
     fn of(k: &'a CacheKey) -> Self {
+        Self::parts(&k.tenant, &k.action, &k.resource_type, &k.digest)
+    }
+    fn parts(
+        tenant: &'a str,
+        action: &'a str,
+        resource_type: &'a str,
+        digest: &'a [u8; 32],
+    ) -> Self {
         KeyRef {
-            tenant: &k.tenant,
-            action: &k.action,
-            resource_type: &k.resource_type,
-            digest: &k.digest,
+            tenant,
+            action,
+            resource_type,
+            digest,
         }
     }
     fn matches(&self, k: &CacheKey) -> bool {
@@ -252,12 +260,7 @@ impl DecisionCache {
         epoch: u64,
     ) -> Option<Arc<[u8]>> {
         self.lookup(
-            &KeyRef {
-                tenant,
-                action,
-                resource_type,
-                digest,
-            },
+            &KeyRef::parts(tenant, action, resource_type, digest),
             epoch,
             true,
         )
@@ -274,12 +277,7 @@ impl DecisionCache {
         epoch: u64,
     ) -> Option<Arc<[u8]>> {
         self.lookup(
-            &KeyRef {
-                tenant,
-                action,
-                resource_type,
-                digest,
-            },
+            &KeyRef::parts(tenant, action, resource_type, digest),
             epoch,
             false,
         )
