@@ -92,6 +92,7 @@ class Metrics:
         self._decision_revisions: dict[str, OrderedDict[str, None]] = {}
         self._refreshers: list[Callable[[], None]] = []
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._query_children: dict[tuple[str, str], Any] = {}
 
     def on_scrape(self, fn: Callable[[], None]) -> None:
         """Register a function that refreshes gauges right before each scrape."""
@@ -174,15 +175,10 @@ class Metrics:
         self.graph_delta_rows.set(stats["delta_rows"])
         self.graph_memory.set(stats["memory_bytes"])
 
-    def child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, kept: labels() costs more than the inc() or observe() that
-        follows it, on every query and decision. Kept in a dict made on first use, so the
-        constructor above stays as it is; capped, since a label (a bundle revision) may change."""
-        memo: dict[tuple[Any, tuple[str, ...]], Any] = self.__dict__.setdefault("_children", {})
-        key = (metric, labels)
-        found = memo.get(key)
-        if found is None:
-            if len(memo) >= 1024:
-                memo.clear()
-            found = memo[key] = metric.labels(*labels)
-        return found
+    def count_query(self, kind: str, engine: str) -> None:
+        # labels() costs more than the inc() that follows it; the children of the few (query kind,
+        # engine) pairs are kept.
+        child = self._query_children.get((kind, engine))
+        if child is None:
+            child = self._query_children[(kind, engine)] = self.graph_queries.labels(kind, engine)
+        child.inc()

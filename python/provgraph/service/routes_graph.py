@@ -72,7 +72,7 @@ async def query(request: Request) -> web.Response:
         body = orjson.dumps(graph.query(tenant.num, spec, engine))
         kind = spec["query"]
     metrics = app[METRICS]
-    metrics.child(metrics.graph_queries, kind, engine).inc()
+    metrics.count_query(kind, engine)
     return json_bytes_response(body)
 
 
