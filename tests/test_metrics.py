@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from typing import Any
@@ -70,6 +71,18 @@ def test_monotonic_counts_are_counters(server: Server, tenant: Api) -> None:
     assert value(after, "provgraph_store_commit_groups") > value(before, "provgraph_store_commit_groups")
     assert value(after, "provgraph_store_commit_jobs") > value(before, "provgraph_store_commit_jobs")
     assert value(after, "provgraph_graph_edges_written") == value(before, "provgraph_graph_edges_written") + 1
+    # The writer's latency histograms move with it: each commit is timed, and the request's write from
+    # queued to durable; the buckets are cumulative and end at +Inf with the count.
+    for name in ("provgraph_store_commit_seconds", "provgraph_store_write_wait_seconds"):
+        fam = after[name]
+        assert fam.type == "histogram"
+        buckets = [s for s in fam.samples if s.name == name + "_bucket"]
+        count = next(s.value for s in fam.samples if s.name == name + "_count")
+        assert [s.labels["le"] for s in buckets][-1] == "+Inf" and buckets[-1].value == count
+        assert all(a.value <= b.value for a, b in itertools.pairwise(buckets))
+        before_count = next(s.value for s in before[name].samples if s.name == name + "_count")
+        assert count > before_count
+        assert next(s.value for s in fam.samples if s.name == name + "_sum") > 0
     events = {s.labels["event"] for s in after["provgraph_policy_cache_events"].samples}
     assert events == {"hits", "misses", "stale", "inserts", "invalidations"}
     assert after["provgraph_policy_cache_entries"].type == "gauge"

@@ -539,22 +539,41 @@ def pauses_line(p: dict[str, Any]) -> str:
         for g, v in p.items())
 
 
-def scrape(base: str) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
-    """One /metrics read: the collector pauses (see collector_pauses) and the writer's commit groups
-    and jobs so far."""
+WRITER_HISTOGRAMS = {"provgraph_store_commit_seconds": "commit", "provgraph_store_write_wait_seconds": "write_wait"}
+
+
+def scrape(base: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """One /metrics read: the collector pauses (see collector_pauses), the writer's commit groups and jobs
+    so far, and its latency histograms (cumulative bucket counts by upper bound)."""
     with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    writer = {}
+    writer: dict[str, Any] = {}
     for family in text_string_to_metric_families(text):
         if family.name in ("provgraph_store_commit_groups", "provgraph_store_commit_jobs"):
             writer[family.name.removeprefix("provgraph_store_commit_")] = family.samples[0].value
+        elif family.name in WRITER_HISTOGRAMS:
+            writer[WRITER_HISTOGRAMS[family.name]] = {float(s.labels["le"]): s.value for s in family.samples
+                                                      if s.name.endswith("_bucket")}
     return collector_pauses(base, text), writer
+
+
+def histogram_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Count and p50/p99/p99.9 (the upper bound of the bucket each falls in, ms) of what a histogram
+    observed between two scrapes."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    out: dict[str, Any] = {"count": int(total)}
+    for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99), ("p999_ms", 0.999)):
+        bound = next((b for b, c in zip(bounds, counts) if total and c >= q * total), math.inf)
+        out[name] = bound * 1e3
+    return out
 
 
 def p1_run(base: str, keys: dict[str, Any], rate: float, duration: float, warmup: float) -> dict[str, Any]:
     """One P1 mix run: per-flow rows, the verdict, the server's collector pauses meanwhile, and its
     commit groups: per second and per request sent (each group is one commit, one fsync of the
-    data), jobs per group."""
+    data), jobs per group, and the commit and write-wait latency (bucket bounds)."""
     pauses, writer = scrape(base)
     counts: dict[str, int] = {}
     t0 = time.perf_counter()
@@ -566,6 +585,8 @@ def p1_run(base: str, keys: dict[str, Any], rate: float, duration: float, warmup
     commits = {"groups": int(groups), "jobs": int(jobs), "requests": counts["requests"], "seconds": seconds,
                "groups_per_s": groups / seconds, "groups_per_request": groups / max(counts["requests"], 1),
                "jobs_per_group": jobs / max(groups, 1)}
+    for name in WRITER_HISTOGRAMS.values():
+        commits[name] = histogram_quantiles(writer.get(name, {}), writer_after.get(name, {}))
     return {"rate": rate, "flows": flows, "verdict": p1_verdict(flows),
             "collector": pauses_between(pauses, pauses_after), "commits": commits}
 
@@ -618,7 +639,13 @@ def repeat_line(label: str, run: dict[str, Any]) -> str:
     p99 = ", ".join(f"{f} {run['flows'][f]['p99_ms']:.1f}" for f in (*P1, "healthz"))
     return (f"  {label}: p99 ms {p99}; limit {v['p99_limit_ms']:.1f}; dropped {v['dropped']}, errors {v['errors']} -> "
             f"{'met' if v['met'] else 'NOT met'}; {c['groups_per_s']:.0f} commit groups/s, "
-            f"{c['groups_per_request']:.3f} per request, {c['jobs_per_group']:.2f} jobs each")
+            f"{c['groups_per_request']:.3f} per request, {c['jobs_per_group']:.2f} jobs each; commit p50/p99/p99.9 "
+            f"<= {_q(c, 'commit')} ms, a request's write queued->durable <= {_q(c, 'write_wait')} ms")
+
+
+def _q(commits: dict[str, Any], name: str) -> str:
+    h = commits.get(name, {})
+    return "/".join(f"{h.get(k, math.nan):g}" for k in ("p50_ms", "p99_ms", "p999_ms"))
 
 
 def run_repeat(base: str, keys: dict[str, Any], bench: GraphBench, rate: float, seconds: float, warmup: float,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["DECISION_REVISIONS_KEPT", "Metrics"]
@@ -44,6 +44,23 @@ class _ReadCounters(Collector):
                 for label_value, count in sorted(value.items()):
                     family.add_metric([label_value], count)
                 yield family
+
+
+class _ReadHistograms(Collector):
+    """Histograms kept elsewhere as (bucket upper bounds, counts per bucket with +Inf last, sum), read
+    at each scrape."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[str, str, tuple[float, ...], Callable[[], tuple[list[int], float]]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, bounds, fn in self.read:
+            counts, total = fn()
+            cumulative, acc = [], 0
+            for bound, count in zip((*(repr(b) for b in bounds), "+Inf"), counts):
+                acc += count
+                cumulative.append((bound, acc))
+            yield HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=total)
 
 
 class Metrics:
@@ -88,6 +105,8 @@ class Metrics:
                                "Objects in the collector's permanent generation (runtime.gc=frozen)", registry=r)
         self._read_counters = _ReadCounters()
         r.register(self._read_counters)
+        self._read_histograms = _ReadHistograms()
+        r.register(self._read_histograms)
         self._decision_children: dict[tuple[str, str, bool], Any] = {}
         self._decision_revisions: dict[str, OrderedDict[str, None]] = {}
         self._refreshers: list[Callable[[], None]] = []
@@ -105,6 +124,12 @@ class Metrics:
     def read_counters(self, name: str, doc: str, label: str, fn: Callable[[], dict[str, int]]) -> None:
         """Like read_counter, one series per key of `fn()` (a fixed set of keys: the label stays bounded)."""
         self._read_counters.read.append((name, doc, label, fn))
+
+    def read_histogram(self, name: str, doc: str, bounds: tuple[float, ...],
+                       fn: Callable[[], tuple[list[int], float]]) -> None:
+        """Expose a histogram kept elsewhere: `fn()` gives its counts per bucket of `bounds` (+Inf last,
+        not cumulative) and their sum."""
+        self._read_histograms.read.append((name, doc, bounds, fn))
 
     def render(self) -> bytes:
         for fn in self._refreshers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from provgraph.store.migrations import (
     run_migrations,
 )
 
-__all__ = ["TABLES", "Store", "Txn", "WriteJob", "Writer"]
+__all__ = ["LATENCY_BUCKETS", "TABLES", "LatencyCounts", "Store", "Txn", "WriteJob", "Writer"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -155,6 +156,27 @@ class Store:
         self.env.close()
 
 
+# Upper bounds (seconds) of the writer's latency histograms: a commit's fsync lives between 100 µs and
+# tens of ms on a healthy disk; the long tail is what a slow one adds.
+LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2, 0.128, 0.256, 0.512, 1.024)
+
+
+class LatencyCounts:
+    """A fixed-bucket histogram kept by one thread and read by others (a scrape): counts per bucket
+    (the last is +Inf), their sum in seconds. Reads are not atomic across fields; a scrape may see one
+    observation counted and its seconds not yet added, which the next scrape corrects."""
+
+    __slots__ = ("counts", "sum_s")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum_s += seconds
+
+
 @dataclass
 class _Pending:
     job: Callable[[Txn], tuple[Any, Callable[[], None] | None]]
@@ -163,6 +185,7 @@ class _Pending:
     on_lost: Callable[[], None] | None = None
     shadow: dict[tuple[str, bytes], bytes] | None = None
     background: bool = False
+    submitted: float = 0.0  # time.monotonic() at submit
 
     @property
     def urgent(self) -> bool:
@@ -210,6 +233,10 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
         self.jobs = 0
+        # txn.commit() of each group (the write of its pages and the fsyncs), and, for each job a
+        # request waits for (urgent), the time from submit to its durable answer
+        self.commit_latency = LatencyCounts()
+        self.wait_latency = LatencyCounts()
         self._thread.start()
         self._native_id = self._thread.native_id
         # Linux only: elsewhere a thread id is not a process id to setpriority.
@@ -268,7 +295,7 @@ class Writer:
         if shadow:
             with self._shadow_lock:
                 self._shadow.update(shadow)
-        pending = _Pending(job, fut, durable, on_lost, shadow, background)
+        pending = _Pending(job, fut, durable, on_lost, shadow, background, time.monotonic())
         if coalesce and self.coalesce:
             try:
                 loop = asyncio.get_running_loop()
@@ -426,7 +453,9 @@ class Writer:
                 if self.commit_delay is not None:
                     time.sleep(self.commit_delay())
                 txn.commit()
-                self.commit_s += 0.2 * (time.monotonic() - t0 - self.commit_s)
+                took = time.monotonic() - t0
+                self.commit_s += 0.2 * (took - self.commit_s)
+                self.commit_latency.observe(took)
             except lmdb.MapFullError:
                 txn.abort()
                 self.store.grow()
@@ -461,3 +490,5 @@ class Writer:
                 continue
             if not answered:
                 pending.future.set_result(value)
+                if pending.urgent:
+                    self.wait_latency.observe(time.monotonic() - pending.submitted)

@@ -24,6 +24,7 @@ from provgraph.service.keys import (
     WRITER,
 )
 from provgraph.store import Store, Writer
+from provgraph.store.env import LATENCY_BUCKETS
 from provgraph.tenancy import Registry
 
 __all__ = ["setup_storage"]
@@ -60,6 +61,11 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics.read_counter("provgraph_store_commit_groups", "Group commits (one transaction each)",
                          lambda: writer.groups)
     metrics.read_counter("provgraph_store_commit_jobs", "Write jobs committed", lambda: writer.jobs)
+    metrics.read_histogram("provgraph_store_commit_seconds", "A group's LMDB commit: page writes and fsyncs",
+                           LATENCY_BUCKETS, lambda: (writer.commit_latency.counts, writer.commit_latency.sum_s))
+    metrics.read_histogram("provgraph_store_write_wait_seconds",
+                           "A request's write, from queued to durable (group window, apply, commit)",
+                           LATENCY_BUCKETS, lambda: (writer.wait_latency.counts, writer.wait_latency.sum_s))
     yield
     stop_writer_flags()
     writer.close()
