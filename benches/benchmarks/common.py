@@ -10,13 +10,16 @@ import numpy as np
 
 SEED = 42
 QUERIES = 1000
+# G1's sparse variant (average out-degree 4 instead of 10), as graph-inproc --sweep runs it
+SPARSE_EDGES = 800_000
 
 
-def g1_largest_tenant(seed: int = SEED) -> dict[str, Any]:
-    """Arrays of the largest tenant of G1 (as the generator makes it) plus its query seeds."""
+def g1_largest_tenant(seed: int = SEED, edges: int = 2_000_000) -> dict[str, Any]:
+    """Arrays of the largest tenant of G1 (as the generator makes it, with `edges` in all) plus its
+    query seeds."""
     from provgraph.bench.workloads import generate_g1
 
-    wl = generate_g1(seed=seed)
+    wl = generate_g1(seed=seed, edges=edges)
     t = wl.largest_tenant()
     src, dst, w, et = wl.tenant_edges(t)
     ids, types = wl.tenant_nodes(t)

@@ -1,13 +1,14 @@
 """Typed stub of the native module `provgraph._core` (Rust, built by maturin from rust/provgraph-py)."""
 
 from collections.abc import Iterable
-from typing import Any, Literal, final, overload
+from typing import Any, Literal, TypeAlias, final, overload
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "CsrGraph",
+    "TypeSet",
     "__version__",
     "canonical_hash",
     "canonical_hashes",
@@ -46,6 +47,17 @@ def canonical_hashes(objs: Iterable[object]) -> list[bytes]:
     """
 
 @final
+class TypeSet:
+    """A set of edge or node type codes (0..255), built once and passed to a query in place of a
+    list (`edge_types=TypeSet([0, 1, 2, 3, 4])`), so a filter repeated on every call is not
+    converted on every call. A code outside 0..255 raises `InvalidArgumentError`."""
+
+    def __new__(cls, types: list[int]) -> TypeSet: ...
+    def __contains__(self, t: int, /) -> bool: ...
+
+_Types: TypeAlias = list[int] | TypeSet
+
+@final
 class CsrGraph:
     """One tenant's graph: an immutable CSR snapshot plus a delta overlay.
 
@@ -73,54 +85,54 @@ class CsrGraph:
         """A graph with no nodes."""
 
     @overload
-    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: list[int] | None = None,
-             node_types: list[int] | None = None, explain: Literal[False] = False) -> list[tuple[int, float]]:
+    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: _Types | None = None,
+             node_types: _Types | None = None, explain: Literal[False] = False) -> list[tuple[int, float]]:
         """Q1: the n strongest nodes within `hops` (1 or 2) out-edges; score = max product of weights."""
     @overload
-    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: list[int] | None = None,
-             node_types: list[int] | None = None, *,
+    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: _Types | None = None,
+             node_types: _Types | None = None, *,
              explain: Literal[True]) -> tuple[list[tuple[int, float]], dict[str, int]]: ...
     @overload
-    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: list[int] | None = None,
-             node_types: list[int] | None = None, explain: bool = False
+    def topn(self, seed: int, n: int = 10, hops: int = 2, edge_types: _Types | None = None,
+             node_types: _Types | None = None, explain: bool = False
              ) -> list[tuple[int, float]] | tuple[list[tuple[int, float]], dict[str, int]]: ...
 
     @overload
     def neighborhood_size(self, seed: int, depth: int = 3, limit: int = 50000,
-                          edge_types: list[int] | None = None, node_types: list[int] | None = None,
+                          edge_types: _Types | None = None, node_types: _Types | None = None,
                           explain: Literal[False] = False) -> int:
         """Q2: distinct nodes at distance 1..depth over out-edges, capped at `limit`."""
     @overload
     def neighborhood_size(self, seed: int, depth: int = 3, limit: int = 50000,
-                          edge_types: list[int] | None = None, node_types: list[int] | None = None, *,
+                          edge_types: _Types | None = None, node_types: _Types | None = None, *,
                           explain: Literal[True]) -> tuple[int, dict[str, int]]: ...
     @overload
     def neighborhood_size(self, seed: int, depth: int = 3, limit: int = 50000,
-                          edge_types: list[int] | None = None, node_types: list[int] | None = None,
+                          edge_types: _Types | None = None, node_types: _Types | None = None,
                           explain: bool = False) -> int | tuple[int, dict[str, int]]: ...
 
     @overload
-    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: list[int] | None = None,
+    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: _Types | None = None,
              explain: Literal[False] = False) -> list[int] | None:
         """Q3: the lexicographically smallest shortest path of at most `max_depth` edges, or None."""
     @overload
-    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: list[int] | None = None, *,
+    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: _Types | None = None, *,
              explain: Literal[True]) -> tuple[list[int] | None, dict[str, int]]: ...
     @overload
-    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: list[int] | None = None,
+    def path(self, src: int, dst: int, max_depth: int = 4, edge_types: _Types | None = None,
              explain: bool = False) -> list[int] | None | tuple[list[int] | None, dict[str, int]]: ...
 
     @overload
-    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: list[int] | None = None,
-                  node_types: list[int] | None = None, explain: Literal[False] = False) -> list[tuple[int, int]]:
+    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: _Types | None = None,
+                  node_types: _Types | None = None, explain: Literal[False] = False) -> list[tuple[int, int]]:
         """Q4: the n highest out-degree nodes among those at distance 1..depth."""
     @overload
-    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: list[int] | None = None,
-                  node_types: list[int] | None = None, *,
+    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: _Types | None = None,
+                  node_types: _Types | None = None, *,
                   explain: Literal[True]) -> tuple[list[tuple[int, int]], dict[str, int]]: ...
     @overload
-    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: list[int] | None = None,
-                  node_types: list[int] | None = None, explain: bool = False
+    def topdegree(self, seed: int, depth: int = 2, n: int = 10, edge_types: _Types | None = None,
+                  node_types: _Types | None = None, explain: bool = False
                   ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], dict[str, int]]: ...
 
     def query_json(self, body: bytes) -> tuple[str, bytes] | None:

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "GraphWorkload",
+    "edges_for_median_out_degree",
     "generate_g1",
     "generate_g2",
     "generate_graph",
@@ -136,12 +137,13 @@ def _first_occurrences(keys: IntArray) -> IntArray:
     return keys[first]
 
 
-def _tenant_edge_keys(rng: np.random.Generator, size: int, count: int) -> IntArray:
+def _tenant_edge_keys(rng: np.random.Generator, size: int, count: int,
+                      zipf_out: float = SOURCE_ZIPF_EXPONENT, zipf_in: float = TARGET_ZIPF_EXPONENT) -> IntArray:
     """`count` distinct pair keys src_rank * size + dst_rank, no self loops, Zipf by rank."""
     if count == 0:
         return np.zeros(0, dtype=np.int64)
-    src_cdf = _zipf_cdf(size, SOURCE_ZIPF_EXPONENT)
-    dst_cdf = _zipf_cdf(size, TARGET_ZIPF_EXPONENT)
+    src_cdf = _zipf_cdf(size, zipf_out)
+    dst_cdf = _zipf_cdf(size, zipf_in)
     keys = np.zeros(0, dtype=np.int64)
     # Hub-to-hub pairs repeat, so oversample a little and then top up the shortfall.
     draw = int(count * 1.15) + 16
@@ -183,8 +185,11 @@ def generate_graph(
     edges: int = 2_000_000,
     tenants: int = 20,
     n_seeds: int = 2000,
+    zipf_out: float = SOURCE_ZIPF_EXPONENT,
+    zipf_in: float = TARGET_ZIPF_EXPONENT,
 ) -> GraphWorkload:
-    """Generate a G1-shaped multi-tenant graph of any size (deterministic in `seed`)."""
+    """Generate a G1-shaped multi-tenant graph of any size (deterministic in `seed`); `zipf_out` /
+    `zipf_in` are the popularity exponents of sources and targets inside a tenant."""
     if tenants < 1:
         raise ValueError("tenants must be >= 1")
     if nodes < MIN_TENANT_NODES * tenants:
@@ -228,7 +233,7 @@ def generate_graph(
         offset += size
         node_tenant[rank_to_node] = index
         tenant_rng = np.random.default_rng(tenant_seqs[index])
-        keys = _tenant_edge_keys(tenant_rng, size, int(tenant_edge_counts[index]))
+        keys = _tenant_edge_keys(tenant_rng, size, int(tenant_edge_counts[index]), zipf_out, zipf_in)
         src_rank, dst_rank = keys // size, keys % size
         src_parts.append(rank_to_node[src_rank])
         dst_parts.append(rank_to_node[dst_rank])
@@ -257,6 +262,27 @@ def generate_graph(
         edge_tenant=edge_tenant,
         seeds=seeds,
     )
+
+
+def edges_for_median_out_degree(median: float, nodes: int = 200_000, tenants: int = 20,
+                                zipf_out: float = SOURCE_ZIPF_EXPONENT) -> int:
+    """The edge count at which G1's generator gives a median out-degree of about `median`.
+
+    A node of popularity rank r in a tenant of size S with E edges expects E * p(r) out-edges,
+    p the Zipf(`zipf_out`) law over 1..S, and tenants get edges in proportion to their size: so
+    the median of those expectations over all nodes grows linearly with the edge count. The
+    generated graph's own median (an integer, and duplicates are drawn again) is close to it:
+    the graph-inproc bench prints the median it got."""
+    if median <= 0:
+        raise ValueError("median out-degree must be > 0")
+    rank_weights = np.arange(1, tenants + 1, dtype=np.float64) ** -TENANT_SIZE_EXPONENT
+    sizes = _split_proportional(nodes, rank_weights, MIN_TENANT_NODES)
+    expected = []
+    for size in sizes.tolist():
+        p = np.arange(1, size + 1, dtype=np.float64) ** -zipf_out
+        expected.append(size / nodes * p / p.sum())  # per edge of the whole graph
+    per_edge = float(np.median(np.concatenate(expected)))
+    return round(median / per_edge)
 
 
 def generate_g1(

@@ -2,7 +2,9 @@
 //! snapshot + write overlay + queries Q1-Q4, `graph`), RFC 8785 JSON canonicalization
 //! (`canonical`), Rego policy evaluation and the decision cache (`policy`), and Ed25519-signed,
 //! hash-chained receipts (`receipt`).
-#![forbid(unsafe_code)]
+// One exception, allowed where it is: the software prefetch of graph::prefetch, a hint that
+// cannot fault or change memory (see there).
+#![deny(unsafe_code)]
 
 pub mod canonical;
 pub mod error;

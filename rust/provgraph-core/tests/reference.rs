@@ -667,6 +667,11 @@ fn large_graphs_match_reference() {
                 m.neighborhood(seed, depth, limit, &et, &nt),
                 "large {case}"
             );
+            // Q1 on hub rows: the small-n scan and the large-n stamps of the top-n, pruning
+            let hops = rng.gen_range(1..=2u8);
+            let n = [1usize, 10, 32, 33, 2000][rng.gen_range(0..5)];
+            let (got, _) = g.topn(seed, hops, n, &em, &nm).unwrap();
+            assert_eq!(got, m.topn(seed, hops, n, &et, &nt), "large {case} topn n {n}");
             let n = [1usize, 10, 2000][rng.gen_range(0..3)];
             let (got, _) = g.topdegree(seed, depth, n, &em, &nm).unwrap();
             assert_eq!(got, m.topdegree(seed, depth, n, &et, &nt), "large {case}");

@@ -33,10 +33,49 @@ fn slice<'a, T: numpy::Element>(arr: &'a PyReadonlyArray1<'_, T>, name: &str) ->
     })
 }
 
-fn mask(types: Option<Vec<u16>>) -> PyResult<EdgeTypeMask> {
+/// A set of edge or node types built once (`TypeSet([0, 1, 2])`) and passed to queries in place of
+/// a list, so a caller that repeats a filter does not pay for converting it on every call.
+#[pyclass(module = "provgraph._core", frozen)]
+struct TypeSet {
+    mask: EdgeTypeMask,
+}
+
+#[pymethods]
+impl TypeSet {
+    #[new]
+    fn new(types: Vec<u16>) -> PyResult<Self> {
+        Ok(Self { mask: mask(Some(Types::List(types)))? })
+    }
+
+    fn __contains__(&self, t: u16) -> bool {
+        t <= 255 && self.mask.contains(t as u8)
+    }
+}
+
+/// A type filter argument: a `TypeSet`, or a list of type codes.
+enum Types {
+    Set(EdgeTypeMask),
+    List(Vec<u16>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Types {
+    type Error = PyErr;
+
+    /// A `TypeSet` is recognised by its type first: trying a variant and failing would build a
+    /// Python exception on every call that passes a list.
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(set) = ob.cast::<TypeSet>() {
+            return Ok(Types::Set(set.get().mask));
+        }
+        Ok(Types::List(ob.extract()?))
+    }
+}
+
+fn mask(types: Option<Types>) -> PyResult<EdgeTypeMask> {
     match types {
         None => Ok(EdgeTypeMask::all()),
-        Some(list) => {
+        Some(Types::Set(mask)) => Ok(mask),
+        Some(Types::List(list)) => {
             let mut bytes = Vec::with_capacity(list.len());
             for t in list {
                 if t > 255 {
@@ -124,8 +163,8 @@ impl CsrGraph {
         seed: i64,
         n: usize,
         hops: u32,
-        edge_types: Option<Vec<u16>>,
-        node_types: Option<Vec<u16>>,
+        edge_types: Option<Types>,
+        node_types: Option<Types>,
         explain: bool,
     ) -> PyResult<Py<PyAny>> {
         let (em, nm, hops) = (mask(edge_types)?, mask(node_types)?, depth_u8(hops, "hops", 2)?);
@@ -135,14 +174,15 @@ impl CsrGraph {
     }
 
     #[pyo3(signature = (seed, depth=3, limit=50_000, edge_types=None, node_types=None, explain=false))]
+    #[allow(clippy::too_many_arguments)]
     fn neighborhood_size(
         &self,
         py: Python<'_>,
         seed: i64,
         depth: u32,
         limit: u64,
-        edge_types: Option<Vec<u16>>,
-        node_types: Option<Vec<u16>>,
+        edge_types: Option<Types>,
+        node_types: Option<Types>,
         explain: bool,
     ) -> PyResult<Py<PyAny>> {
         let (em, nm, depth) = (mask(edge_types)?, mask(node_types)?, depth_u8(depth, "depth", 8)?);
@@ -159,7 +199,7 @@ impl CsrGraph {
         src: i64,
         dst: i64,
         max_depth: u32,
-        edge_types: Option<Vec<u16>>,
+        edge_types: Option<Types>,
         explain: bool,
     ) -> PyResult<Py<PyAny>> {
         let (em, max_depth) = (mask(edge_types)?, depth_u8(max_depth, "max_depth", 8)?);
@@ -176,8 +216,8 @@ impl CsrGraph {
         seed: i64,
         depth: u32,
         n: usize,
-        edge_types: Option<Vec<u16>>,
-        node_types: Option<Vec<u16>>,
+        edge_types: Option<Types>,
+        node_types: Option<Types>,
         explain: bool,
     ) -> PyResult<Py<PyAny>> {
         let (em, nm, depth) = (mask(edge_types)?, mask(node_types)?, depth_u8(depth, "depth", 4)?);
@@ -278,6 +318,7 @@ impl CsrGraph {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CsrGraph>()?;
+    m.add_class::<TypeSet>()?;
     canonical::register(m)?;
     policy::register(m)?;
     receipt::register(m)?;

@@ -1,4 +1,5 @@
-//! Immutable CSR snapshot of one tenant: hub-first internal numbering, weight-sorted rows.
+//! Immutable CSR snapshot of one tenant: hub-first internal numbering, weight-sorted rows of
+//! interleaved edge records.
 
 use crate::error::{Error, Result};
 use rustc_hash::FxHashMap;
@@ -8,12 +9,11 @@ use rustc_hash::FxHashMap;
 /// Internal ids are `u32` in `0..n`, renumbered so that nodes are ordered by out-degree
 /// descending (ties by external id ascending). Each adjacency row is sorted by weight
 /// descending (ties by destination external id ascending), which lets Q1 prune by score bound.
+/// A row is one run of [`Edge`] records, so reading it is one stream, not one per field.
 #[derive(Debug, Clone)]
 pub struct Csr {
     pub(crate) offsets: Vec<u32>,
-    pub(crate) dst: Vec<u32>,
-    pub(crate) w: Vec<f32>,
-    pub(crate) etype: Vec<u8>,
+    pub(crate) edges: Vec<Edge>,
     pub(crate) ext_ids: Vec<i64>,
     pub(crate) node_type: Vec<u8>,
     /// In-degree of every node, computed at build time and moved into the `TenantGraph`
@@ -22,26 +22,26 @@ pub struct Csr {
     pub(crate) ext_to_int: FxHashMap<i64, u32>,
 }
 
-/// A borrowed adjacency row: parallel slices of destination, weight and edge type.
-#[derive(Clone, Copy)]
-pub(crate) struct RowRef<'a> {
-    pub dst: &'a [u32],
-    pub w: &'a [f32],
-    pub et: &'a [u8],
+/// One out-edge: destination (internal id), weight and edge type in 9 packed bytes, so that the
+/// start of a row (all Q1 reads of it after pruning) is one cache line, not one per field.
+/// Unaligned loads cost nothing extra on the targets this builds for (x86-64, aarch64).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, packed)]
+pub(crate) struct Edge {
+    pub dst: u32,
+    pub w: f32,
+    pub et: u8,
 }
 
-impl RowRef<'_> {
-    pub const EMPTY: RowRef<'static> = RowRef {
-        dst: &[],
-        w: &[],
-        et: &[],
-    };
-
+impl Edge {
     #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.dst.len()
+    pub fn new(dst: u32, w: f32, et: u8) -> Self {
+        Edge { dst, w, et }
     }
 }
+
+/// A borrowed adjacency row.
+pub(crate) type RowRef<'a> = &'a [Edge];
 
 /// A weight is valid when it lies in (0, 1] (NaN is rejected by the comparison).
 #[inline]
@@ -191,15 +191,12 @@ impl Csr {
                 .then(ext_ids[a.1 as usize].cmp(&ext_ids[b.1 as usize]))
         });
         let mut in_deg = vec![0u32; nn];
-        let mut dsts = Vec::with_capacity(edges.len());
-        let mut ws = Vec::with_capacity(edges.len());
-        let mut ets = Vec::with_capacity(edges.len());
+        let mut recs = Vec::with_capacity(edges.len());
         for &(_, d, wt, t) in &edges {
             in_deg[d as usize] += 1;
-            dsts.push(d);
-            ws.push(wt);
-            ets.push(t);
+            recs.push(Edge::new(d, wt, t));
         }
+        drop(edges);
         let mut ext_to_int: FxHashMap<i64, u32> = FxHashMap::default();
         ext_to_int.reserve(nn);
         for (i, &e) in ext_ids.iter().enumerate() {
@@ -207,9 +204,7 @@ impl Csr {
         }
         Ok(Csr {
             offsets,
-            dst: dsts,
-            w: ws,
-            etype: ets,
+            edges: recs,
             ext_ids,
             node_type,
             in_deg,
@@ -221,9 +216,7 @@ impl Csr {
     pub fn empty() -> Csr {
         Csr {
             offsets: vec![0],
-            dst: Vec::new(),
-            w: Vec::new(),
-            etype: Vec::new(),
+            edges: Vec::new(),
             ext_ids: Vec::new(),
             node_type: Vec::new(),
             in_deg: Vec::new(),
@@ -238,16 +231,14 @@ impl Csr {
 
     /// Number of edges.
     pub fn edge_count(&self) -> usize {
-        self.dst.len()
+        self.edges.len()
     }
 
     /// Approximate heap bytes held by the snapshot.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + vec_bytes(&self.offsets)
-            + vec_bytes(&self.dst)
-            + vec_bytes(&self.w)
-            + vec_bytes(&self.etype)
+            + vec_bytes(&self.edges)
             + vec_bytes(&self.ext_ids)
             + vec_bytes(&self.node_type)
             + vec_bytes(&self.in_deg)
@@ -258,27 +249,7 @@ impl Csr {
     pub(crate) fn row(&self, u: u32) -> RowRef<'_> {
         let a = self.offsets[u as usize] as usize;
         let b = self.offsets[u as usize + 1] as usize;
-        RowRef {
-            dst: &self.dst[a..b],
-            w: &self.w[a..b],
-            et: &self.etype[a..b],
-        }
-    }
-
-    /// Destinations of row `u` (the BFS kernels' view of a row when every edge type passes).
-    #[inline(always)]
-    pub(crate) fn row_dst(&self, u: u32) -> &[u32] {
-        let a = self.offsets[u as usize] as usize;
-        let b = self.offsets[u as usize + 1] as usize;
-        &self.dst[a..b]
-    }
-
-    /// Destinations and edge types of row `u`.
-    #[inline(always)]
-    pub(crate) fn row_dst_et(&self, u: u32) -> (&[u32], &[u8]) {
-        let a = self.offsets[u as usize] as usize;
-        let b = self.offsets[u as usize + 1] as usize;
-        (&self.dst[a..b], &self.etype[a..b])
+        &self.edges[a..b]
     }
 }
 
@@ -304,10 +275,11 @@ mod tests {
         assert_eq!(c.ext_ids, vec![5, 7, 1, 2, 3, 9]);
         assert_eq!(c.node_type, vec![2, 0, 0, 0, 0, 4]);
         let r = c.row(0);
-        let d: Vec<i64> = r.dst.iter().map(|&x| c.ext_ids[x as usize]).collect();
+        let d: Vec<i64> = r.iter().map(|e| c.ext_ids[e.dst as usize]).collect();
         assert_eq!(d, vec![2, 1, 3]);
-        assert_eq!(r.w, &[0.9, 0.5, 0.5]);
-        assert_eq!(r.et, &[1, 2, 0]);
+        assert_eq!(r.iter().map(|e| e.w).collect::<Vec<_>>(), vec![0.9, 0.5, 0.5]);
+        assert_eq!(r.iter().map(|e| e.et).collect::<Vec<_>>(), vec![1, 2, 0]);
+        assert_eq!(std::mem::size_of::<Edge>(), 9);
         assert_eq!(c.in_deg, vec![1, 0, 1, 1, 1, 0]);
     }
 
@@ -324,8 +296,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.edge_count(), 2);
         let r = c.row(0);
-        assert_eq!(r.w, &[0.7, 0.1]);
-        assert_eq!(r.et, &[2, 3]);
+        assert_eq!(r.iter().map(|e| e.w).collect::<Vec<_>>(), vec![0.7, 0.1]);
+        assert_eq!(r.iter().map(|e| e.et).collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[test]

@@ -7,6 +7,22 @@ mod scratch;
 pub mod spec;
 
 pub use csr::Csr;
+
+/// Asks the CPU to bring the cache line at `p` into L1 ahead of use, so the miss overlaps other
+/// work. A hint: it never faults (any address, even an invalid one, is allowed) and changes no
+/// memory, so it cannot break safety; it is `unsafe` in `core::arch` only because it is a
+/// target-feature intrinsic (SSE, part of every x86-64). Elsewhere it does nothing.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: prefetch reads no memory architecturally and cannot fault (see the doc above).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 pub use overlay::{Export, RebuildJob, TenantGraph};
 
 /// A 256-bit set of allowed type codes (edge types or node types).

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
-use super::csr::{map_bytes, validate_edges, vec_bytes, Csr, RowRef};
+use super::csr::{map_bytes, validate_edges, vec_bytes, Csr, Edge, RowRef};
 use super::{EdgeTypeMask, QueryStats};
 use crate::error::{Error, Result};
 
@@ -15,50 +15,21 @@ pub type Export = (Vec<i64>, Vec<i64>, Vec<f32>, Vec<u8>, Vec<i64>, Vec<u8>);
 /// A full replacement adjacency row, sorted like CSR rows (weight desc, dst external id asc).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Row {
-    dst: Vec<u32>,
-    w: Vec<f32>,
-    et: Vec<u8>,
+    edges: Vec<Edge>,
 }
 
 impl Row {
     fn as_ref(&self) -> RowRef<'_> {
-        RowRef {
-            dst: &self.dst,
-            w: &self.w,
-            et: &self.et,
-        }
-    }
-
-    fn remove(&mut self, i: usize) {
-        self.dst.remove(i);
-        self.w.remove(i);
-        self.et.remove(i);
-    }
-
-    fn insert(&mut self, i: usize, d: u32, w: f32, t: u8) {
-        self.dst.insert(i, d);
-        self.w.insert(i, w);
-        self.et.insert(i, t);
+        &self.edges
     }
 
     /// Drops entries whose destination is tombstoned.
     fn drop_dead(&mut self, dead: &[u64]) {
-        let mut j = 0;
-        for i in 0..self.dst.len() {
-            if !bit(dead, self.dst[i]) {
-                self.dst[j] = self.dst[i];
-                self.w[j] = self.w[i];
-                self.et[j] = self.et[i];
-                j += 1;
-            }
-        }
-        self.dst.truncate(j);
-        self.w.truncate(j);
-        self.et.truncate(j);
+        self.edges.retain(|e| !bit(dead, e.dst));
     }
 
     fn bytes(&self) -> usize {
-        vec_bytes(&self.dst) + vec_bytes(&self.w) + vec_bytes(&self.et)
+        vec_bytes(&self.edges)
     }
 }
 
@@ -158,8 +129,20 @@ impl Snapshot {
         if (u as usize) < self.base.ext_ids.len() {
             self.base.row(u)
         } else {
-            RowRef::EMPTY
+            &[]
         }
+    }
+
+    /// Prefetches the external id of `u` (a snapshot node's; created nodes' are few and hot).
+    #[inline(always)]
+    pub(crate) fn prefetch_ext(&self, u: u32) {
+        super::prefetch(self.base.ext_ids.as_ptr().wrapping_add(u as usize));
+    }
+
+    /// Prefetches the CSR offsets of `u` (the first load of reading its row; see `prefetch`).
+    #[inline(always)]
+    pub(crate) fn prefetch_offsets(&self, u: u32) {
+        super::prefetch(self.base.offsets.as_ptr().wrapping_add(u as usize));
     }
 
     /// The base CSR when the overlay replaces no row, tombstones nothing and adds no node, so
@@ -176,7 +159,7 @@ impl Snapshot {
     pub(crate) fn live_out_degree(&self, u: u32) -> u64 {
         let r = self.row(u);
         if self.has_dead() {
-            r.dst.iter().filter(|&&d| !self.is_dead(d)).count() as u64
+            r.iter().filter(|e| !self.is_dead(e.dst)).count() as u64
         } else {
             r.len() as u64
         }
@@ -192,15 +175,14 @@ impl Snapshot {
             let e = self.ext(u);
             nodes.push(e);
             types.push(self.node_type(u));
-            let r = self.row(u);
-            for i in 0..r.len() {
-                if self.is_dead(r.dst[i]) {
+            for edge in self.row(u) {
+                if self.is_dead(edge.dst) {
                     continue;
                 }
                 s.push(e);
-                d.push(self.ext(r.dst[i]));
-                w.push(r.w[i]);
-                t.push(r.et[i]);
+                d.push(self.ext(edge.dst));
+                w.push(edge.w);
+                t.push(edge.et);
             }
         }
         (s, d, w, t, nodes, types)
@@ -375,11 +357,8 @@ impl TenantGraph {
     /// Copies the current row of `u` into the overlay (if not there yet), without dead entries.
     fn materialize(&mut self, u: u32) {
         if !self.snap.ov.rows.contains_key(&u) {
-            let r = self.snap.row(u);
             let row = Row {
-                dst: r.dst.to_vec(),
-                w: r.w.to_vec(),
-                et: r.et.to_vec(),
+                edges: self.snap.row(u).to_vec(),
             };
             self.snap.ov.rows.insert(u, row);
         }
@@ -406,32 +385,26 @@ impl TenantGraph {
                 new_ext[x as usize - n]
             }
         };
-        let row = ov.rows.get_mut(&su).expect("row materialized above");
-        if let Some(pos) = row.dst.iter().position(|&x| x == du) {
+        let row = &mut ov.rows.get_mut(&su).expect("row materialized above").edges;
+        if let Some(pos) = row.iter().position(|e| e.dst == du) {
             row.remove(pos);
         } else {
             self.live_edges += 1;
             self.in_deg[du as usize] += 1;
         }
         // First position whose entry sorts after (w, d): weight desc, ext id asc.
-        let (mut lo, mut hi) = (0usize, row.dst.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let wm = row.w[mid];
-            if wm > w || (wm == w && ext_of(row.dst[mid]) < d) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        row.insert(lo, du, w, t);
+        let lo = row.partition_point(|e| {
+            let wm = e.w;
+            wm > w || (wm == w && ext_of(e.dst) < d)
+        });
+        row.insert(lo, Edge::new(du, w, t));
     }
 
     fn delete_edge(&mut self, s: i64, d: i64) -> bool {
         let (Some(su), Some(du)) = (self.snap.lookup(s), self.snap.lookup(d)) else {
             return false;
         };
-        if !self.snap.row(su).dst.contains(&du) {
+        if !self.snap.row(su).iter().any(|e| e.dst == du) {
             return false;
         }
         self.materialize(su);
@@ -441,8 +414,8 @@ impl TenantGraph {
             .rows
             .get_mut(&su)
             .expect("row materialized above");
-        let pos = row.dst.iter().position(|&x| x == du).expect("edge present");
-        row.remove(pos);
+        let pos = row.edges.iter().position(|e| e.dst == du).expect("edge present");
+        row.edges.remove(pos);
         self.live_edges -= 1;
         self.in_deg[du as usize] -= 1;
         true
@@ -452,10 +425,9 @@ impl TenantGraph {
         let Some(x) = self.snap.lookup(id) else {
             return false;
         };
-        let r = self.snap.row(x);
         let mut out_live = 0usize;
         let mut self_loop = false;
-        for &d in r.dst {
+        for d in self.snap.row(x).iter().map(|e| e.dst) {
             if self.snap.is_dead(d) {
                 continue;
             }

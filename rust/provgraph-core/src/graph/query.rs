@@ -1,17 +1,34 @@
 //! Query algorithms Q1-Q4 (docs/queries.md) over a base+overlay view, using thread-local scratch.
 
+use super::csr::Edge;
 use super::overlay::Snapshot;
 use super::scratch::{clear_bits, with_scratch};
-use super::{EdgeTypeMask, QueryStats};
+use super::{prefetch, EdgeTypeMask, QueryStats};
 
-/// An adjacency row as seen by the BFS kernels: destinations and (when edge types are
-/// filtered) their edge types; kernels that ignore types get an empty type slice.
-type Adj<'g> = (&'g [u32], &'g [u8]);
+/// An adjacency row as seen by the BFS kernels (kernels that ignore types never read them).
+type Adj<'g> = &'g [Edge];
 
-/// Row-touch batch of the BFS kernels: every `AHEAD` rows, the first cache line of each of
-/// the next `AHEAD..2*AHEAD` queued rows is loaded, so those misses overlap (safe code has no
-/// prefetch instruction; a plain load whose value is kept alive does the same job).
+/// Prefetch batch of the BFS kernels: every `AHEAD` rows, the first cache line of each of the
+/// next `AHEAD..2*AHEAD` queued rows is prefetched, so those misses overlap.
 const AHEAD: usize = 16;
+
+/// Cache lines of a row the BFS kernels prefetch (the rest stream in behind them).
+const ROW_LINES: usize = 4;
+
+/// Prefetches the first `ROW_LINES` cache lines of a row.
+#[inline(always)]
+fn prefetch_row(r: &[Edge]) {
+    let p = r.as_ptr().cast::<u8>();
+    let bytes = std::mem::size_of_val(r);
+    let mut off = 0;
+    while off < bytes && off < ROW_LINES * 64 {
+        prefetch(p.wrapping_add(off));
+        off += 64;
+    }
+}
+
+/// Q1 pass 2: the row of the intermediate this many first-hop entries ahead is prefetched.
+const Q1_AHEAD: usize = 4;
 
 #[inline(always)]
 fn bit_set(bits: &[u64], v: u32) -> bool {
@@ -56,9 +73,15 @@ fn sort_level(tmp: &mut [u64], level: &mut [u32]) {
 /// the type slice is ignored (every type passes). Large levels are first sorted by id (rows
 /// then come in address order) and rows are touched in batches ahead of use (`AHEAD`).
 /// Returns `(queue length, count)`; every set bit belongs to `q[..queue length]`.
+///
+/// With `QUEUE_LAST == false` (a caller that only counts, Q2) the nodes first reached at the
+/// last level are counted but not queued: no queue store and no queue-length dependency per
+/// edge on the level that reads the most edges. Their bits are cleared before returning (one
+/// memset of the bitset, or by reading those rows again when that is cheaper), so the
+/// invariant holds for the bits left: each belongs to `q[..queue length]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn bfs_mark<'g, const ET: bool>(
+fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
     bits: &mut [u64],
     tmp: &mut [u64],
     q: &mut [u32],
@@ -76,10 +99,38 @@ fn bfs_mark<'g, const ET: bool>(
     let mut head = 0usize;
     let mut count = 0u64;
     let (mut rows, mut edges) = (0u64, 0u64);
-    let mut touch = 0u32;
-    'levels: for _ in 0..depth {
+    // rows q[last_from..head] were read at the last level without queueing what they reached
+    let mut last_from: Option<(usize, u64)> = None;
+    'levels: for level in 0..depth {
         let end = qlen;
         if head == end {
+            break;
+        }
+        if !QUEUE_LAST && level + 1 == depth {
+            last_from = Some((head, edges));
+            while head < end {
+                if head.is_multiple_of(AHEAD) {
+                    for &f in q[(head + AHEAD).min(end)..(head + 2 * AHEAD).min(end)].iter() {
+                        prefetch_row(row(f));
+                    }
+                }
+                let d = row(q[head]);
+                head += 1;
+                rows += 1;
+                edges += d.len() as u64;
+                for e in d {
+                    let v = e.dst;
+                    let ok = edge_ok(if ET { e.et } else { 0 }, v);
+                    let wi = (v >> 6) as usize;
+                    let old = bits[wi];
+                    let new = old | ((ok as u64) << (v & 63));
+                    bits[wi] = new;
+                    count += ((old != new) & counted(v)) as u64;
+                }
+                if count >= limit {
+                    break;
+                }
+            }
             break;
         }
         if (end - head) * 16 >= tmp.len() && end - head >= 64 {
@@ -87,13 +138,13 @@ fn bfs_mark<'g, const ET: bool>(
         }
         while head < end {
             if head.is_multiple_of(AHEAD) {
-                // Touch the starts of the rows AHEAD..2*AHEAD entries ahead in one batch, so
+                // Prefetch the starts of the rows AHEAD..2*AHEAD entries ahead in one batch, so
                 // their cache misses overlap each other and the work on the current rows.
                 for &f in q[(head + AHEAD).min(qlen)..(head + 2 * AHEAD).min(qlen)].iter() {
-                    touch ^= row(f).0.first().copied().unwrap_or(0);
+                    prefetch_row(row(f));
                 }
             }
-            let (d, et) = row(q[head]);
+            let d = row(q[head]);
             head += 1;
             rows += 1;
             edges += d.len() as u64;
@@ -108,21 +159,27 @@ fn bfs_mark<'g, const ET: bool>(
                 qlen += fresh as usize;
                 count += (fresh & counted(v)) as u64;
             };
-            if ET {
-                for (&v, &t) in d.iter().zip(et) {
-                    visit(v, t);
-                }
-            } else {
-                for &v in d {
-                    visit(v, 0);
-                }
+            for e in d {
+                visit(e.dst, if ET { e.et } else { 0 });
             }
             if count >= limit {
                 break 'levels;
             }
         }
     }
-    std::hint::black_box(touch);
+    if let Some((from, edges_before)) = last_from {
+        // Clear what the last level set: a memset when the bitset is smaller than the edges
+        // read there (a word costs less than an edge), else those rows again (now cached).
+        if bits.len() <= (edges - edges_before) as usize {
+            bits.fill(0);
+        } else {
+            for &u in &q[from..head] {
+                for e in row(u) {
+                    bits[(e.dst >> 6) as usize] = 0;
+                }
+            }
+        }
+    }
     st.rows_scanned += rows;
     st.edges_scanned += edges;
     (qlen, count)
@@ -132,7 +189,7 @@ fn bfs_mark<'g, const ET: bool>(
 /// straight CSR arrays (type checks only when filtered, node-type checks only when filtered)
 /// when the overlay is pristine, the general overlay-aware path otherwise.
 #[allow(clippy::too_many_arguments)]
-fn bfs_dispatch(
+fn bfs_dispatch<const QUEUE_LAST: bool>(
     g: &Snapshot,
     bits: &mut [u64],
     tmp: &mut [u64],
@@ -146,50 +203,50 @@ fn bfs_dispatch(
 ) -> (usize, u64) {
     let nt = |v: u32| nm.contains(g.node_type(v));
     match (g.pristine_base(), em.is_all(), nm.is_all()) {
-        (Some(b), true, true) => bfs_mark::<false>(
+        (Some(b), true, true) => bfs_mark::<false, QUEUE_LAST>(
             bits,
             tmp,
             q,
             seed,
             depth,
             limit,
-            |u| (b.row_dst(u), &[][..]),
+            |u| b.row(u),
             |_, _| true,
             |_| true,
             st,
         ),
-        (Some(b), true, false) => bfs_mark::<false>(
+        (Some(b), true, false) => bfs_mark::<false, QUEUE_LAST>(
             bits,
             tmp,
             q,
             seed,
             depth,
             limit,
-            |u| (b.row_dst(u), &[][..]),
+            |u| b.row(u),
             |_, _| true,
             nt,
             st,
         ),
-        (Some(b), false, true) => bfs_mark::<true>(
+        (Some(b), false, true) => bfs_mark::<true, QUEUE_LAST>(
             bits,
             tmp,
             q,
             seed,
             depth,
             limit,
-            |u| b.row_dst_et(u),
+            |u| b.row(u),
             |t, _| em.contains(t),
             |_| true,
             st,
         ),
-        (Some(b), false, false) => bfs_mark::<true>(
+        (Some(b), false, false) => bfs_mark::<true, QUEUE_LAST>(
             bits,
             tmp,
             q,
             seed,
             depth,
             limit,
-            |u| b.row_dst_et(u),
+            |u| b.row(u),
             |t, _| em.contains(t),
             nt,
             st,
@@ -197,17 +254,14 @@ fn bfs_dispatch(
         (None, _, _) => {
             let has_dead = g.has_dead();
             let all_nodes = nm.is_all();
-            bfs_mark::<true>(
+            bfs_mark::<true, QUEUE_LAST>(
                 bits,
                 tmp,
                 q,
                 seed,
                 depth,
                 limit,
-                |u| {
-                    let r = g.row(u);
-                    (r.dst, r.et)
-                },
+                |u| g.row(u),
                 |t, v| em.contains(t) && !(has_dead && g.is_dead(v)),
                 |v| all_nodes || nt(v),
                 st,
@@ -216,50 +270,74 @@ fn bfs_dispatch(
     }
 }
 
-/// `(score, ext)` ordering of Q1 results: higher score first, then smaller external id.
-#[inline(always)]
-fn better(s1: f64, e1: i64, s2: f64, e2: i64) -> bool {
-    s1 > s2 || (s1 == s2 && e1 < e2)
-}
+/// Up to this n, whether a node is in the current top-n is found by scanning it (a few cache
+/// lines already in L1); above, through per-node stamps in the scratch arrays.
+const SMALL_N: usize = 32;
 
-/// The exact current top-n of Q1 candidates, plus each candidate's best score so far.
-struct TopN<'a> {
+/// The exact current top-n of Q1 candidates.
+///
+/// Only the nodes in the top-n are remembered: a node offered again is either one of them
+/// (its entry moves if the new score is better) or is compared with the n-th entry like any
+/// new node, so an offer touches no per-node memory when n is small. External ids order ties
+/// and the answer: one is read only to break a tie on score, and the answer's are read at the
+/// end (prefetched when their node entered the top-n, so those misses overlap).
+struct TopN<'a, 'g> {
+    g: &'g Snapshot,
+    /// Used when n > SMALL_N: `mark[v] == gen` iff v is in the top-n, with score `score[v]`.
     mark: &'a mut [u32],
-    in_top: &'a mut [u32],
     score: &'a mut [f64],
     gen: u32,
     n: usize,
-    /// Sorted best first: (score, ext id, internal id).
-    items: Vec<(f64, i64, u32)>,
+    small: bool,
+    /// Sorted best first (score desc, external id asc): (score, internal id).
+    items: Vec<(f64, u32)>,
     /// Score of the n-th item once n items exist; paths scoring strictly less cannot matter.
     thr: f64,
 }
 
-impl TopN<'_> {
+impl TopN<'_, '_> {
+    /// `(s1, v1)` ranks before `(s2, v2)`: higher score, then smaller external id.
+    #[inline(always)]
+    fn better(&self, s1: f64, v1: u32, s2: f64, v2: u32) -> bool {
+        s1 > s2 || (s1 == s2 && self.g.ext(v1) < self.g.ext(v2))
+    }
+
     #[inline]
-    fn offer(&mut self, v: u32, ext: i64, s: f64) {
+    fn offer(&mut self, v: u32, s: f64) {
         let vi = v as usize;
-        let seen = self.mark[vi] == self.gen;
-        if seen && s <= self.score[vi] {
-            return;
-        }
-        let old = self.score[vi];
-        self.mark[vi] = self.gen;
-        self.score[vi] = s;
-        if seen && self.in_top[vi] == self.gen {
-            let pos = self.items.partition_point(|e| better(e.0, e.1, old, ext));
-            self.items.remove(pos);
-        } else if self.items.len() == self.n {
-            let last = self.items[self.n - 1];
-            if !better(s, ext, last.0, last.1) {
-                return;
+        let pos = if self.small {
+            self.items.iter().position(|it| it.1 == v)
+        } else if self.mark[vi] == self.gen {
+            let old = self.score[vi];
+            Some(self.items.partition_point(|it| self.better(it.0, it.1, old, v)))
+        } else {
+            None
+        };
+        match pos {
+            Some(i) => {
+                if s <= self.items[i].0 {
+                    return;
+                }
+                self.items.remove(i);
             }
-            self.items.pop();
-            self.in_top[last.2 as usize] = 0;
+            None if self.items.len() == self.n => {
+                let last = self.items[self.n - 1];
+                if !self.better(s, v, last.0, last.1) {
+                    return;
+                }
+                self.items.pop();
+                if !self.small {
+                    self.mark[last.1 as usize] = 0;
+                }
+            }
+            None => self.g.prefetch_ext(v),
         }
-        let ins = self.items.partition_point(|e| better(e.0, e.1, s, ext));
-        self.items.insert(ins, (s, ext, v));
-        self.in_top[vi] = self.gen;
+        let ins = self.items.partition_point(|it| self.better(it.0, it.1, s, v));
+        self.items.insert(ins, (s, v));
+        if !self.small {
+            self.mark[vi] = self.gen;
+            self.score[vi] = s;
+        }
         if self.items.len() == self.n {
             self.thr = self.items[self.n - 1].0;
         }
@@ -268,6 +346,12 @@ impl TopN<'_> {
 
 impl Snapshot {
     /// Q1 on a live seed; `hops` is 1 or 2.
+    ///
+    /// Rows are sorted by weight descending and weights are at most 1, so once the top-n is
+    /// full with n-th score `thr`, a first hop of weight `w1 < thr` and, in an intermediate's
+    /// row, every entry after the first with `w1 * w2 < thr` are skipped (score-bound pruning).
+    /// Intermediates are visited best first (the bound rises fastest), their rows prefetched a
+    /// few ahead.
     pub(crate) fn topn(
         &self,
         seed: u32,
@@ -287,58 +371,79 @@ impl Snapshot {
                 && !(has_dead && self.is_dead(v))
                 && (all_nodes || nm.contains(self.node_type(v)))
         };
-        with_scratch(self.cap(), |sc| {
+        let small = n <= SMALL_N;
+        let mut run = |mark: &mut [u32], score: &mut [f64], gen: u32| {
             let mut top = TopN {
-                mark: &mut sc.mark,
-                in_top: &mut sc.aux,
-                score: &mut sc.score,
-                gen: sc.gen,
+                g: self,
+                mark,
+                score,
+                gen,
                 n,
+                small,
                 items: Vec::with_capacity(n.min(64) + 1),
                 thr: f64::NEG_INFINITY,
             };
             let srow = self.row(seed);
             st.rows_scanned += 1;
+            if hops >= 2 {
+                for e in srow.iter().take(2 * Q1_AHEAD) {
+                    self.prefetch_offsets(e.dst);
+                }
+            }
             // Pass 1: one-hop candidates, best weights first.
-            for i in 0..srow.len() {
-                let w1 = srow.w[i] as f64;
+            for e in srow {
+                let w1 = e.w as f64;
                 if w1 < top.thr {
                     break;
                 }
                 st.edges_scanned += 1;
-                let u = srow.dst[i];
-                if em.contains(srow.et[i]) && reportable(u) {
-                    top.offer(u, self.ext(u), w1);
+                let u = e.dst;
+                if em.contains(e.et) && reportable(u) {
+                    top.offer(u, w1);
                 }
             }
             // Pass 2: two-hop paths seed -> u -> v; w1 * w2 <= w1 and rows are weight-sorted.
             if hops >= 2 {
-                for i in 0..srow.len() {
-                    let w1 = srow.w[i] as f64;
+                for e in srow.iter().take(Q1_AHEAD) {
+                    prefetch(self.row(e.dst).as_ptr());
+                }
+                for (i, e) in srow.iter().enumerate() {
+                    let w1 = e.w as f64;
                     if w1 < top.thr {
                         break;
                     }
-                    let u = srow.dst[i];
-                    if !em.contains(srow.et[i]) || (has_dead && self.is_dead(u)) {
+                    if let Some(f) = srow.get(i + 2 * Q1_AHEAD) {
+                        self.prefetch_offsets(f.dst);
+                    }
+                    if let Some(f) = srow.get(i + Q1_AHEAD) {
+                        prefetch(self.row(f.dst).as_ptr());
+                    }
+                    let u = e.dst;
+                    if !em.contains(e.et) || (has_dead && self.is_dead(u)) {
                         continue;
                     }
                     let r = self.row(u);
                     st.rows_scanned += 1;
-                    for j in 0..r.len() {
-                        let s = w1 * r.w[j] as f64;
+                    for f in r {
+                        let s = w1 * f.w as f64;
                         if s < top.thr {
                             break;
                         }
                         st.edges_scanned += 1;
-                        let v = r.dst[j];
-                        if em.contains(r.et[j]) && reportable(v) {
-                            top.offer(v, self.ext(v), s);
+                        let v = f.dst;
+                        if em.contains(f.et) && reportable(v) {
+                            top.offer(v, s);
                         }
                     }
                 }
             }
-            top.items.iter().map(|&(s, e, _)| (e, s)).collect()
-        })
+            top.items.iter().map(|&(s, v)| (self.ext(v), s)).collect()
+        };
+        if small {
+            run(&mut [], &mut [], 0)
+        } else {
+            with_scratch(self.cap(), |sc| run(&mut sc.mark, &mut sc.score, sc.gen))
+        }
     }
 
     /// Q2 on a live seed.
@@ -357,7 +462,7 @@ impl Snapshot {
         with_scratch(self.cap(), |sc| {
             sc.bits_dirty = true;
             let (bits, tmp, q) = (&mut sc.bits[..], &mut sc.bits2[..], &mut sc.bq[..]);
-            let (qlen, count) = bfs_dispatch(self, bits, tmp, q, seed, depth, limit, em, nm, st);
+            let (qlen, count) = bfs_dispatch::<false>(self, bits, tmp, q, seed, depth, limit, em, nm, st);
             clear_bits(bits, &q[..qlen]);
             sc.bits_dirty = false;
             count.min(limit)
@@ -387,7 +492,7 @@ impl Snapshot {
                     src,
                     dst,
                     max_depth,
-                    |u| (b.row_dst(u), &[][..]),
+                    |u| b.row(u),
                     |_, _| true,
                     st,
                 ),
@@ -396,7 +501,7 @@ impl Snapshot {
                     src,
                     dst,
                     max_depth,
-                    |u| b.row_dst_et(u),
+                    |u| b.row(u),
                     |t, _| em.contains(t),
                     st,
                 ),
@@ -407,10 +512,7 @@ impl Snapshot {
                         src,
                         dst,
                         max_depth,
-                        |u| {
-                            let r = self.row(u);
-                            (r.dst, r.et)
-                        },
+                        |u| self.row(u),
                         |t, v| em.contains(t) && !(has_dead && self.is_dead(v)),
                         st,
                     )
@@ -448,16 +550,12 @@ impl Snapshot {
             &mut sc.level[..],
             &mut sc.bq[..],
         );
-        // Any usable edge of `(d, et)` into `dst`.
-        let hits_dst = |d: &[u32], et: &[u8]| -> bool {
-            if ET {
-                d.iter()
-                    .zip(et)
-                    .fold(false, |acc, (&v, &t)| acc | ((v == dst) & ok(t, v)))
-            } else {
-                d.iter()
-                    .fold(false, |acc, &v| acc | ((v == dst) & ok(0, v)))
-            }
+        // Any usable edge of `d` into `dst`.
+        let hits_dst = |d: &[Edge]| -> bool {
+            d.iter().fold(false, |acc, e| {
+                let v = e.dst;
+                acc | ((v == dst) & ok(if ET { e.et } else { 0 }, v))
+            })
         };
         let (mut rows, mut edges) = (0u64, 0u64);
         set_bit(bits, src);
@@ -468,7 +566,6 @@ impl Snapshot {
         let mut starts: Vec<usize> = Vec::with_capacity(max_depth as usize + 2);
         starts.push(0);
         let mut hit: Option<(u8, usize)> = None;
-        let mut touch = 0u32;
         'bfs: for k in 0..max_depth {
             let end = qlen;
             if head == end {
@@ -479,15 +576,15 @@ impl Snapshot {
             while head < end {
                 if head.is_multiple_of(AHEAD) {
                     for &f in q[(head + AHEAD).min(qlen)..(head + 2 * AHEAD).min(qlen)].iter() {
-                        touch ^= row(f).0.first().copied().unwrap_or(0);
+                        prefetch(row(f).as_ptr());
                     }
                 }
-                let (d, et) = row(q[head]);
+                let d = row(q[head]);
                 head += 1;
                 rows += 1;
                 edges += d.len() as u64;
                 let found = if last {
-                    hits_dst(d, et)
+                    hits_dst(d)
                 } else {
                     let mut found = false;
                     let mut visit = |v: u32, t: u8| {
@@ -500,14 +597,8 @@ impl Snapshot {
                         q[qlen] = v;
                         qlen += (old != new) as usize;
                     };
-                    if ET {
-                        for (&v, &t) in d.iter().zip(et) {
-                            visit(v, t);
-                        }
-                    } else {
-                        for &v in d {
-                            visit(v, 0);
-                        }
+                    for e in d {
+                        visit(e.dst, if ET { e.et } else { 0 });
                     }
                     found
                 };
@@ -517,7 +608,6 @@ impl Snapshot {
                 }
             }
         }
-        std::hint::black_box(touch);
         let mut goods: Vec<u32> = Vec::new();
         let result = hit.map(|(dd, first)| {
             let mut mark_good = |v: u32, k: u8, good: &mut [u64], level: &mut [u8]| {
@@ -529,20 +619,20 @@ impl Snapshot {
             mark_good(q[first], dd - 1, good, level);
             let last_end = starts[dd as usize];
             for &u in &q[first + 1..last_end] {
-                let (d, et) = row(u);
+                let d = row(u);
                 rows += 1;
                 edges += d.len() as u64;
-                if hits_dst(d, et) {
+                if hits_dst(d) {
                     mark_good(u, dd - 1, good, level);
                 }
             }
             for k in (0..dd - 1).rev() {
                 for &v in &q[starts[k as usize]..starts[k as usize + 1]] {
-                    let (d, et) = row(v);
+                    let d = row(v);
                     rows += 1;
                     let mut any = false;
-                    for (i, &u) in d.iter().enumerate() {
-                        let t = if ET { et[i] } else { 0 };
+                    for (i, e) in d.iter().enumerate() {
+                        let (u, t) = (e.dst, if ET { e.et } else { 0 });
                         if bit_set(good, u) && level[u as usize] == k + 1 && ok(t, u) {
                             edges += i as u64 + 1;
                             any = true;
@@ -560,12 +650,12 @@ impl Snapshot {
             let mut cur = src;
             out.push(self.ext(cur));
             for k in 0..dd {
-                let (d, et) = row(cur);
+                let d = row(cur);
                 rows += 1;
                 edges += d.len() as u64;
                 let mut best: Option<(i64, u32)> = None;
-                for (i, &u) in d.iter().enumerate() {
-                    let t = if ET { et[i] } else { 0 };
+                for e in d {
+                    let (u, t) = (e.dst, if ET { e.et } else { 0 });
                     if bit_set(good, u) && level[u as usize] == k + 1 && ok(t, u) {
                         let e = self.ext(u);
                         if best.is_none_or(|(be, _)| e < be) {
@@ -605,7 +695,7 @@ impl Snapshot {
         let mut cands: Vec<(u64, i64)> = with_scratch(self.cap(), |sc| {
             sc.bits_dirty = true;
             let (bits, tmp, q) = (&mut sc.bits[..], &mut sc.bits2[..], &mut sc.bq[..]);
-            let (qlen, _) = bfs_dispatch(
+            let (qlen, _) = bfs_dispatch::<true>(
                 self,
                 bits,
                 tmp,
