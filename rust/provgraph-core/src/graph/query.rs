@@ -27,6 +27,19 @@ fn prefetch_row(r: &[Edge]) {
     }
 }
 
+/// The BFS kernels' prefetch, every `AHEAD` rows: the rows `AHEAD..2*AHEAD` queue entries ahead
+/// (whose offsets the previous batch prefetched) and the offsets of those `2*AHEAD..3*AHEAD`
+/// ahead, so neither waits on a miss of the other and the misses of a batch overlap.
+#[inline(always)]
+fn ahead<'g>(q: &[u32], head: usize, len: usize, row: &impl Fn(u32) -> Adj<'g>, pre_offsets: &impl Fn(u32)) {
+    for &f in &q[(head + AHEAD).min(len)..(head + 2 * AHEAD).min(len)] {
+        prefetch_row(row(f));
+    }
+    for &f in &q[(head + 2 * AHEAD).min(len)..(head + 3 * AHEAD).min(len)] {
+        pre_offsets(f);
+    }
+}
+
 /// Q1 pass 2: the row of the intermediate this many first-hop entries ahead is prefetched.
 const Q1_AHEAD: usize = 4;
 
@@ -89,6 +102,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
     depth: u8,
     limit: u64,
     row: impl Fn(u32) -> Adj<'g>,
+    pre_offsets: impl Fn(u32),
     edge_ok: impl Fn(u8, u32) -> bool,
     counted: impl Fn(u32) -> bool,
     st: &mut QueryStats,
@@ -110,9 +124,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
             last_from = Some((head, edges));
             while head < end {
                 if head.is_multiple_of(AHEAD) {
-                    for &f in q[(head + AHEAD).min(end)..(head + 2 * AHEAD).min(end)].iter() {
-                        prefetch_row(row(f));
-                    }
+                    ahead(q, head, end, &row, &pre_offsets);
                 }
                 let d = row(q[head]);
                 head += 1;
@@ -138,11 +150,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
         }
         while head < end {
             if head.is_multiple_of(AHEAD) {
-                // Prefetch the starts of the rows AHEAD..2*AHEAD entries ahead in one batch, so
-                // their cache misses overlap each other and the work on the current rows.
-                for &f in q[(head + AHEAD).min(qlen)..(head + 2 * AHEAD).min(qlen)].iter() {
-                    prefetch_row(row(f));
-                }
+                ahead(q, head, qlen, &row, &pre_offsets);
             }
             let d = row(q[head]);
             head += 1;
@@ -202,6 +210,7 @@ fn bfs_dispatch<const QUEUE_LAST: bool>(
     st: &mut QueryStats,
 ) -> (usize, u64) {
     let nt = |v: u32| nm.contains(g.node_type(v));
+    let pre = |u: u32| g.prefetch_offsets(u);
     match (g.pristine_base(), em.is_all(), nm.is_all()) {
         (Some(b), true, true) => bfs_mark::<false, QUEUE_LAST>(
             bits,
@@ -211,6 +220,7 @@ fn bfs_dispatch<const QUEUE_LAST: bool>(
             depth,
             limit,
             |u| b.row(u),
+            pre,
             |_, _| true,
             |_| true,
             st,
@@ -223,6 +233,7 @@ fn bfs_dispatch<const QUEUE_LAST: bool>(
             depth,
             limit,
             |u| b.row(u),
+            pre,
             |_, _| true,
             nt,
             st,
@@ -235,6 +246,7 @@ fn bfs_dispatch<const QUEUE_LAST: bool>(
             depth,
             limit,
             |u| b.row(u),
+            pre,
             |t, _| em.contains(t),
             |_| true,
             st,
@@ -247,6 +259,7 @@ fn bfs_dispatch<const QUEUE_LAST: bool>(
             depth,
             limit,
             |u| b.row(u),
+            pre,
             |t, _| em.contains(t),
             nt,
             st,
@@ -262,6 +275,7 @@ fn bfs_dispatch<const QUEUE_LAST: bool>(
                 depth,
                 limit,
                 |u| g.row(u),
+                pre,
                 |t, v| em.contains(t) && !(has_dead && g.is_dead(v)),
                 |v| all_nodes || nt(v),
                 st,
@@ -461,7 +475,8 @@ impl Snapshot {
         }
         with_scratch(self.cap(), |sc| {
             sc.bits_dirty = true;
-            let (bits, tmp, q) = (&mut sc.bits[..], &mut sc.bits2[..], &mut sc.bq[..]);
+            let words = self.cap().div_ceil(64); // this tenant's part of the thread's bitsets
+            let (bits, tmp, q) = (&mut sc.bits[..words], &mut sc.bits2[..words], &mut sc.bq[..]);
             let (qlen, count) = bfs_dispatch::<false>(self, bits, tmp, q, seed, depth, limit, em, nm, st);
             clear_bits(bits, &q[..qlen]);
             sc.bits_dirty = false;
@@ -545,8 +560,8 @@ impl Snapshot {
         st: &mut QueryStats,
     ) -> Option<Vec<i64>> {
         let (bits, good, level, q) = (
-            &mut sc.bits[..],
-            &mut sc.bits2[..],
+            &mut sc.bits[..self.cap().div_ceil(64)],
+            &mut sc.bits2[..self.cap().div_ceil(64)],
             &mut sc.level[..],
             &mut sc.bq[..],
         );
@@ -575,9 +590,7 @@ impl Snapshot {
             let last = k + 1 == max_depth;
             while head < end {
                 if head.is_multiple_of(AHEAD) {
-                    for &f in q[(head + AHEAD).min(qlen)..(head + 2 * AHEAD).min(qlen)].iter() {
-                        prefetch(row(f).as_ptr());
-                    }
+                    ahead(q, head, qlen, &row, &|u| self.prefetch_offsets(u));
                 }
                 let d = row(q[head]);
                 head += 1;
@@ -694,7 +707,8 @@ impl Snapshot {
         let pristine = self.pristine_base().is_some();
         let mut cands: Vec<(u64, i64)> = with_scratch(self.cap(), |sc| {
             sc.bits_dirty = true;
-            let (bits, tmp, q) = (&mut sc.bits[..], &mut sc.bits2[..], &mut sc.bq[..]);
+            let words = self.cap().div_ceil(64); // this tenant's part of the thread's bitsets
+            let (bits, tmp, q) = (&mut sc.bits[..words], &mut sc.bits2[..words], &mut sc.bq[..]);
             let (qlen, _) = bfs_dispatch::<true>(
                 self,
                 bits,
