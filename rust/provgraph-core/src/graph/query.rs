@@ -40,6 +40,19 @@ fn ahead<'g>(q: &[u32], head: usize, len: usize, row: &impl Fn(u32) -> Adj<'g>, 
     }
 }
 
+/// The BFS kernels' prefetch at the start of a level (`q[head..end]`), which `ahead` reaches only
+/// `AHEAD` rows in: the offsets of its first `2*AHEAD` rows, then those rows' first `AHEAD`, so
+/// a small level's rows are not read one dependent miss after another.
+#[inline(always)]
+fn level_start<'g>(q: &[u32], head: usize, end: usize, row: &impl Fn(u32) -> Adj<'g>, pre_offsets: &impl Fn(u32)) {
+    for &f in &q[head..(head + 2 * AHEAD).min(end)] {
+        pre_offsets(f);
+    }
+    for &f in &q[head..(head + AHEAD).min(end)] {
+        prefetch_row(row(f));
+    }
+}
+
 /// Q1 pass 2: the row of the intermediate this many first-hop entries ahead is prefetched.
 const Q1_AHEAD: usize = 4;
 
@@ -120,6 +133,10 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
         if head == end {
             break;
         }
+        if (end - head) * 16 >= tmp.len() && end - head >= 64 {
+            sort_level(tmp, &mut q[head..end]);
+        }
+        level_start(q, head, end, &row, &pre_offsets);
         if !QUEUE_LAST && level + 1 == depth {
             last_from = Some((head, edges));
             while head < end {
@@ -144,9 +161,6 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
                 }
             }
             break;
-        }
-        if (end - head) * 16 >= tmp.len() && end - head >= 64 {
-            sort_level(tmp, &mut q[head..end]);
         }
         while head < end {
             if head.is_multiple_of(AHEAD) {
@@ -588,6 +602,7 @@ impl Snapshot {
             }
             starts.push(end);
             let last = k + 1 == max_depth;
+            level_start(q, head, end, &row, &|u| self.prefetch_offsets(u));
             while head < end {
                 if head.is_multiple_of(AHEAD) {
                     ahead(q, head, qlen, &row, &|u| self.prefetch_offsets(u));
