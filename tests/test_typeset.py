@@ -27,7 +27,7 @@ def test_typeset_answers_like_its_list() -> None:
 
 def test_typeset_membership_and_bad_codes() -> None:
     ts = TypeSet([0, 3, 255])
-    assert 3 in ts and 255 in ts and 1 not in ts and 256 not in ts
+    assert 3 in ts and 255 in ts and 1 not in ts and 256 not in ts and -1 not in ts
     with pytest.raises(InvalidArgumentError):
         TypeSet([256])
     with pytest.raises(TypeError):

@@ -47,8 +47,9 @@ impl TypeSet {
         Ok(Self { mask: mask(Some(Types::List(types)))? })
     }
 
-    fn __contains__(&self, t: u16) -> bool {
-        t <= 255 && self.mask.contains(t as u8)
+    /// Whether the type code `t` is in the set (any other integer, negative or above 255, is not).
+    fn __contains__(&self, t: i64) -> bool {
+        (0..=255).contains(&t) && self.mask.contains(t as u8)
     }
 }
 
