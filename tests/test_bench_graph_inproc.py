@@ -57,3 +57,12 @@ def test_sweep_covers_five_seeds_of_both_shapes(tmp_path: Path) -> None:
             assert c["ratio"] == c["baseline_us"] / c["csr_us"]
             assert c["met"] == (c["ratio"] >= c["target"])
     assert sweep["met"] == all(r["verdict"]["met"] for r in runs)
+
+
+def test_a_target_whose_baseline_did_not_run_is_not_met() -> None:
+    wl = generate_graph(seed=1, nodes=1500, edges=15_000, tenants=2, n_seeds=30)
+    report = graph_inproc.run_inproc(wl, 30, with_igraph=False, queries_to_run=("Q1", "Q2"))
+    v = graph_inproc.verdict(report, "g1")
+    missing = [c for c in v["checks"] if "missing" in c]
+    assert {(c["query"], c["percentile"]) for c in missing} == {("Q2", "p50"), ("Q2", "p99")}
+    assert not v["met"]
