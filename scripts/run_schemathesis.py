@@ -107,7 +107,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="provgraph-schemathesis-"))
     # Fault injection on: PUT /v1/admin/faults is fuzzed past its 403, and whatever it arms (failed
     # signing or commits in the issuer) must not turn any answer into a 500 either.
-    server = ServerProcess(work / "data", ADMIN_KEY, ["--enable-fault-injection", *args.server_arg],
+    # admission.quota=off: the run PUTs quotas (tiny ones too) on the tenant every other operation uses;
+    # enforced, they would turn most of the run into 429s. Stored and validated all the same; 429 and
+    # Retry-After themselves are contract-tested (tests/test_quota.py).
+    server = ServerProcess(work / "data", ADMIN_KEY, ["--enable-fault-injection", "--flag", "admission.quota=off",
+                                                      *args.server_arg],
                            log_path=work / "server.log").start()
     try:
         config = work / "schemathesis.toml"

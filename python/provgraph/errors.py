@@ -14,6 +14,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "ProvgraphError",
+    "RateLimitedError",
     "UnauthorizedError",
     "UnknownNodeError",
     "UnknownTenantError",
@@ -26,6 +27,8 @@ class ProvgraphError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    # response headers the answer carries besides the JSON body (e.g. Retry-After)
+    headers: dict[str, str] = {}  # noqa: RUF012 — read-only default, replaced per instance when set
 
     def __init__(self, message: str = "", details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -62,6 +65,17 @@ class PayloadTooLargeError(ProvgraphError):
 
 class UnsupportedMediaTypeError(ProvgraphError):
     status, code = 415, "unsupported_media_type"
+
+
+class RateLimitedError(ProvgraphError):
+    """Over the tenant's quota (rps and burst): 429 with Retry-After, the whole seconds until a
+    token is back; nothing of the request was done."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, {**(details or {}), "retry_after_s": retry_after_s})
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class InvalidArgumentError(ProvgraphError, ValueError):

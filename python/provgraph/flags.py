@@ -74,6 +74,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("service.write_answer", ("callback", "await"), "callback", "await", "speed",
          "lean front end: an execute, grant or reject is answered from the loop callback its commit "
          "schedules instead of by resuming the handler (one loop turn instead of two)"),
+    Flag("admission.quota", ("on", "off"), "on", "off", "fairness",
+         "a tenant with a quota is admitted through its token bucket (rps, burst) and answered 429 "
+         "rate_limited with Retry-After beyond it; off admits every request (tenants without a quota "
+         "are never limited)"),
     Flag("service.dispatch", ("eager", "task"), "eager", "task", "fairness",
          "lean front end: a request runs on the spot, in the read that completed it, up to its "
          "handler's first wait, ahead of callbacks already queued, instead of in its own Task"),

@@ -18,7 +18,7 @@ from provgraph.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from provgraph.service.keys import CONFIG, REGISTRY
+from provgraph.service.keys import ADMISSION, CONFIG, REGISTRY
 from provgraph.tenancy import KeyRecord, Tenant
 
 __all__ = ["INT64_MAX", "ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of",
@@ -174,9 +174,13 @@ def authorize(request: Request, scope: str, tenant_id: str | None = None) -> Key
 
 
 def tenant_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
+    """The key and tenant of a tenant route, after admission: 401/403 as `authorize`, 404 for an unknown
+    tenant, 429 over the tenant's quota (before anything of the request is read or done)."""
     tid = request.match_info["tenant"]
     key = authorize(request, scope, tid)
-    return key, request.app[REGISTRY].tenant(tid)
+    tenant = request.app[REGISTRY].tenant(tid)
+    request.app[ADMISSION].admit(tenant)
+    return key, tenant
 
 
 def chain_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:

@@ -11,12 +11,14 @@ from provgraph.actions.signing import KeyRing
 from provgraph.config import Config
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
+from provgraph.service.admission import Admission
 from provgraph.service.metrics import Metrics
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
 __all__ = [
            "ACTIONS",
+           "ADMISSION",
            "AUDIT",
            "CONFIG",
            "GENERATED_ADMIN_KEY",
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 CONFIG = web.AppKey("config", Config)
+ADMISSION = web.AppKey("admission", Admission)
 STORE = web.AppKey("store", Store)
 WRITER = web.AppKey("writer", Writer)
 REGISTRY = web.AppKey("registry", Registry)

@@ -100,7 +100,10 @@ def error_response(exc: Exception, method: str, path: str) -> web.Response:
             log.error("%s %s: %d %s: %s", method, path, exc.status, exc.code, exc.message)
         else:
             log.info("%s %s: %d %s: %s", method, path, exc.status, exc.code, exc.message)
-        return _error(exc.status, exc.code, exc.message, exc.details)
+        response = _error(exc.status, exc.code, exc.message, exc.details)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -1,4 +1,4 @@
-"""Admin routes: tenants, keys (create, list, revoke, rotate) and the optimization flags."""
+"""Admin routes: tenants (and their quotas), keys (create, list, revoke, rotate) and the optimization flags."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from provgraph.clock import rfc3339
-from provgraph.errors import BadRequestError
+from provgraph.errors import BadRequestError, NotFoundError
 from provgraph.service.http import Request, authorize, json_response, read_json
 from provgraph.service.keys import AUDIT, CONFIG, GRAPH, REGISTRY
 
@@ -28,6 +28,26 @@ async def create_tenant(request: Request) -> web.Response:
 async def list_tenants(request: Request) -> web.Response:
     authorize(request, "admin")
     return json_response({"tenants": sorted(request.app[REGISTRY].tenants)})
+
+
+async def put_quota(request: Request) -> web.Response:
+    admin = authorize(request, "admin")
+    body = await read_json(request)
+    registry, audit = request.app[REGISTRY], request.app[AUDIT]
+    tenant = await asyncio.get_running_loop().run_in_executor(None, registry.set_quota, request.match_info["tenant"],
+                                                              body, audit.stager(admin))
+    audit.notify()
+    assert tenant.quota is not None  # set_quota stored one
+    return json_response(tenant.quota.to_json())
+
+
+async def get_quota(request: Request) -> web.Response:
+    authorize(request, "admin")
+    tid = request.match_info["tenant"]
+    quota = request.app[REGISTRY].tenant(tid).quota
+    if quota is None:
+        raise NotFoundError(f"tenant {tid!r} has no quota (not rate-limited, weight 1)", {"tenant_id": tid})
+    return json_response(quota.to_json())
 
 
 async def create_key(request: Request) -> web.Response:
@@ -86,6 +106,8 @@ async def put_flags(request: Request) -> web.Response:
 def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/admin/tenants", create_tenant)
     router.add_get("/v1/admin/tenants", list_tenants)
+    router.add_put("/v1/admin/tenants/{tenant}/quota", put_quota)
+    router.add_get("/v1/admin/tenants/{tenant}/quota", get_quota)
     router.add_post("/v1/admin/keys", create_key)
     router.add_get("/v1/admin/keys", list_keys)
     router.add_delete("/v1/admin/keys/{key_id}", revoke_key)

@@ -25,6 +25,7 @@ from provgraph.errors import (
     UnknownTenantError,
 )
 from provgraph.store import Store, Txn
+from provgraph.tenancy.quota import Quota, parse_quota, quota_from_json
 
 __all__ = ["ADMIN_KEY_ID", "ADMIN_TENANT", "MAX_GRACE_S", "SCOPES", "AuditStage", "KeyRecord", "Registry", "Tenant",
            "hash_key"]
@@ -50,6 +51,7 @@ class Tenant:
     tenant_id: str
     num: int  # the 4-byte partition prefix of every row of this tenant
     created_at: float
+    quota: Quota | None = None  # None: not rate-limited, weight 1 (PUT /v1/admin/tenants/{t}/quota)
 
 
 # The reserved tenant whose receipt chain records admin changes that concern no single tenant. Its
@@ -119,7 +121,8 @@ class Registry:
         with store.read() as txn:
             for k, v in txn.cursor(db=store.db("tenants")):
                 rec = orjson.loads(v)
-                self.tenants[k.decode()] = Tenant(k.decode(), rec["num"], rec["created_at"])
+                self.tenants[k.decode()] = Tenant(k.decode(), rec["num"], rec["created_at"],
+                                                  quota_from_json(rec.get("quota")))
             for k, v in txn.cursor(db=store.db("keys")):
                 self.keys[bytes(k)] = self._key_from_json(orjson.loads(v))
             used = txn.get(_LAST_USED, db=store.db("meta"))
@@ -252,6 +255,28 @@ class Registry:
         with self._lock:
             tenant = self.store.write_direct(job)
             self.tenants[tid] = tenant
+        return tenant
+
+    def set_quota(self, tenant_id: str, body: Any, audit: AuditStage = _no_audit) -> Tenant:
+        """Replace the tenant's quota (fields the body omits take DEFAULT_QUOTA's), in its stored record
+        with its audit receipt in the same transaction; admission reads it from the next request on."""
+        quota = parse_quota(body)
+        tenants = self.store.db("tenants")
+
+        def job(txn: Txn) -> Tenant:
+            raw = txn.get(tenant_id.encode(), db=tenants)
+            if raw is None:
+                raise UnknownTenantError(f"unknown tenant {tenant_id!r}", {"tenant_id": tenant_id})
+            rec = orjson.loads(raw)
+            t = Tenant(tenant_id, rec["num"], rec["created_at"], quota)
+            txn.put(tenant_id.encode(), orjson.dumps({**rec, "quota": quota.to_json()}), db=tenants)
+            audit(txn, "admin.tenant.quota", t, {"type": "tenant", "id": tenant_id},
+                  {"tenant_id": tenant_id, "quota": quota.to_json()})
+            return t
+
+        with self._lock:
+            tenant = self.store.write_direct(job)
+            self.tenants[tenant_id] = tenant
         return tenant
 
     def create_key(self, body: Any, audit: AuditStage = _no_audit) -> tuple[str, KeyRecord]:

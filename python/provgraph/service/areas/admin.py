@@ -1,4 +1,5 @@
-"""The admin area: tenants, API keys (their last-use times) and the flag registry's routes."""
+"""The admin area: tenants (their quotas and admission), API keys (their last-use times) and the flag
+registry's routes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provgraph.service.admission import Admission
 from provgraph.service.http import in_background
-from provgraph.service.keys import REGISTRY
+from provgraph.service.keys import ADMISSION, CONFIG, METRICS, REGISTRY
 from provgraph.service.routes_admin import add_admin_routes
 
 __all__ = ["setup_admin"]
@@ -44,6 +46,18 @@ async def key_usage_ctx(app: web.Application) -> AsyncIterator[None]:
     await loop.run_in_executor(None, registry.flush_usage)
 
 
+async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Admission follows flag admission.quota while the app runs; its 429s are counted in /metrics."""
+    admission = app[ADMISSION]
+    stop = app[CONFIG].flags.subscribe("admission.quota", admission.set_enabled)
+    app[METRICS].read_counter("provgraph_admission_throttled", "Requests answered 429 rate_limited (over quota)",
+                              lambda: sum(admission.throttled.values()))
+    yield
+    stop()
+
+
 def setup_admin(app: web.Application) -> None:
+    app[ADMISSION] = Admission()
+    app.cleanup_ctx.append(admission_ctx)
     app.cleanup_ctx.append(key_usage_ctx)
     add_admin_routes(app.router)

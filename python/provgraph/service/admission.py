@@ -1,0 +1,54 @@
+"""Admission: each tenant with a quota has a token bucket (rps, burst); a request that finds it empty is
+answered 429 `rate_limited` with Retry-After before anything of it runs. Tenants without a quota, and
+the health, metrics and admin routes (they never reach `admit`), are not limited. Flag admission.quota
+(on: enforced, off: every request admitted, the baseline)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from provgraph.errors import RateLimitedError
+from provgraph.tenancy.registry import Tenant
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """Token buckets per tenant, refilled lazily from the monotonic clock on each request (no timer):
+    `tokens = min(burst, tokens + elapsed * rps)`, one token per admitted request. Runs on the event
+    loop only (no lock). A quota change takes effect on the tenant's next request: the bucket keeps
+    its tokens, capped to the new burst."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        # tenant_id -> [tokens, monotonic time of the last refill]
+        self._buckets: dict[str, list[float]] = {}
+        self.throttled: dict[str, int] = {}  # tenant_id -> requests answered 429
+
+    def set_enabled(self, value: str) -> None:
+        """Follow flag admission.quota ("on" | "off"); turning it on starts every bucket full."""
+        enabled = value == "on"
+        if enabled and not self.enabled:
+            self._buckets.clear()
+        self.enabled = enabled
+
+    def admit(self, tenant: Tenant) -> None:
+        """Take one token of `tenant`'s bucket, or raise RateLimitedError (429, Retry-After: the whole
+        seconds until one is back)."""
+        quota = tenant.quota
+        if quota is None or not self.enabled:
+            return
+        now = time.monotonic()
+        bucket = self._buckets.get(tenant.tenant_id)
+        if bucket is None:
+            bucket = self._buckets[tenant.tenant_id] = [float(quota.burst), now]
+        tokens = min(float(quota.burst), bucket[0] + (now - bucket[1]) * quota.rps)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            self.throttled[tenant.tenant_id] = self.throttled.get(tenant.tenant_id, 0) + 1
+            retry = max(1, math.ceil((1.0 - tokens) / quota.rps))
+            raise RateLimitedError(f"tenant {tenant.tenant_id!r} is over its quota of {quota.rps:g} requests/s "
+                                   f"(burst {quota.burst})", retry, {"tenant_id": tenant.tenant_id})
+        bucket[0] = tokens - 1.0
