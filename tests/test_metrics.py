@@ -126,3 +126,17 @@ def test_promtool_accepts_the_exposition(server: Server, tenant: Api) -> None:
     got = subprocess.run([promtool, "check", "metrics"], input=scrape(server).encode(), capture_output=True,
                          timeout=60, check=False)
     assert got.returncode == 0, got.stdout.decode() + got.stderr.decode()
+
+
+def test_metrics_token_guards_the_exposition(server_factory: Any) -> None:
+    """With --metrics-token, /metrics answers only to that bearer token (per-tenant series name
+    customers); without one it stays open (every other test here)."""
+    server = server_factory(["--metrics-token", "scrape-secret-1"])
+    open_api = server.api(None)
+    status, body = open_api.get("/metrics")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    assert server.api("scrape-secret-2").get("/metrics")[0] == 401
+    assert server.api().get("/metrics")[0] == 401  # the admin key is not the token
+    status, text = server.api("scrape-secret-1").get("/metrics")
+    assert status == 200 and b"provgraph_http_request_duration_seconds" in text
+    assert open_api.get("/healthz")[0] == 200  # the other open routes stay open

@@ -73,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
                     preflight_sweep_interval_s=args.preflight_sweep_interval)
+    if args.metrics_token:  # else $PROVGRAPH_METRICS_TOKEN, read by Config
+        config.metrics_token = args.metrics_token
     app = create_app(config)
     follow_process(app)
     if config.flags["service.http"] == "lean":
@@ -288,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="seconds between sweeps of preflights past their retention")
     serve.add_argument("--enable-fault-injection", action="store_true",
                        help="allow PUT /v1/admin/faults (drills only)")
+    serve.add_argument("--metrics-token", default=None,
+                       help="a bearer token GET /metrics requires (default: $PROVGRAPH_METRICS_TOKEN; unset: open)")
     serve.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS (with --tls-key)")
     serve.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],

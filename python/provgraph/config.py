@@ -70,6 +70,8 @@ class Config:
     # The time bound of a receipt batch: at most one outbox drain starts per interval (idle: at once).
     issuer_linger_s: float = 0.01
     fault_injection: bool = False
+    # A bearer token /metrics requires (per-tenant series name customers); None: /metrics is open.
+    metrics_token: str | None = field(default_factory=lambda: os.environ.get("PROVGRAPH_METRICS_TOKEN") or None)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -1,14 +1,17 @@
-"""Unauthenticated routes: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+"""Unauthenticated routes: liveness, readiness, Prometheus metrics (behind a bearer token when the server
+has one: --metrics-token) and the OpenAPI document."""
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 
 import orjson
 from aiohttp import web
 
+from provgraph.errors import UnauthorizedError
 from provgraph.service.http import Request, json_response
-from provgraph.service.keys import METRICS, READY
+from provgraph.service.keys import CONFIG, METRICS, READY
 
 __all__ = ["OPENAPI_PATH", "add_health_routes"]
 
@@ -26,6 +29,11 @@ async def readyz(request: Request) -> web.Response:
 
 
 async def metrics(request: Request) -> web.Response:
+    token = request.app[CONFIG].metrics_token
+    if token is not None:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise UnauthorizedError("/metrics needs the server's metrics bearer token")
     return web.Response(body=request.app[METRICS].render(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
