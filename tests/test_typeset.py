@@ -47,3 +47,22 @@ def test_tight_numpy_baseline_is_exact() -> None:
             for n, codes in ((10, [0, 1, 2, 3, 4]), (1, [0]), (200, list(range(8)))):
                 want = [(v, round(x, 12)) for v, x in g.topn(s, n=n, edge_types=codes)]
                 assert [(v, round(x, 12)) for v, x in base.topn(s, n, codes)] == want
+
+
+def test_tight_numpy_baseline_keeps_a_cut_inside_its_row() -> None:
+    """Weight-1 edges at the start of the next row sit exactly at a row's end in the search key; with no
+    bound (too few first hops, and the best entries of each row filtered out by type) the cut of a row
+    must not take them in."""
+    import numpy as np
+
+    # seed 1 -> 2 (type 0); row 2: 300 edges of type 1 at 0.9 (filtered), then 2 of type 0 at 0.1;
+    # row 3, next in local id order: 3 -> 6 at weight 1.0, type 0
+    src = np.array([1] + [2] * 302 + [3], dtype=np.int64)
+    dst = np.array([2, *range(100, 400), 500, 501, 6], dtype=np.int64)
+    w = np.array([0.5] + [0.9] * 300 + [0.1, 0.1] + [1.0], dtype=np.float32)
+    et = np.array([0] + [1] * 300 + [0, 0, 0], dtype=np.uint8)
+    g = CsrGraph.from_edges(src, dst, w, et)
+    base = TightNumpyQ1(src, dst, w, et)
+    want = g.topn(1, n=10, edge_types=[0])
+    assert [v for v, _ in want] == [2, 500, 501]
+    assert base.topn(1, 10, [0]) == want

@@ -138,6 +138,9 @@ class TightNumpyQ1:
             k = int(np.count_nonzero(w1 >= thr))
             u, wu, starts = d1[:k], w1[:k], starts[:k]
             cuts = np.searchsorted(self.key, u + (1.0 - thr / wu * _SLACK), side="right")
+            # within the row: at thr 0 the search value u + 1 equals the key of a weight-1 entry
+            # starting row u + 1
+            cuts = np.minimum(cuts, starts + lengths[:k])
             c2, s2 = self._gather(starts, np.maximum(cuts - starts, 0), wu, table)
         cand = np.concatenate((c1, c2))
         score = np.concatenate((s1, s2))
