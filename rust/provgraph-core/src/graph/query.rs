@@ -61,6 +61,16 @@ fn bit_set(bits: &[u64], v: u32) -> bool {
     (bits[(v >> 6) as usize] >> (v & 63)) & 1 == 1
 }
 
+/// Sets `v`'s bit when `ok`, without a branch; whether it was clear before (a newly reached node).
+#[inline(always)]
+fn test_and_set(bits: &mut [u64], v: u32, ok: bool) -> bool {
+    let wi = (v >> 6) as usize;
+    let old = bits[wi];
+    let new = old | ((ok as u64) << (v & 63));
+    bits[wi] = new;
+    old != new
+}
+
 #[inline(always)]
 fn set_bit(bits: &mut [u64], v: u32) {
     bits[(v >> 6) as usize] |= 1u64 << (v & 63);
@@ -137,30 +147,9 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
             sort_level(tmp, &mut q[head..end]);
         }
         level_start(q, head, end, &row, &pre_offsets);
-        if !QUEUE_LAST && level + 1 == depth {
+        let queue = QUEUE_LAST || level + 1 < depth;
+        if !queue {
             last_from = Some((head, edges));
-            while head < end {
-                if head.is_multiple_of(AHEAD) {
-                    ahead(q, head, end, &row, &pre_offsets);
-                }
-                let d = row(q[head]);
-                head += 1;
-                rows += 1;
-                edges += d.len() as u64;
-                for e in d {
-                    let v = e.dst;
-                    let ok = edge_ok(if ET { e.et } else { 0 }, v);
-                    let wi = (v >> 6) as usize;
-                    let old = bits[wi];
-                    let new = old | ((ok as u64) << (v & 63));
-                    bits[wi] = new;
-                    count += ((old != new) & counted(v)) as u64;
-                }
-                if count >= limit {
-                    break;
-                }
-            }
-            break;
         }
         while head < end {
             if head.is_multiple_of(AHEAD) {
@@ -170,19 +159,21 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
             head += 1;
             rows += 1;
             edges += d.len() as u64;
-            let mut visit = |v: u32, t: u8| {
-                let ok = edge_ok(t, v);
-                let wi = (v >> 6) as usize;
-                let old = bits[wi];
-                let new = old | ((ok as u64) << (v & 63));
-                bits[wi] = new;
-                let fresh = old != new;
-                q[qlen] = v;
-                qlen += fresh as usize;
-                count += (fresh & counted(v)) as u64;
-            };
-            for e in d {
-                visit(e.dst, if ET { e.et } else { 0 });
+            // the branch is per row; each inner loop stays branch-free
+            if queue {
+                for e in d {
+                    let v = e.dst;
+                    let fresh = test_and_set(bits, v, edge_ok(if ET { e.et } else { 0 }, v));
+                    q[qlen] = v;
+                    qlen += fresh as usize;
+                    count += (fresh & counted(v)) as u64;
+                }
+            } else {
+                for e in d {
+                    let v = e.dst;
+                    let fresh = test_and_set(bits, v, edge_ok(if ET { e.et } else { 0 }, v));
+                    count += (fresh & counted(v)) as u64;
+                }
             }
             if count >= limit {
                 break 'levels;
@@ -615,18 +606,12 @@ impl Snapshot {
                     hits_dst(d)
                 } else {
                     let mut found = false;
-                    let mut visit = |v: u32, t: u8| {
-                        let o = ok(t, v);
-                        found |= (v == dst) & o;
-                        let wi = (v >> 6) as usize;
-                        let old = bits[wi];
-                        let new = old | ((o as u64) << (v & 63));
-                        bits[wi] = new;
-                        q[qlen] = v;
-                        qlen += (old != new) as usize;
-                    };
                     for e in d {
-                        visit(e.dst, if ET { e.et } else { 0 });
+                        let v = e.dst;
+                        let o = ok(if ET { e.et } else { 0 }, v);
+                        found |= (v == dst) & o;
+                        q[qlen] = v;
+                        qlen += test_and_set(bits, v, o) as usize;
                     }
                     found
                 };
