@@ -34,11 +34,10 @@ async def put_quota(request: Request) -> web.Response:
     admin = authorize(request, "admin")
     body = await read_json(request)
     registry, audit = request.app[REGISTRY], request.app[AUDIT]
-    tenant = await asyncio.get_running_loop().run_in_executor(None, registry.set_quota, request.match_info["tenant"],
-                                                              body, audit.stager(admin))
+    quota = await asyncio.get_running_loop().run_in_executor(None, registry.set_quota, request.match_info["tenant"],
+                                                             body, audit.stager(admin))
     audit.notify()
-    assert tenant.quota is not None  # set_quota stored one
-    return json_response(tenant.quota.to_json())
+    return json_response(quota.to_json())
 
 
 async def get_quota(request: Request) -> web.Response:

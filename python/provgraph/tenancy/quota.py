@@ -30,6 +30,12 @@ class Quota:
     def to_json(self) -> dict[str, Any]:
         return {"rps": self.rps, "burst": self.burst, "concurrency": self.concurrency, "weight": self.weight}
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Quota:
+        """From `to_json`'s shape (checked values: a stored record or a parsed body)."""
+        return cls(rps=float(raw["rps"]), burst=int(raw["burst"]), concurrency=int(raw["concurrency"]),
+                   weight=int(raw["weight"]))
+
 
 # What a PUT omits takes these (API.md: "omitted fields take the server default").
 DEFAULT_QUOTA = Quota(rps=100.0, burst=200, concurrency=64, weight=1)
@@ -55,13 +61,9 @@ def parse_quota(body: Any) -> Quota:
             raise InvalidArgumentError(f"quota field {name} must be in {lo:g}..{hi:g}",
                                        {"field": name, "value": value})
         values[name] = value
-    return Quota(rps=float(values["rps"]), burst=int(values["burst"]), concurrency=int(values["concurrency"]),
-                 weight=int(values["weight"]))
+    return Quota.from_json(values)
 
 
 def quota_from_json(raw: Any) -> Quota | None:
     """The quota of a stored tenant record (None when it has none: records written before quotas)."""
-    if raw is None:
-        return None
-    return Quota(rps=float(raw["rps"]), burst=int(raw["burst"]), concurrency=int(raw["concurrency"]),
-                 weight=int(raw["weight"]))
+    return None if raw is None else Quota.from_json(raw)

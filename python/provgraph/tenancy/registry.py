@@ -257,9 +257,10 @@ class Registry:
             self.tenants[tid] = tenant
         return tenant
 
-    def set_quota(self, tenant_id: str, body: Any, audit: AuditStage = _no_audit) -> Tenant:
+    def set_quota(self, tenant_id: str, body: Any, audit: AuditStage = _no_audit) -> Quota:
         """Replace the tenant's quota (fields the body omits take DEFAULT_QUOTA's), in its stored record
-        with its audit receipt in the same transaction; admission reads it from the next request on."""
+        with its audit receipt in the same transaction; admission reads it from the next request on.
+        Returns the quota stored."""
         quota = parse_quota(body)
         tenants = self.store.db("tenants")
 
@@ -275,9 +276,8 @@ class Registry:
             return t
 
         with self._lock:
-            tenant = self.store.write_direct(job)
-            self.tenants[tenant_id] = tenant
-        return tenant
+            self.tenants[tenant_id] = self.store.write_direct(job)
+        return quota
 
     def create_key(self, body: Any, audit: AuditStage = _no_audit) -> tuple[str, KeyRecord]:
         if not isinstance(body, dict):
