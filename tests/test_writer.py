@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import lmdb
 import pytest
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Txn, Writer
 
 
 @pytest.fixture
@@ -439,3 +440,27 @@ def test_a_background_job_shares_a_request_commit_while_requests_write(store: St
         assert writer.groups == groups + 1  # the flag off: committed at once, alone
     finally:
         writer.close()
+
+
+def test_bulk_jobs_are_applied_unboosted_under_fair_scheduling(store: Store) -> None:
+    """A boosted writer (runtime.writer_priority=high) runs a group holding a bulk job at the process's
+    own priority when bulk_at_base is set (scheduling.fair=on), and is boosted again for the next
+    group; without it, or for a small job, the boost stays."""
+    w = Writer(store)
+    try:
+        boosted = w.set_priority(5)
+        native = w._native_id or 0
+
+        def seen(txn: Txn) -> tuple[int, None]:
+            return os.getpriority(os.PRIO_PROCESS, native), None
+
+        base, high = w.base_nice, w.base_nice - (5 if boosted else 0)
+        w.bulk_at_base = True
+        assert w.submit(seen, bulk=True).result(10) == base
+        assert w.submit(seen).result(10) == high
+        assert w.nice == high
+        w.bulk_at_base = False
+        assert w.submit(seen, bulk=True).result(10) == high
+    finally:
+        w.set_priority(0)
+        w.close()

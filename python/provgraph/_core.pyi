@@ -135,10 +135,18 @@ class CsrGraph:
                   node_types: _Types | None = None, explain: bool = False
                   ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], dict[str, int]]: ...
 
-    def query_json(self, body: bytes) -> tuple[str, bytes] | None:
+    def query_json(self, body: bytes, max_work: int | None = None) -> tuple[str, bytes | int] | None:
         """A plain topn or neighborhood spec (the raw JSON body of /graph/query) answered in one
-        call: (kind, the response bytes the Python path would write). None for anything else
-        (other kinds, explain, unknown keys, bad values, an unknown seed, malformed JSON)."""
+        call: (kind, the response bytes the Python path would write), or (kind, its work estimate)
+        unrun when that is over `max_work`. None for anything else (other kinds, explain, unknown
+        keys, bad values, an unknown seed, malformed JSON). A query that runs into the thread's
+        budget (`set_query_budget`) raises WorkCapError / TimeBudgetError."""
+
+    def estimate_work(self, seed: int, depth: int, limit: int = ..., topn: bool = False) -> int:
+        """The edges a query is estimated to read before it runs: Q1 of `depth` hops with `topn`,
+        else a traversal of `depth` levels that stops once it reached `limit` nodes (default: no
+        limit). From the seed's row, up to 8 neighbours' rows and the mean degree; capped at the
+        edge count; 0 for an unknown seed."""
 
     def has_node(self, id: int) -> bool:
         """Whether `id` is a live node."""
@@ -317,6 +325,22 @@ def verify_chain(receipts: list[bytes], keys: dict[str, bytes], start_seq: int =
     unsupported signer.alg, unknown key_id, signature mismatch, tenant_id mismatch,
     seq mismatch, prev_hash mismatch. `head` is BLAKE3 of the last verified signed bytes.
     """
+
+__all__ += ["merge_adjacency", "set_query_budget", "union_ids"]
+
+def merge_adjacency(old: bytes, incoming: bytes) -> tuple[bytes, bytes]:
+    """Upsert the out-row records `incoming` (13 bytes each: dst i64, w f32, type u8, distinct dst)
+    into the stored out-row `old`: (the merged row sorted by dst, one byte per incoming record in
+    its order: 1 when its dst was new to the row)."""
+
+def union_ids(old: bytes, new: bytes) -> bytes:
+    """The sorted union without duplicates of two stored in-rows (little-endian i64 ids)."""
+
+def set_query_budget(max_reached: int | None = None, timeout_s: float | None = None) -> None:
+    """The budget of the graph queries the calling thread runs from now on: traversals (Q2-Q4)
+    reaching more than `max_reached` nodes raise `provgraph.errors.WorkCapError` (deterministic),
+    and queries still running `timeout_s` seconds from now raise `TimeBudgetError`. None: no limit
+    (every thread starts with none). Checked every 256 rows and at the end; Q1 is not checked."""
 
 def uuid7() -> str:
     """A fresh time-ordered UUIDv7 (RFC 9562), lowercase hyphenated."""

@@ -72,7 +72,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
-                    preflight_sweep_interval_s=args.preflight_sweep_interval)
+                    preflight_sweep_interval_s=args.preflight_sweep_interval, heavy_work=args.heavy_work,
+                    pool_workers=args.pool_workers, pool_nice=args.pool_nice, queue_bound=args.queue_bound, time_budget_s=args.time_budget,
+                    max_visited=args.max_visited or None)
     if args.metrics_token:  # else $PROVGRAPH_METRICS_TOKEN, read by Config
         config.metrics_token = args.metrics_token
     app = create_app(config)
@@ -290,6 +292,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="seconds between sweeps of preflights past their retention")
     serve.add_argument("--enable-fault-injection", action="store_true",
                        help="allow PUT /v1/admin/faults (drills only)")
+    serve.add_argument("--heavy-work", type=int, default=500_000,
+                       help="scheduling.fair: queries estimated to read more edges than this run in the worker pool")
+    serve.add_argument("--pool-workers", type=int, default=2, help="threads of the heavy-work pool")
+    serve.add_argument("--pool-nice", type=int, default=19, help="nice value of the heavy-work pool's threads")
+    serve.add_argument("--queue-bound", type=int, default=16,
+                       help="heavy queries queued per tenant; beyond, 503 overloaded")
+    serve.add_argument("--time-budget", type=float, default=5.0,
+                       help="seconds a heavy query may wait and run; beyond, 503 overloaded")
+    serve.add_argument("--max-visited", type=int, default=5_000_000,
+                       help="nodes a traversal may reach; beyond, 422 work_cap (0: no cap)")
     serve.add_argument("--metrics-token", default=None,
                        help="a bearer token GET /metrics requires (default: $PROVGRAPH_METRICS_TOKEN; unset: open)")
     serve.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS (with --tls-key)")

@@ -72,6 +72,16 @@ class Config:
     fault_injection: bool = False
     # A bearer token /metrics requires (per-tenant series name customers); None: /metrics is open.
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("PROVGRAPH_METRICS_TOKEN") or None)
+    # Fair scheduling (flag scheduling.fair, docs/scheduling.md): queries estimated to read more than
+    # heavy_work edges run in a pool of pool_workers threads (at nice pool_nice), at most queue_bound
+    # queued per tenant; a query that waits or runs past time_budget_s answers 503; a traversal that
+    # reaches more than max_visited nodes answers 422 (None: no cap).
+    heavy_work: int = 500_000
+    pool_workers: int = 2
+    pool_nice: int = 19
+    queue_bound: int = 16
+    time_budget_s: float = 5.0
+    max_visited: int | None = 5_000_000
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -135,3 +135,36 @@ class PolicyEvalError(ProvgraphError):
 
 
 __all__ += ["PolicyCompileError", "PolicyEvalError"]
+
+
+class OverloadedError(ProvgraphError):
+    """Load-dependent refusal: the tenant's heavy-work queue is full, or a query ran past its time
+    budget. 503 with Retry-After; nothing was written."""
+
+    status, code = 503, "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, {**(details or {}), "retry_after_s": retry_after_s})
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class TimeBudgetError(OverloadedError):
+    """A graph query that ran past its time budget (raised by the native core)."""
+
+    def __init__(self, *_: Any) -> None:
+        super().__init__("query ran past its time budget", 1, {"reason": "time_budget"})
+
+
+class WorkCapError(InvalidArgumentError):
+    """A traversal that reached more nodes than the server's work cap (raised by the native core):
+    deterministic, so 422, naming the cap; narrower depth, limit or type filters fit under it."""
+
+    code = "work_cap"
+
+    def __init__(self, cap: Any = None) -> None:
+        super().__init__(f"query reached more than {cap} nodes, the server's work cap (--max-visited)",
+                         {"cap": cap, "reason": "work_cap"})
+        self.cap = cap
+
+
+__all__ += ["OverloadedError", "TimeBudgetError", "WorkCapError"]

@@ -78,6 +78,9 @@ FLAGS: tuple[Flag, ...] = (
          "a tenant with a quota is admitted through its token bucket (rps, burst) and answered 429 "
          "rate_limited with Retry-After beyond it; off admits every request (tenants without a quota "
          "are never limited)"),
+    Flag("scheduling.fair", ("on", "off"), "on", "off", "fairness",
+         "graph queries estimated heavy run in a low-priority worker pool, per-tenant queues served by "
+         "weighted deficit round robin, instead of inline on the event loop ahead of everyone's cheap requests"),
     Flag("service.dispatch", ("eager", "task"), "eager", "task", "fairness",
          "lean front end: a request runs on the spot, in the read that completed it, up to its "
          "handler's first wait, ahead of callbacks already queued, instead of in its own Task"),
@@ -217,13 +220,15 @@ def subscribe_process(flags: FlagRegistry) -> Callable[[], None]:
 class _Writer(Protocol):
     coalesce: bool
     window: bool
+    bulk_at_base: bool
 
     def set_priority(self, boost: int) -> bool: ...
 
 
 def subscribe_writer(flags: FlagRegistry, writer: _Writer) -> Callable[[], None]:
-    """The group-commit writer follows runtime.writer_priority, runtime.write_coalesce and
-    runtime.group_window from now on; the returned call stops it following them."""
+    """The group-commit writer follows runtime.writer_priority, runtime.write_coalesce,
+    runtime.group_window and scheduling.fair (bulk jobs unboosted) from now on; the returned call
+    stops it following them."""
 
     def priority(value: str) -> None:
         writer.set_priority(WRITER_BOOST[value])
@@ -234,9 +239,13 @@ def subscribe_writer(flags: FlagRegistry, writer: _Writer) -> Callable[[], None]
     def window(value: str) -> None:
         writer.window = value == "adaptive"
 
+    def fair(value: str) -> None:
+        writer.bulk_at_base = value == "on"
+
     stops = [flags.subscribe("runtime.writer_priority", priority),
              flags.subscribe("runtime.write_coalesce", coalesce),
-             flags.subscribe("runtime.group_window", window)]
+             flags.subscribe("runtime.group_window", window),
+             flags.subscribe("scheduling.fair", fair)]
 
     def stop() -> None:
         for s in stops:

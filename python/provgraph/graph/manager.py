@@ -21,6 +21,8 @@ __all__ = ["QUERY_KINDS", "GraphManager"]
 log = logging.getLogger(__name__)
 QUERY_KINDS = ("topn", "neighborhood", "path", "topdegree")
 _LIMITS = {"n": 10_000, "limit": 10_000_000}
+# A write of at least this many edges, nodes or deletions is a bulk job for the writer (Writer.submit).
+BULK_ROWS = 64
 
 
 def _int(spec: dict[str, Any], name: str, default: int | None, lo: int, hi: int) -> int:
@@ -137,8 +139,8 @@ class GraphManager:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- writes ------------------------------------------------------------------------
-    def _submit(self, job: Callable[[Txn], tuple[Any, Callable[[], None] | None]]) -> Future[Any]:
-        return self.writer.submit(job)
+    def _submit(self, job: Callable[[Txn], tuple[Any, Callable[[], None] | None]], rows: int = 0) -> Future[Any]:
+        return self.writer.submit(job, bulk=rows >= BULK_ROWS)
 
     def stage_edges(self, txn: Txn, tenant: int, batch: EdgeBatch) -> Callable[[], None]:
         """Write `batch` in the caller's transaction; returns the step that publishes it after commit."""
@@ -165,7 +167,7 @@ class GraphManager:
         return {"edges_deleted": edges, "nodes_deleted": nodes}, publish
 
     def write_edges(self, tenant: int, batch: EdgeBatch) -> Future[int]:
-        return self._submit(lambda txn: (len(batch), self.stage_edges(txn, tenant, batch)))
+        return self._submit(lambda txn: (len(batch), self.stage_edges(txn, tenant, batch)), len(batch))
 
     def write_nodes(self, tenant: int, batch: NodeBatch) -> Future[int]:
         g = self.graph(tenant)
@@ -179,10 +181,10 @@ class GraphManager:
 
             return len(batch.ids), publish
 
-        return self._submit(job)
+        return self._submit(job, len(batch.ids))
 
     def delete(self, tenant: int, batch: DeleteBatch) -> Future[dict[str, int]]:
-        return self._submit(lambda txn: self.stage_delete(txn, tenant, batch))
+        return self._submit(lambda txn: self.stage_delete(txn, tenant, batch), len(batch.src) + len(batch.nodes))
 
     def maybe_rebuild(self, tenant: int) -> None:
         g = self.graphs[tenant]
@@ -208,13 +210,34 @@ class GraphManager:
                 self._rebuilding.discard(tenant)
 
     # ---- queries -----------------------------------------------------------------------
-    def query_json(self, tenant: int, raw: bytes, engine: str) -> tuple[str, bytes] | None:
+    def query_json(self, tenant: int, raw: bytes, engine: str, max_work: int | None = None
+                   ) -> tuple[str, bytes | int] | None:
         """The fast path of query(): a plain topn or neighborhood spec on the CSR engine, answered
-        in one native call as (kind, the JSON bytes query() would give); None otherwise, and then
-        query() answers, every error included."""
+        in one native call as (kind, the JSON bytes query() would give), or left unrun as (kind, its
+        work estimate) when that is over `max_work`; None otherwise, and then query() answers,
+        every error included."""
         if engine != "csr":
             return None
-        return self.graph(tenant).query_json(raw)
+        return self.graph(tenant).query_json(raw, max_work)
+
+    def estimate(self, tenant: int, spec: Any) -> int:
+        """The edges the query `spec` is estimated to read on the CSR engine (CsrGraph.estimate_work);
+        0 for a topn (two hops, pruned by score bound: always cheap) and for a spec query() would
+        refuse (it then fails inline, at once)."""
+        if not isinstance(spec, dict):
+            return 0
+        g = self.graph(tenant)
+        try:
+            kind = spec.get("query")
+            if kind == "neighborhood":  # not topn: two hops, pruned, always cheap (see spec.rs)
+                return g.estimate_work(spec["seed"], spec.get("depth", 3), spec.get("limit", 50_000))
+            if kind == "path":
+                return g.estimate_work(spec["src"], spec.get("max_depth", 4))
+            if kind == "topdegree":
+                return g.estimate_work(spec["seed"], spec.get("depth", 2))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            pass
+        return 0
 
     def query(self, tenant: int, spec: Any, engine: str) -> dict[str, Any]:
         """Run one query spec (the JSON body of /graph/query) on `engine` ("csr" or "lmdb")."""

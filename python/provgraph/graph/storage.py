@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from provgraph._core import merge_adjacency, union_ids
 from provgraph.graph.model import ADJ, DeleteBatch, EdgeBatch, NodeBatch
 from provgraph.store.env import Txn
 from provgraph.store.keys import decode_node_key, node_key, node_keys, prefix_end, tenant_prefix
@@ -111,11 +112,9 @@ class GraphTables:
             if old_raw is None:
                 put(key, blob[s * size:e * size], db=out)
                 continue
-            old, incoming = _row(old_raw), new[s:e]
-            merged = np.concatenate([old[~np.isin(old["dst"], incoming["dst"])], incoming])
-            merged.sort(order="dst", kind="stable")
-            put(key, merged.tobytes(), db=out)
-            fresh[s:e] = ~np.isin(incoming["dst"], old["dst"])
+            merged, mask = merge_adjacency(old_raw, blob[s * size:e * size])  # one native call per row
+            put(key, merged, db=out)
+            fresh[s:e] = np.frombuffer(mask, dtype=bool)
         keep = fresh[by_dst]
         self._add_in(txn, tenant, dst_sorted[keep], b.src[by_dst][keep])
 
@@ -130,7 +129,7 @@ class GraphTables:
             if old is None:
                 put(key, blob[s * size:e * size], db=inn)
             else:
-                put(key, np.union1d(_ids(old), srcs[s:e]).astype("<i8").tobytes(), db=inn)
+                put(key, union_ids(old, blob[s * size:e * size]), db=inn)
 
     def _remove_in(self, txn: Txn, tenant: int, dst: int, srcs: np.ndarray) -> None:
         key = node_key(tenant, dst)

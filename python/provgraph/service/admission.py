@@ -9,6 +9,7 @@ import math
 import time
 
 from provgraph.errors import RateLimitedError
+from provgraph.service.scheduling import Account
 from provgraph.tenancy.registry import Tenant
 
 __all__ = ["Admission"]
@@ -25,6 +26,7 @@ class Admission:
         # tenant_id -> [tokens, monotonic time of the last refill]
         self._buckets: dict[str, list[float]] = {}
         self.throttled: dict[str, int] = {}  # tenant_id -> requests answered 429
+        self.inflight: dict[str, int] = {}  # tenant_id -> admitted requests not answered yet
 
     def set_enabled(self, value: str) -> None:
         """Follow flag admission.quota ("on" | "off"); turning it on starts every bucket full."""
@@ -33,12 +35,19 @@ class Admission:
             self._buckets.clear()
         self.enabled = enabled
 
-    def admit(self, tenant: Tenant) -> None:
+    def admit(self, tenant: Tenant, account: Account | None = None) -> None:
         """Take one token of `tenant`'s bucket, or raise RateLimitedError (429, Retry-After: the whole
-        seconds until one is back)."""
+        seconds until one is back). With the request's `account`, also take one of the tenant's
+        `concurrency` slots (429 when none is free), which `account.release()` gives back when the
+        request is answered."""
         quota = tenant.quota
         if quota is None or not self.enabled:
             return
+        tid = tenant.tenant_id
+        if account is not None and self.inflight.get(tid, 0) >= quota.concurrency:
+            self.throttled[tid] = self.throttled.get(tid, 0) + 1
+            raise RateLimitedError(f"tenant {tid!r} has its quota of {quota.concurrency} requests in flight",
+                                   1, {"tenant_id": tid, "reason": "concurrency"})
         now = time.monotonic()
         bucket = self._buckets.get(tenant.tenant_id)
         if bucket is None:
@@ -52,3 +61,13 @@ class Admission:
             raise RateLimitedError(f"tenant {tenant.tenant_id!r} is over its quota of {quota.rps:g} requests/s "
                                    f"(burst {quota.burst})", retry, {"tenant_id": tenant.tenant_id})
         bucket[0] = tokens - 1.0
+        if account is not None:
+            self.inflight[tid] = self.inflight.get(tid, 0) + 1
+            account.release_fn = lambda: self._release(tid)
+
+    def _release(self, tid: str) -> None:
+        left = self.inflight.get(tid, 0) - 1
+        if left > 0:
+            self.inflight[tid] = left
+        else:
+            self.inflight.pop(tid, None)

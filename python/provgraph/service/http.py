@@ -19,10 +19,26 @@ from provgraph.errors import (
     UnsupportedMediaTypeError,
 )
 from provgraph.service.keys import ADMISSION, CONFIG, REGISTRY
+from provgraph.service.scheduling import ACCOUNT_KEY, Account
 from provgraph.tenancy import KeyRecord, Tenant
 
-__all__ = ["INT64_MAX", "ChunkedAnswer", "FileAnswer", "Request", "answer_after", "authorize", "chain_of",
-           "in_background", "json_bytes_response", "json_response", "query_int", "read_body", "read_json", "tenant_of"]
+__all__ = [
+    "INT64_MAX",
+    "ChunkedAnswer",
+    "FileAnswer",
+    "Request",
+    "account_of",
+    "answer_after",
+    "authorize",
+    "chain_of",
+    "in_background",
+    "json_bytes_response",
+    "json_response",
+    "query_int",
+    "read_body",
+    "read_json",
+    "tenant_of",
+]
 
 
 class Request(Protocol):
@@ -111,10 +127,18 @@ async def answer_after(request: Request, future: Future[T], finalize: Callable[[
     service.write_answer=callback the handler returns at once and the front end writes the answer
     from the loop callback the job's completion schedules (one loop turn); otherwise (await, or
     the aiohttp front end) the handler awaits the job (two turns: the asyncio future, then the task)."""
+    account = account_of(request)
+    if account is not None:  # not this request's CPU while it waits; resumed when it goes on
+        account.pause()
     defer = getattr(request, "defer", None)
     if defer is not None and request.app[CONFIG].flags["service.write_answer"] == "callback":
         return cast(web.StreamResponse, defer(future, finalize))
-    return finalize(await asyncio.wrap_future(future))
+    try:
+        result = await asyncio.wrap_future(future)
+    finally:
+        if account is not None:
+            account.resume()
+    return finalize(result)
 
 
 async def read_body(request: Request, allowed: frozenset[str] = JSON_TYPES) -> bytes:
@@ -179,8 +203,20 @@ def tenant_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
     tid = request.match_info["tenant"]
     key = authorize(request, scope, tid)
     tenant = request.app[REGISTRY].tenant(tid)
-    request.app[ADMISSION].admit(tenant)
+    account = account_of(request)
+    if account is not None:  # a refused request's CPU is its tenant's too
+        account.tenant = tid
+    request.app[ADMISSION].admit(tenant, account)
     return key, tenant
+
+
+def account_of(request: Request) -> Account | None:
+    """The CPU account of a request (provgraph.service.scheduling): the lean front end's request
+    carries it, aiohttp's holds it under a key; None outside either (a handler called directly)."""
+    account = getattr(request, "account", None)
+    if account is None and isinstance(request, web.Request):
+        account = request.get(ACCOUNT_KEY)
+    return cast("Account | None", account)
 
 
 def chain_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:

@@ -13,6 +13,7 @@ from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
 from provgraph.service.admission import Admission
 from provgraph.service.metrics import Metrics
+from provgraph.service.scheduling import Scheduler
 from provgraph.store import Store, Writer
 from provgraph.tenancy import Registry
 
@@ -30,12 +31,14 @@ __all__ = [
            "READY",
            "RECEIPTS",
            "REGISTRY",
+           "SCHEDULER",
            "STORE",
            "WRITER",
 ]
 
 CONFIG = web.AppKey("config", Config)
 ADMISSION = web.AppKey("admission", Admission)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 STORE = web.AppKey("store", Store)
 WRITER = web.AppKey("writer", Writer)
 REGISTRY = web.AppKey("registry", Registry)

@@ -48,7 +48,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from provgraph._core import uuid7
 from provgraph._tcp import nodelay_transport
 from provgraph.service.http import ChunkedAnswer, FileAnswer, Request
-from provgraph.service.keys import CONFIG, METRICS
+from provgraph.service.keys import CONFIG, METRICS, SCHEDULER
 from provgraph.service.middleware import (
     HEADER_NAME,
     HEADER_VALUE,
@@ -61,6 +61,7 @@ from provgraph.service.middleware import (
     invalid_header_response,
     request_id_for,
 )
+from provgraph.service.scheduling import Account
 
 __all__ = ["DeferredResponse", "LeanRequest", "LeanServer", "LeanSite", "Router", "UnsupportedAppError",
            "check_app", "serve_lean", "start_lean"]
@@ -346,6 +347,7 @@ class LeanRequest:
     __slots__ = (
         "_body",
         "_query",
+        "account",
         "app",
         "continue_owed",
         "headers",
@@ -371,6 +373,7 @@ class LeanRequest:
         self.too_large = False
         self.continue_owed = False  # Expect: 100-continue, while an earlier request is being answered
         self.request_id = ""  # set by LeanServer.respond
+        self.account: Account | None = None  # set by LeanServer.respond
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -466,6 +469,7 @@ class LeanServer:
         self.refused = 0  # connections closed at once: the cap was reached
         self.router = Router(app)
         self.metrics = app[METRICS]
+        self.scheduler = app.get(SCHEDULER)  # an app built without the admin area has none
         self.config = app[CONFIG]
         self.max_body = app[CONFIG].max_body_bytes
         self.connections: set[_Connection] = set()
@@ -482,6 +486,7 @@ class LeanServer:
         """The whole encoded response to one request (or its head and the body to stream), or None
         when the handler deferred it (`conn.deferred_done` gets it then)."""
         t0 = time.perf_counter()
+        req.account = Account()
         # No reset: each request runs in a context of its own (run_eagerly's copy, or a Task's).
         REQUEST_ID.set(rid := request_id_for(req.headers.get(REQUEST_ID_HEADER)))
         req.request_id = rid
@@ -504,6 +509,8 @@ class LeanServer:
         return self._finish(req, response, t0)
 
     def _finish(self, req: LeanRequest, response: web.StreamResponse, t0: float) -> bytes | _Stream:
+        if req.account is not None:  # answered: its tenant's concurrency slot is free
+            req.account.release()
         body: bytes | _Body
         if isinstance(response, FileAnswer):
             response, body = self._file(req, response)
@@ -528,8 +535,11 @@ class LeanServer:
             head = self.head(response)
             assert head is not None
         route = req.route
+        seconds = time.perf_counter() - t0
         self.metrics.observe_request(req.method, route.canonical if route is not None else "unmatched",
-                                     response.status, time.perf_counter() - t0)
+                                     response.status, seconds)
+        if req.account is not None and self.scheduler is not None:
+            self.scheduler.charge(req.account, seconds)
         # sane by construction (request_id_for: printable ASCII, no space): no check needed
         head.append(f"X-Request-Id: {req.request_id}\r\n".encode("ascii"))
         return self.encode(head, response.status, body, req.method == "HEAD", req.keep_alive)
@@ -590,6 +600,8 @@ class LeanServer:
                        finalize: Callable[[Any], web.StreamResponse], fut: Future[Any]) -> None:
         # No reset: a loop callback runs in a copy of the context it was scheduled from.
         REQUEST_ID.set(req.request_id)
+        if req.account is not None:
+            req.account.resume()
         try:
             exc = fut.exception()
             if exc is not None:

@@ -13,7 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["DECISION_REVISIONS_KEPT", "Metrics"]
@@ -61,6 +66,64 @@ class _ReadHistograms(Collector):
                 acc += count
                 cumulative.append((bound, acc))
             yield HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=total)
+
+
+# Tenants named in the per-tenant series: the top K by harm, then CPU; the rest are summed as "other",
+# so a thousand tenants cannot blow up a scrape (and only these customers are named in it).
+TENANT_SERIES_TOP_K = 10
+
+
+class _TenantSignals(Collector):
+    """The noisy-neighbor signals per tenant (provgraph.service.scheduling), read at each scrape, with
+    bounded labels: the top TENANT_SERIES_TOP_K tenants by harm then CPU, the rest as `other`."""
+
+    def __init__(self, signals: Callable[[], dict[str, dict[str, Any]]], cpu: Callable[[], dict[str, int]]) -> None:
+        self.signals, self.cpu = signals, cpu
+
+    def collect(self) -> Iterator[Metric]:
+        sig, cpu = self.signals(), self.cpu()
+        tenants = set(sig) | set(cpu)
+        ranked = sorted(tenants, key=lambda t: (-sig.get(t, {}).get("harm", 0.0), -cpu.get(t, 0), t))
+        named = set(ranked[:TENANT_SERIES_TOP_K])
+
+        def label(t: str) -> str:
+            return t if t in named else "other"
+
+        counters = {
+            "provgraph_tenant_cpu_seconds": ("Thread CPU time of a tenant's requests (event loop and worker pool)",
+                                             {t: cpu.get(t, 0) / 1e9 for t in tenants}),
+            "provgraph_tenant_heavy_queries": ("A tenant's queries run in the heavy-work pool",
+                                               {t: s["heavy"] for t, s in sig.items()}),
+            "provgraph_tenant_shed": ("A tenant's heavy queries refused 503 (queue full or time budget)",
+                                      {t: s["shed"] for t, s in sig.items()}),
+            "provgraph_tenant_throttled": ("A tenant's requests answered 429 (over quota)",
+                                           {t: s["throttled"] for t, s in sig.items()}),
+        }
+        for name, (doc, values) in counters.items():
+            family = CounterMetricFamily(name, doc, labels=["tenant"])
+            summed: dict[str, float] = {}
+            for t, v in values.items():
+                summed[label(t)] = summed.get(label(t), 0) + v
+            for t, v in sorted(summed.items()):
+                family.add_metric([t], v)
+            yield family
+        gauges = {
+            "provgraph_tenant_harm": "Share of the worker pool's CPU a tenant used while others' work waited (last minute)",
+            "provgraph_tenant_cpu_share": "A tenant's share of all tenants' CPU (last minute)",
+            "provgraph_tenant_victim_inflation": "A tenant's request p99 now over its lowest recent p99",
+        }
+        for name, doc in gauges.items():
+            key = name.removeprefix("provgraph_tenant_")
+            gauge = GaugeMetricFamily(name, doc, labels=["tenant"])
+            other = 0.0
+            for t, s in sorted(sig.items()):
+                if t in named:
+                    gauge.add_metric([t], s[key])
+                elif key != "victim_inflation":
+                    other += s[key]
+            if key != "victim_inflation" and len(tenants) > len(named):
+                gauge.add_metric(["other"], other)
+            yield gauge
 
 
 class Metrics:
@@ -116,6 +179,11 @@ class Metrics:
     def on_scrape(self, fn: Callable[[], None]) -> None:
         """Register a function that refreshes gauges right before each scrape."""
         self._refreshers.append(fn)
+
+    def read_tenant_signals(self, signals: Callable[[], dict[str, dict[str, Any]]],
+                            cpu: Callable[[], dict[str, int]]) -> None:
+        """Per-tenant signals series (bounded: top K tenants, the rest as `other`), read at each scrape."""
+        self.registry.register(_TenantSignals(signals, cpu))
 
     def read_counter(self, name: str, doc: str, fn: Callable[[], int]) -> None:
         """Expose `fn()`, a count that only grows and is kept elsewhere, as the counter `name`_total."""

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from provgraph._core import uuid7
 from provgraph.errors import ProvgraphError
-from provgraph.service.keys import METRICS
+from provgraph.service.keys import METRICS, SCHEDULER
+from provgraph.service.scheduling import ACCOUNT_KEY, Account
 
 __all__ = ["HEADER_NAME", "HEADER_VALUE", "REQUEST_ID", "REQUEST_ID_HEADER", "RequestIdLogFilter",
            "error_and_metrics_middleware", "error_body", "error_response", "invalid_header",
@@ -120,6 +121,7 @@ def error_response(exc: Exception, method: str, path: str) -> web.Response:
 @web.middleware
 async def error_and_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     t0 = time.perf_counter()
+    request[ACCOUNT_KEY] = account = Account()
     rid = request_id_for(request.headers.get(REQUEST_ID_HEADER))
     token = REQUEST_ID.set(rid)  # reset below: aiohttp answers a connection's requests in one task
     try:
@@ -144,7 +146,12 @@ async def error_and_metrics_middleware(request: web.Request, handler: Handler) -
             response.headers[REQUEST_ID_HEADER] = rid
         info = request.match_info
         route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
-        request.app[METRICS].observe_request(request.method, route, response.status, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        request.app[METRICS].observe_request(request.method, route, response.status, seconds)
+        scheduler = request.app.get(SCHEDULER)  # an app built without the admin area has none
+        if scheduler is not None:
+            scheduler.charge(account, seconds)
         return response
     finally:
+        account.release()  # answered, failed or cancelled (the client went away): its slot is free
         REQUEST_ID.reset(token)

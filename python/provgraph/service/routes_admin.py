@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
 from provgraph.clock import rfc3339
 from provgraph.errors import BadRequestError, NotFoundError
 from provgraph.service.http import Request, authorize, json_response, read_json
-from provgraph.service.keys import AUDIT, CONFIG, GRAPH, REGISTRY
+from provgraph.service.keys import ADMISSION, AUDIT, CONFIG, GRAPH, REGISTRY, SCHEDULER
 
 __all__ = ["add_admin_routes"]
 
@@ -47,6 +48,32 @@ async def get_quota(request: Request) -> web.Response:
     if quota is None:
         raise NotFoundError(f"tenant {tid!r} has no quota (not rate-limited, weight 1)", {"tenant_id": tid})
     return json_response(quota.to_json())
+
+
+def _signals(request: Request) -> dict[str, dict[str, Any]]:
+    app = request.app
+    return app[SCHEDULER].signals(app[REGISTRY].weights(), app[ADMISSION].throttled)
+
+
+async def tenant_signals(request: Request) -> web.Response:
+    """A tenant's noisy-neighbor signals (docs/scheduling.md); zeros for a tenant with no recent work."""
+    authorize(request, "admin")
+    tid = request.match_info["tenant"]
+    tenant = request.app[REGISTRY].tenant(tid)  # 404 for an unknown tenant
+    sig = _signals(request).get(tid)
+    if sig is None:
+        weight = tenant.quota.weight if tenant.quota is not None else 1.0
+        sig = {"cpu_share": 0.0, "weight": weight, "queue_wait_ms": {"p50": None, "p99": None}, "throttled": 0,
+               "shed": 0, "heavy": 0, "victim_inflation": 1.0, "harm": 0.0}
+    return json_response({"tenant_id": tid, **sig})
+
+
+async def all_signals(request: Request) -> web.Response:
+    """Every tenant with recent work, by harm (then CPU share), highest first."""
+    authorize(request, "admin")
+    sig = _signals(request)
+    ranked = sorted(sig.items(), key=lambda kv: (-float(kv[1]["harm"]), -float(kv[1]["cpu_share"]), kv[0]))
+    return json_response({"tenants": [{"tenant_id": t, **s} for t, s in ranked]})
 
 
 async def create_key(request: Request) -> web.Response:
@@ -107,6 +134,8 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/admin/tenants", list_tenants)
     router.add_put("/v1/admin/tenants/{tenant}/quota", put_quota)
     router.add_get("/v1/admin/tenants/{tenant}/quota", get_quota)
+    router.add_get("/v1/admin/tenants/{tenant}/signals", tenant_signals)
+    router.add_get("/v1/admin/signals", all_signals)
     router.add_post("/v1/admin/keys", create_key)
     router.add_get("/v1/admin/keys", list_keys)
     router.add_delete("/v1/admin/keys/{key_id}", revoke_key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -11,13 +11,14 @@ from aiohttp import web
 from provgraph.graph.model import parse_delete, parse_edges, parse_ndjson_edges, parse_nodes
 from provgraph.service.http import (
     Request,
+    answer_after,
     json_bytes_response,
     json_response,
     parse_json,
     read_body,
     tenant_of,
 )
-from provgraph.service.keys import CONFIG, GRAPH, METRICS
+from provgraph.service.keys import CONFIG, GRAPH, METRICS, SCHEDULER
 
 __all__ = ["add_graph_routes"]
 
@@ -58,22 +59,39 @@ async def delete(request: Request) -> web.Response:
     return json_response(result)
 
 
-async def query(request: Request) -> web.Response:
+async def query(request: Request) -> web.StreamResponse:
     _, tenant = tenant_of(request, "read")
     raw = await read_body(request)
     app = request.app
     engine = app[CONFIG].flags["graph.engine"]
     graph = app[GRAPH]
-    fast = graph.query_json(tenant.num, raw, engine)
+    sched = app[SCHEDULER]
+    num = tenant.num
+    max_work = sched.max_work if engine == "csr" else None
+    fast = graph.query_json(num, raw, engine, max_work)
     if fast is not None:
-        kind, body = fast
+        kind, answer = fast
+        if type(answer) is bytes:
+            app[METRICS].count_query(kind, engine)
+            return json_bytes_response(answer)
     else:
         spec = parse_json(raw)
-        body = orjson.dumps(graph.query(tenant.num, spec, engine))
-        kind = spec["query"]
-    metrics = app[METRICS]
-    metrics.count_query(kind, engine)
-    return json_bytes_response(body)
+        kind = str(spec.get("query")) if isinstance(spec, dict) else ""
+        if max_work is None or graph.estimate(num, spec) <= max_work:
+            body = orjson.dumps(graph.query(num, spec, engine))
+            app[METRICS].count_query(spec["query"], engine)
+            return json_bytes_response(body)
+
+    def heavy() -> bytes:  # on a pool worker, the GIL released while the native query runs
+        again = graph.query_json(num, raw, engine)
+        if again is not None:
+            return cast(bytes, again[1])
+        return orjson.dumps(graph.query(num, parse_json(raw), engine))
+
+    weight = tenant.quota.weight if tenant.quota is not None else 1.0
+    future = sched.submit(tenant.tenant_id, weight, heavy, kind)
+    app[METRICS].count_query(kind, engine)
+    return await answer_after(request, future, json_bytes_response)
 
 
 async def stats(request: Request) -> web.Response:

@@ -186,6 +186,7 @@ class _Pending:
     shadow: dict[tuple[str, bytes], bytes] | None = None
     background: bool = False
     submitted: float = 0.0  # time.monotonic() at submit
+    bulk: bool = False  # CPU-heavy to apply (a bulk graph write): applied at the process's priority
 
     @property
     def urgent(self) -> bool:
@@ -229,6 +230,8 @@ class Writer:
         self._shadow_lock = threading.Lock()
         # submit(coalesce=True) on the event loop: jobs held until the end of the loop's turn
         self.coalesce = True  # flag runtime.write_coalesce (turn: True, off: False)
+        self.bulk_at_base = False  # flag scheduling.fair: bulk jobs are applied unboosted (see submit)
+        self._boosted: int | None = None  # the boost to restore after a group that held a bulk job
         self._turn: list[_Pending] = []
         self._thread = threading.Thread(target=self._run, name="provgraph-writer", daemon=True)
         self.groups = 0
@@ -257,6 +260,9 @@ class Writer:
             return True
         if not self._linux:
             return False
+        return self._set_nice(nice)
+
+    def _set_nice(self, nice: int) -> bool:
         try:
             os.setpriority(os.PRIO_PROCESS, self._native_id or 0, nice)
         except OSError as exc:
@@ -267,7 +273,7 @@ class Writer:
 
     def submit(self, job: WriteJob[T], durable: bool = True, on_lost: Callable[[], None] | None = None,
                shadow: dict[tuple[str, bytes], bytes] | None = None, coalesce: bool = False,
-               background: bool = False) -> Future[T]:
+               background: bool = False, bulk: bool = False) -> Future[T]:
         """Queue `job`; its future resolves once the group is committed (fsync included). With
         `durable=False` it resolves as soon as the job is applied inside the group's transaction:
         writes queued after that see it (the writer applies jobs in order), readers see it once the
@@ -290,12 +296,18 @@ class Writer:
         of receipts), so while requests are writing it does not hold a commit of its own: its group
         stays open up to `defer_s` for a request's write to share the commit, as an applied-only
         group does. Its future still resolves only once it is durable; with no request writing
-        lately, it commits at once."""
+        lately, it commits at once.
+
+        `bulk` (with `bulk_at_base`, flag scheduling.fair=on): the job costs CPU in proportion to its
+        size (a bulk graph write: its row merges, its pages, its publish step), so the writer runs
+        the group that holds it at the process's own priority, not boosted (runtime.writer_priority):
+        a boosted thread staging a tenant's bulk write would hold the core the event loop shares
+        with it, ahead of every tenant's requests."""
         fut: Future[T] = Future()
         if shadow:
             with self._shadow_lock:
                 self._shadow.update(shadow)
-        pending = _Pending(job, fut, durable, on_lost, shadow, background, time.monotonic())
+        pending = _Pending(job, fut, durable, on_lost, shadow, background, time.monotonic(), bulk)
         if coalesce and self.coalesce:
             try:
                 loop = asyncio.get_running_loop()
@@ -396,6 +408,11 @@ class Writer:
                outcomes: list[tuple[bool, Any, Callable[[], None] | None]]) -> None:
         """Apply the jobs of `group` not applied yet, each in a nested transaction of `txn`."""
         for pending in group[len(outcomes):]:
+            if pending.bulk and self.bulk_at_base and self._boosted is None and self.nice != self.base_nice:
+                # the rest of this group (its other jobs, the commit, the publish steps) runs at the
+                # process's priority too; _commit_group restores the boost when the group is done
+                self._boosted = self.nice
+                self._set_nice(self.base_nice)
             child = self.store.env.begin(write=True, parent=txn)
             try:
                 result, after = pending.job(child)
@@ -443,6 +460,14 @@ class Writer:
             self.window_wait_s += time.monotonic() - start
 
     def _commit_group(self, group: list[_Pending], window: float = 0.0) -> None:
+        try:
+            self._commit_group_once(group, window)
+        finally:
+            if self._boosted is not None:  # a bulk job ran unboosted (see _apply): boosted again
+                self._set_nice(self._boosted)
+                self._boosted = None
+
+    def _commit_group_once(self, group: list[_Pending], window: float) -> None:
         while True:
             outcomes: list[tuple[bool, Any, Callable[[], None] | None]] = []
             txn = self.store.env.begin(write=True)

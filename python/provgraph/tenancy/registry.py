@@ -205,6 +205,10 @@ class Registry:
         self.last_used[rec.key_id] = self.clock
         return rec
 
+    def weights(self) -> dict[str, float]:
+        """Each tenant's fair-queue weight: its quota's, 1 without one."""
+        return {tid: (t.quota.weight if t.quota is not None else 1.0) for tid, t in self.tenants.items()}
+
     def tenant(self, tenant_id: str) -> Tenant:
         t = self.tenants.get(tenant_id)
         if t is None:

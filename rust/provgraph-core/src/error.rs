@@ -21,6 +21,12 @@ pub enum Error {
     /// A receipt that fails verification (bad JSON, missing or malformed signature, signature mismatch).
     #[error("invalid receipt: {0}")]
     InvalidReceipt(String),
+    /// A traversal that reached more nodes than its thread's cap (`graph::budget`); the cap.
+    #[error("query reached more than {0} nodes, the server's work cap")]
+    WorkCap(u64),
+    /// A query that ran past its thread's deadline (`graph::budget`).
+    #[error("query ran past its time budget")]
+    Deadline,
 }
 
 /// Crate-wide result alias.

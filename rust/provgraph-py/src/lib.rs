@@ -7,6 +7,8 @@ use std::sync::Arc;
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use parking_lot::RwLock;
 use provgraph_core::error::Error as CoreError;
+use provgraph_core::graph::budget::{set_budget, Budget};
+use provgraph_core::graph::spec::Fast;
 use provgraph_core::graph::{spec, Csr, EdgeTypeMask, QueryStats, TenantGraph};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
@@ -16,6 +18,8 @@ pyo3::import_exception!(provgraph.errors, UnknownNodeError);
 pyo3::import_exception!(provgraph.errors, InvalidArgumentError);
 pyo3::import_exception!(provgraph.errors, PolicyCompileError);
 pyo3::import_exception!(provgraph.errors, PolicyEvalError);
+pyo3::import_exception!(provgraph.errors, WorkCapError);
+pyo3::import_exception!(provgraph.errors, TimeBudgetError);
 
 /// The single mapping from core errors to the exceptions of `provgraph.errors`.
 fn to_py(err: CoreError) -> PyErr {
@@ -23,6 +27,8 @@ fn to_py(err: CoreError) -> PyErr {
         CoreError::UnknownNode(id) => UnknownNodeError::new_err(id),
         CoreError::PolicyCompile(msg) => PolicyCompileError::new_err(msg),
         CoreError::PolicyEval(msg) => PolicyEvalError::new_err(msg),
+        CoreError::WorkCap(cap) => WorkCapError::new_err(cap),
+        CoreError::Deadline => TimeBudgetError::new_err(()),
         other => InvalidArgumentError::new_err(other.to_string()),
     }
 }
@@ -228,11 +234,25 @@ impl CsrGraph {
     }
 
     /// The whole answer to a plain topn or neighborhood spec (the raw JSON body of /graph/query)
-    /// as `(kind, response bytes)`, or None: the caller's full path then answers, errors included.
-    fn query_json(&self, py: Python<'_>, body: &[u8]) -> Option<(&'static str, Py<PyBytes>)> {
+    /// as `(kind, response bytes)`; `(kind, work estimate)` unrun when the estimate is over
+    /// `max_work`; or None: the caller's full path then answers, errors included (but a budget
+    /// limit the query ran into raises here).
+    #[pyo3(signature = (body, max_work=None))]
+    fn query_json(&self, py: Python<'_>, body: &[u8], max_work: Option<u64>) -> PyResult<Option<(&'static str, Py<PyAny>)>> {
         let g = self.inner.clone();
-        let (kind, out) = py.detach(|| spec::answer(&g.read(), body))?;
-        Some((kind, PyBytes::new(py, &out).unbind()))
+        let max_work = max_work.unwrap_or(u64::MAX);
+        Ok(match py.detach(|| spec::answer(&g.read(), body, max_work)).map_err(to_py)? {
+            Some(Fast::Answer(kind, out)) => Some((kind, PyBytes::new(py, &out).into_any().unbind())),
+            Some(Fast::Heavy(kind, work)) => Some((kind, work.into_py_any(py)?)),
+            None => None,
+        })
+    }
+
+    /// The edges a query is estimated to read (`TenantGraph::estimate_work`): Q1 with `topn`
+    /// (`depth` = hops), else a traversal of `depth` levels stopping at `limit` reached nodes.
+    #[pyo3(signature = (seed, depth, limit=u64::MAX, topn=false))]
+    fn estimate_work(&self, seed: i64, depth: u32, limit: u64, topn: bool) -> u64 {
+        self.inner.read().estimate_work(seed, depth.min(255) as u8, limit, topn)
     }
 
     fn has_node(&self, id: i64) -> bool {
@@ -316,8 +336,41 @@ impl CsrGraph {
     }
 }
 
+/// Sets the work budget of the graph queries the calling thread runs from now on: at most
+/// `max_reached` nodes reached by a traversal (None: no cap), and `timeout_s` seconds from now
+/// (None: no deadline). Past either, a query raises WorkCapError / TimeBudgetError.
+#[pyfunction]
+#[pyo3(signature = (max_reached=None, timeout_s=None))]
+fn set_query_budget(max_reached: Option<u64>, timeout_s: Option<f64>) -> PyResult<()> {
+    let deadline = match timeout_s {
+        None => None,
+        Some(t) if t.is_finite() && t >= 0.0 => Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(t.min(1e9))),
+        Some(t) => return Err(InvalidArgumentError::new_err(format!("timeout_s must be a finite number >= 0, got {t}"))),
+    };
+    set_budget(Budget { max_reached: max_reached.unwrap_or(u64::MAX), deadline });
+    Ok(())
+}
+
+/// Upserts the out-row records `incoming` (distinct dst) into the stored out-row `old`:
+/// `(merged row sorted by dst, one byte per incoming record: 1 when its dst was new)`.
+#[pyfunction]
+fn merge_adjacency<'py>(py: Python<'py>, old: &[u8], incoming: &[u8]) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    let (merged, fresh) = provgraph_core::graph::rows::merge_adjacency(old, incoming);
+    let mask: Vec<u8> = fresh.into_iter().map(u8::from).collect();
+    (PyBytes::new(py, &merged), PyBytes::new(py, &mask))
+}
+
+/// The sorted union, without duplicates, of two stored in-rows (little-endian i64 ids).
+#[pyfunction]
+fn union_ids<'py>(py: Python<'py>, old: &[u8], new: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &provgraph_core::graph::rows::union_ids(old, new))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(merge_adjacency, m)?)?;
+    m.add_function(wrap_pyfunction!(union_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(set_query_budget, m)?)?;
     m.add_class::<CsrGraph>()?;
     m.add_class::<TypeSet>()?;
     canonical::register(m)?;

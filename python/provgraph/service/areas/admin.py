@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provgraph._core import set_query_budget
 from provgraph.service.admission import Admission
 from provgraph.service.http import in_background
-from provgraph.service.keys import ADMISSION, CONFIG, METRICS, REGISTRY
+from provgraph.service.keys import ADMISSION, CONFIG, METRICS, REGISTRY, SCHEDULER
 from provgraph.service.routes_admin import add_admin_routes
+from provgraph.service.scheduling import Scheduler
 
 __all__ = ["setup_admin"]
 
@@ -56,8 +58,29 @@ async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
     stop()
 
 
+async def scheduling_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The heavy-work pool runs while the app does and follows flag scheduling.fair; queries on the
+    loop's thread run under the work cap too; the per-tenant signals go to /metrics (top K)."""
+    sched, config = app[SCHEDULER], app[CONFIG]
+    stop = config.flags.subscribe("scheduling.fair", sched.set_fair)
+    sched.pool.start()
+    set_query_budget(config.max_visited, None)
+    registry, admission = app[REGISTRY], app[ADMISSION]
+    app[METRICS].read_tenant_signals(lambda: sched.signals(registry.weights(), admission.throttled),
+                                     sched.cpu_totals)
+    yield
+    stop()
+    set_query_budget(None, None)
+    await asyncio.get_running_loop().run_in_executor(None, sched.pool.close)
+
+
 def setup_admin(app: web.Application) -> None:
     app[ADMISSION] = Admission()
+    config = app[CONFIG]
+    app[SCHEDULER] = Scheduler(workers=config.pool_workers, heavy_work=config.heavy_work,
+                               queue_bound=config.queue_bound, time_budget_s=config.time_budget_s,
+                               max_visited=config.max_visited, nice=config.pool_nice)
     app.cleanup_ctx.append(admission_ctx)
+    app.cleanup_ctx.append(scheduling_ctx)
     app.cleanup_ctx.append(key_usage_ctx)
     add_admin_routes(app.router)

@@ -1,8 +1,10 @@
 //! Graph engine: type masks, query statistics and re-exports of the CSR / tenant graph types.
 
+pub mod budget;
 mod csr;
 mod overlay;
 mod query;
+pub mod rows;
 mod scratch;
 pub mod spec;
 
@@ -69,6 +71,19 @@ pub struct QueryStats {
     pub edges_scanned: u64,
     /// Wall-clock duration of the query in microseconds.
     pub micros: u64,
+    /// Set when the query stopped at a limit of its budget (its answer is then discarded).
+    pub abort: Option<budget::Abort>,
+}
+
+impl QueryStats {
+    /// The query's error when it stopped at a limit of its budget.
+    pub fn aborted(&self) -> crate::error::Result<()> {
+        match self.abort {
+            None => Ok(()),
+            Some(budget::Abort::WorkCap(cap)) => Err(crate::error::Error::WorkCap(cap)),
+            Some(budget::Abort::Deadline) => Err(crate::error::Error::Deadline),
+        }
+    }
 }
 
 #[cfg(test)]

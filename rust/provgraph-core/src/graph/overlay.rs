@@ -9,6 +9,9 @@ use super::csr::{map_bytes, validate_edges, vec_bytes, Csr, Edge, RowRef};
 use super::{EdgeTypeMask, QueryStats};
 use crate::error::{Error, Result};
 
+/// Neighbours of the seed whose row lengths `estimate_work` reads.
+const ESTIMATE_SAMPLE: usize = 8;
+
 /// The merged graph as parallel arrays: `(src, dst, w, etype, nodes, node_types)`.
 pub type Export = (Vec<i64>, Vec<i64>, Vec<f32>, Vec<u8>, Vec<i64>, Vec<u8>);
 
@@ -575,6 +578,7 @@ impl TenantGraph {
         let mut st = QueryStats::default();
         let r = self.snap.topn(s, hops, n, edge_types, node_types, &mut st);
         st.micros = t0.elapsed().as_micros() as u64;
+        st.aborted()?;
         Ok((r, st))
     }
 
@@ -594,6 +598,7 @@ impl TenantGraph {
             .snap
             .neighborhood_size(s, depth, limit, edge_types, node_types, &mut st);
         st.micros = t0.elapsed().as_micros() as u64;
+        st.aborted()?;
         Ok((r, st))
     }
 
@@ -611,6 +616,7 @@ impl TenantGraph {
         let mut st = QueryStats::default();
         let r = self.snap.path(s, d, max_depth, edge_types, &mut st);
         st.micros = t0.elapsed().as_micros() as u64;
+        st.aborted()?;
         Ok((r, st))
     }
 
@@ -630,7 +636,43 @@ impl TenantGraph {
             .snap
             .topdegree(s, depth, n, edge_types, node_types, &mut st);
         st.micros = t0.elapsed().as_micros() as u64;
+        st.aborted()?;
         Ok((r, st))
+    }
+
+    /// An estimate of the edges a query will read, known before it runs (the service keeps
+    /// cheap queries inline and sends heavy ones to its worker pool by it): with `topn`, Q1 of
+    /// `depth` hops; else a traversal of `depth` levels that stops once it has reached `limit`
+    /// nodes (Q2; Q3 and Q4 pass `u64::MAX`). Made from the seed's row length, the mean row
+    /// length of up to `ESTIMATE_SAMPLE` of its neighbours and the graph's mean out-degree;
+    /// capped at the edge count; 0 for an unknown seed (that query fails at once). A few cache
+    /// lines per call: cheap beside any query.
+    pub fn estimate_work(&self, seed: i64, depth: u8, limit: u64, topn: bool) -> u64 {
+        let Ok(s) = self.live(seed) else { return 0 };
+        let row = self.snap.row(s);
+        let d0 = row.len() as f64;
+        let total = self.live_edges as f64;
+        if depth <= 1 || row.is_empty() {
+            return d0.min(total) as u64;
+        }
+        let k = row.len().min(ESTIMATE_SAMPLE);
+        let sampled: usize = row[..k].iter().map(|e| self.snap.row(e.dst).len()).sum();
+        let nb = sampled as f64 / k as f64; // rows at level 1 are the seed's neighbours'
+        if topn {
+            return (d0 + d0 * nb).min(total) as u64;
+        }
+        let nodes = self.live_nodes.max(1) as f64;
+        let grow = nb.max(total / nodes);
+        let (mut frontier, mut reached, mut work) = (d0, 1.0 + d0, d0);
+        for _ in 1..depth {
+            if reached >= limit as f64 || frontier < 1.0 || work >= total {
+                break;
+            }
+            work += frontier * grow;
+            frontier = (frontier * grow).min(nodes - reached).max(0.0);
+            reached += frontier;
+        }
+        work.min(total) as u64
     }
 
     /// Out-degree of a live node (all edge types, current graph).

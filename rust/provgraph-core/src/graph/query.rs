@@ -2,6 +2,7 @@
 
 use super::csr::Edge;
 use super::overlay::Snapshot;
+use super::budget::{budget, Abort, CHECK_ROWS};
 use super::scratch::{clear_bits, with_scratch};
 use super::{prefetch, EdgeTypeMask, QueryStats};
 
@@ -115,6 +116,10 @@ fn sort_level(tmp: &mut [u64], level: &mut [u32]) {
 /// edge on the level that reads the most edges. Their bits are cleared before returning (one
 /// memset of the bitset, or by reading those rows again when that is cheaper), so the
 /// invariant holds for the bits left: each belongs to `q[..queue length]`.
+///
+/// Under a thread budget (`budget`) it looks every `CHECK_ROWS` rows, and once at the end, at
+/// the nodes reached so far (queued, plus first reached on an unqueued last level) and the
+/// deadline; past either it stops at that row and records why in `st.abort`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
@@ -138,6 +143,9 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
     let (mut rows, mut edges) = (0u64, 0u64);
     // rows q[last_from..head] were read at the last level without queueing what they reached
     let mut last_from: Option<(usize, u64)> = None;
+    let mut reached_last = 0u64; // nodes first reached there
+    let budget = budget();
+    let limited = budget.is_limited();
     'levels: for level in 0..depth {
         let end = qlen;
         if head == end {
@@ -173,12 +181,22 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
                     let v = e.dst;
                     let fresh = test_and_set(bits, v, edge_ok(if ET { e.et } else { 0 }, v));
                     count += (fresh & counted(v)) as u64;
+                    reached_last += fresh as u64;
                 }
             }
             if count >= limit {
                 break 'levels;
             }
+            if limited && rows.is_multiple_of(CHECK_ROWS) {
+                if let Some(a) = budget.check(qlen as u64 + reached_last) {
+                    st.abort = Some(a);
+                    break 'levels;
+                }
+            }
         }
+    }
+    if limited && st.abort.is_none() && qlen as u64 + reached_last > budget.max_reached {
+        st.abort = Some(Abort::WorkCap(budget.max_reached));
     }
     if let Some((from, edges_before)) = last_from {
         // Clear what the last level set: a memset when the bitset is smaller than the edges
@@ -586,6 +604,8 @@ impl Snapshot {
         let mut starts: Vec<usize> = Vec::with_capacity(max_depth as usize + 2);
         starts.push(0);
         let mut hit: Option<(u8, usize)> = None;
+        let budget = budget();
+        let limited = budget.is_limited();
         'bfs: for k in 0..max_depth {
             let end = qlen;
             if head == end {
@@ -619,7 +639,19 @@ impl Snapshot {
                     hit = Some((k + 1, head - 1));
                     break 'bfs;
                 }
+                if limited && rows.is_multiple_of(CHECK_ROWS) {
+                    if let Some(a) = budget.check(qlen as u64) {
+                        st.abort = Some(a);
+                        break 'bfs;
+                    }
+                }
             }
+        }
+        if limited && st.abort.is_none() && qlen as u64 > budget.max_reached {
+            st.abort = Some(Abort::WorkCap(budget.max_reached));
+        }
+        if st.abort.is_some() {
+            hit = None; // the answer is discarded: skip the backward walk
         }
         let mut goods: Vec<u32> = Vec::new();
         let result = hit.map(|(dd, first)| {

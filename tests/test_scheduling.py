@@ -1,0 +1,268 @@
+"""Fair scheduling (issue 15): heavy queries in the worker pool give the same answers as inline, a full
+queue answers 503 overloaded with Retry-After, a query past its time budget 503, a traversal past the
+work cap 422 naming the cap; deficit round robin splits the pool's CPU by weight; signals and the
+bounded per-tenant /metrics series."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import Api
+from provgraph._core import CsrGraph
+from provgraph.bench.fairness import tenant_cpu
+from provgraph.bench.server import JsonClient
+from provgraph.errors import OverloadedError
+from provgraph.service.scheduling import FairPool, Scheduler, TenantWindows, jain_index
+
+QUERY = "/v1/tenants/{}/graph/query"
+# the pool, the estimate and the work cap are the CSR engine's (the baseline profile's lmdb engine runs inline)
+CSR = ["--flag", "graph.engine=csr"]
+
+
+def load_graph(api: Api, tenant: str, nodes: int = 20_000, degree: int = 8, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    src = [u for u in range(nodes) for _ in range(degree)]
+    dst = [rng.randrange(nodes) for _ in src]
+    api.ok("POST", f"/v1/tenants/{tenant}/graph/edges", {"src": src, "dst": dst})
+
+
+def one_worker_server(server_factory: Any, queue_bound: int, *extra: str) -> Any:
+    """A server whose pool has one worker and takes any traversal of over 1,000 edges (fair scheduling on)."""
+    return server_factory([*CSR, "--flag", "scheduling.fair=on", "--heavy-work", "1000", "--pool-workers", "1",
+                           "--queue-bound", str(queue_bound), *extra])
+
+
+def heavy_spec(seed: int = 0) -> dict[str, Any]:
+    return {"query": "neighborhood", "seed": seed, "depth": 8, "limit": 10_000_000}
+
+
+def signals(admin: Api, tenant: str) -> dict[str, Any]:
+    return dict(admin.ok("GET", f"/v1/admin/tenants/{tenant}/signals"))
+
+
+def test_heavy_queries_run_in_the_pool_with_the_inline_answers(server_factory: Any) -> None:
+    admin = server_factory([*CSR, "--flag", "scheduling.fair=on", "--heavy-work", "5000"]).api()
+    t = admin.new_tenant("hv")
+    load_graph(admin, "hv")
+    specs = [heavy_spec(s) for s in range(5)] + [
+        {"query": "topn", "seed": 3, "n": 5},  # cheap: inline
+        {"query": "path", "src": 1, "dst": 777, "max_depth": 8},
+        {"query": "topdegree", "seed": 2, "depth": 4, "n": 3},
+        {"query": "neighborhood", "seed": 4, "depth": 6, "explain": True},
+    ]
+    pooled = [t.ok("POST", QUERY.format("hv"), s) for s in specs[:5]]
+    assert signals(admin, "hv")["heavy"] == 5  # each whole-graph traversal went to the pool
+    pooled.append(t.ok("POST", QUERY.format("hv"), specs[5]))
+    assert signals(admin, "hv")["heavy"] == 5  # topn never does
+    pooled += [t.ok("POST", QUERY.format("hv"), s) for s in specs[6:]]
+    heavy = signals(admin, "hv")["heavy"]
+    # the pool's CPU is the tenant's: its counter grows by about what the queries' plans say they took
+    cpu0 = tenant_cpu(admin)["hv"]
+    micros = sum(t.ok("POST", QUERY.format("hv"), {**heavy_spec(s), "explain": True})["plan"]["micros"]
+                 for s in range(5, 10))
+    assert tenant_cpu(admin)["hv"] - cpu0 >= 0.3 * micros / 1e6
+    heavy = signals(admin, "hv")["heavy"]
+    with admin.flags_set({"scheduling.fair": "off"}):
+        inline = [t.ok("POST", QUERY.format("hv"), s) for s in specs]
+        assert signals(admin, "hv")["heavy"] == heavy  # off: nothing more went to the pool
+    for a, b in zip(pooled, inline, strict=True):
+        for answer in (a, b):  # timing, and the snapshot a background rebuild may have swapped since
+            for volatile in ("micros", "snapshot_version", "delta_rows"):
+                answer.get("plan", {}).pop(volatile, None)
+        assert a == b
+    # the pool's errors are the inline ones: an unknown seed, a bad field
+    assert t.post(QUERY.format("hv"), heavy_spec(10**9))[0] == 404
+    assert t.post(QUERY.format("hv"), {**heavy_spec(), "depth": 9})[0] == 422
+
+
+def test_work_cap_is_422_naming_the_cap_inline_and_in_the_pool(server_factory: Any) -> None:
+    admin = server_factory([*CSR, "--max-visited", "500", "--heavy-work", "5000"]).api()
+    t = admin.new_tenant("cap")
+    load_graph(admin, "cap", nodes=5000)
+    for fair in ("off", "on"):
+        with admin.flags_set({"scheduling.fair": fair}):
+            for spec in (heavy_spec(), {"query": "topdegree", "seed": 0, "depth": 4},
+                         {"query": "path", "src": 0, "dst": 10**6 % 5000, "max_depth": 8}):
+                status, err = t.post(QUERY.format("cap"), spec)
+                if spec["query"] == "path" and status == 200:
+                    continue  # found within the cap: a path BFS stops at its destination
+                assert status == 422, (fair, spec, err)
+                assert err["error"]["code"] == "work_cap"
+                assert err["error"]["details"]["cap"] == 500
+                assert "500" in err["error"]["message"]
+            # under the cap: answered
+            assert t.ok("POST", QUERY.format("cap"), {"query": "neighborhood", "seed": 0, "depth": 2})["count"] > 0
+
+
+def test_full_queue_and_time_budget_answer_503_with_retry_after(server_factory: Any) -> None:
+    server = one_worker_server(server_factory, 1)
+    admin = server.api()
+    t = admin.new_tenant("q")
+    load_graph(admin, "q", nodes=100_000, degree=10)
+    key = t.key
+
+    def one(i: int) -> tuple[int, dict[str, str], bytes]:
+        client = JsonClient(server.port, key)
+        import orjson
+        return client.raw("POST", QUERY.format("q"), orjson.dumps(heavy_spec(i)))
+
+    with ThreadPoolExecutor(24) as ex:
+        got = list(ex.map(one, range(24)))
+    statuses = [s for s, _, _ in got]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) >= 1 and statuses.count(200) >= 1, statuses
+    for status, headers, body in got:
+        if status == 503:
+            assert headers["retry-after"] == "1"
+            assert b'"overloaded"' in body and b"queue_full" in body
+    sig = signals(admin, "q")
+    assert sig["shed"] == statuses.count(503)
+    assert sig["heavy"] == statuses.count(200)
+    assert sig["queue_wait_ms"]["p99"] is not None
+    # a time budget shorter than any wait: refused unrun, 503 naming the reason
+    slow = server_factory([*CSR, "--flag", "scheduling.fair=on", "--heavy-work", "1000", "--time-budget", "0.000001"],
+                          data_dir=server.data_dir.parent / "other").api()
+    t2 = slow.new_tenant("tb")
+    load_graph(slow, "tb", nodes=2000)
+    status, err = t2.post(QUERY.format("tb"), heavy_spec())
+    assert status == 503 and err["error"]["code"] == "overloaded"
+    assert err["error"]["details"]["reason"] == "time_budget"
+    assert t2.ok("POST", QUERY.format("tb"), {"query": "topn", "seed": 1})["results"]  # cheap: inline, answered
+
+
+def test_deficit_round_robin_splits_the_pool_by_weight() -> None:
+    """Three tenants with weights 1:2:4, each kept backlogged with native queries (the GIL released):
+    the pool's CPU divided by weight is even (Jain's index >= 0.95)."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    src = np.repeat(np.arange(n, dtype=np.int64), 6)
+    dst = rng.integers(0, n, len(src), dtype=np.int64)
+    g = CsrGraph.from_edges(src, dst, np.full(len(src), 0.5, np.float32), np.zeros(len(src), np.uint8))
+    pool = FairPool(workers=2, queue_bound=64, time_budget_s=60, nice=0)
+    pool.start()
+    weights = {"a": 1.0, "b": 2.0, "c": 4.0}
+    stop = threading.Event()
+
+    def feed(tenant: str, fut: Future[Any] | None = None) -> None:
+        if not stop.is_set():
+            seed = int(rng.integers(0, n))
+            f = pool.submit(tenant, weights[tenant], lambda: g.neighborhood_size(seed, depth=3, limit=10**7))
+            f.add_done_callback(lambda done: feed(tenant, done))
+
+    for tenant in weights:
+        for _ in range(6):
+            feed(tenant)
+    time.sleep(0.3)  # past the start, every queue backlogged
+    before = dict(pool.pool_ns)
+    time.sleep(2.0)
+    after = dict(pool.pool_ns)
+    stop.set()
+    pool.close()
+    used = {t: after[t] - before.get(t, 0) for t in weights}
+    index = jain_index([used[t] / weights[t] for t in weights])
+    assert index >= 0.95, (used, index)
+    assert used["c"] > used["b"] > used["a"]
+
+
+def test_queue_bound_and_close_refuse_with_overloaded() -> None:
+    pool = FairPool(workers=0, queue_bound=2, total_bound=3)
+    pool.submit("a", 1, lambda: 1)
+    pool.submit("a", 1, lambda: 2)
+    with pytest.raises(OverloadedError):
+        pool.submit("a", 1, lambda: 3)
+    pool.submit("b", 1, lambda: 4)
+    with pytest.raises(OverloadedError):  # the pool's total bound
+        pool.submit("c", 1, lambda: 5)
+    assert pool.shed == {"a": 1, "c": 1}
+    queued = [t.future for q in pool.queues.values() for t in q.tasks]
+    pool.close()
+    assert all(isinstance(f.exception(), OverloadedError) for f in queued)
+
+
+def test_victim_inflation_compares_the_last_window_with_the_best() -> None:
+    now = [0.0]
+    windows = TenantWindows(seconds=10, count=5, clock=lambda: now[0])
+    sched = Scheduler(workers=0)
+    sched.windows = windows
+    for _ in range(50):
+        windows.observe("latency", "v", 0.001)
+    now[0] = 10.0
+    for _ in range(50):
+        windows.observe("latency", "v", 0.004)
+    sig = sched.signals({}, {})
+    assert 3.0 <= sig["v"]["victim_inflation"] <= 5.0
+    assert sig["v"]["weight"] == 1.0
+
+
+def test_signals_rank_the_tenant_that_held_the_pool_and_metrics_stay_bounded(server_factory: Any) -> None:
+    server = one_worker_server(server_factory, 64)
+    admin = server.api()
+    noisy = admin.new_tenant("noisy")
+    load_graph(admin, "noisy", nodes=100_000, degree=10)
+    quiet = admin.new_tenant("quiet")
+    load_graph(admin, "quiet", nodes=3000)
+    admin.ok("PUT", "/v1/admin/tenants/quiet/quota", {"weight": 4})
+
+    def run(api_key: str, tenant: str, count: int) -> None:
+        client = JsonClient(server.port, api_key)
+        for i in range(count):
+            client.ok("POST", QUERY.format(tenant), heavy_spec(i))
+
+    with ThreadPoolExecutor(6) as ex:
+        futures = [ex.submit(run, noisy.key or "", "noisy", 6) for _ in range(5)]
+        futures.append(ex.submit(run, quiet.key or "", "quiet", 20))
+        for f in futures:
+            f.result()
+    ranked = admin.ok("GET", "/v1/admin/signals")["tenants"]
+    assert ranked[0]["tenant_id"] == "noisy", ranked
+    assert ranked[0]["harm"] > 0
+    by_id = {r["tenant_id"]: r for r in ranked}
+    assert by_id["quiet"]["weight"] == 4
+    assert by_id["noisy"]["cpu_share"] > by_id["quiet"]["cpu_share"]
+    assert abs(sum(r["cpu_share"] for r in ranked) - 1.0) < 0.01
+    assert admin.get("/v1/admin/tenants/nobody/signals")[0] == 404
+    assert noisy.get("/v1/admin/signals")[0] == 403
+    # a dozen more tenants with work: the per-tenant series name at most 10, the rest are "other"
+    for i in range(12):
+        t = admin.new_tenant(f"t{i}")
+        t.ok("POST", f"/v1/tenants/t{i}/graph/edges", {"src": [1], "dst": [2]})
+        t.ok("POST", QUERY.format(f"t{i}"), {"query": "topn", "seed": 1})
+    status, text = admin.get("/metrics")
+    assert status == 200
+    lines = [ln for ln in text.decode().splitlines() if ln.startswith("provgraph_tenant_cpu_seconds_total{")]
+    labels = {ln.split('tenant="')[1].split('"')[0] for ln in lines}
+    assert "noisy" in labels and "other" in labels and len(labels) == 11, labels
+
+
+def test_concurrency_quota_429s_beyond_the_slots_and_frees_them_whatever_the_answer(server_factory: Any) -> None:
+    server = one_worker_server(server_factory, 64, "--flag", "admission.quota=on")
+    admin = server.api()
+    t = admin.new_tenant("cc")
+    load_graph(admin, "cc", nodes=100_000, degree=10)
+    admin.ok("PUT", "/v1/admin/tenants/cc/quota", {"rps": 1000, "burst": 1000, "concurrency": 2})
+    barrier = threading.Barrier(8)
+
+    def one(i: int) -> tuple[int, Any]:
+        client = JsonClient(server.port, t.key)
+        barrier.wait()
+        return client.call("POST", QUERY.format("cc"), heavy_spec(i))
+
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(one, range(8)))
+    statuses = [s for s, _ in got]
+    assert set(statuses) <= {200, 429} and statuses.count(200) >= 2 and statuses.count(429) >= 1, statuses
+    for status, body in got:
+        if status == 429:
+            assert body["error"]["details"]["reason"] == "concurrency"
+    # every slot came back, whatever the answer was: one at a time, each request is admitted
+    admin.ok("PUT", "/v1/admin/tenants/cc/quota", {"rps": 1000, "burst": 1000, "concurrency": 1})
+    for spec, want in ((heavy_spec(1), 200), ({"query": "topn", "seed": 10**9}, 404),
+                       ({"query": "topn", "seed": 1, "n": -1}, 422), ({"query": "nope"}, 400),
+                       ({"query": "topn", "seed": 2}, 200)) * 3:
+        assert t.post(QUERY.format("cc"), spec)[0] == want, spec
