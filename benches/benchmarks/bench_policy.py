@@ -40,7 +40,6 @@ class DecisionTails:
         if _SAMPLES:
             return
         import orjson
-
         from provgraph._core import DecisionCache, PolicyBundle, canonical_hash
         from provgraph.policy.bundle import load_example_bundle, parse_bundle
 

@@ -25,7 +25,6 @@ class ReceiptPipeline:
 
     def setup(self) -> None:
         import orjson
-
         from provgraph._core import ReceiptSigner
 
         self.receipts = _receipts(256)

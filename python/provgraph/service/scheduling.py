@@ -89,6 +89,8 @@ class TenantWindows:
 
     def current(self) -> _Window:
         now = self.clock()
+        if self.ring and now - self.ring[-1].start < self.seconds:
+            return self.ring[-1]
         if not self.ring or now - self.ring[-1].start >= self.seconds:
             start = now if not self.ring else self.ring[-1].start + self.seconds * int(
                 (now - self.ring[-1].start) // self.seconds)
@@ -103,6 +105,16 @@ class TenantWindows:
                 w.pool_ns[tenant] = w.pool_ns.get(tenant, 0) + ns
                 if harm:
                     w.harm_ns[tenant] = w.harm_ns.get(tenant, 0) + ns
+
+    def record_request(self, tenant: str, cpu_ns: int, seconds: float) -> None:
+        """A request of `tenant` ended: its loop CPU and its latency, under one lock."""
+        with self.lock:
+            w = self.current()
+            w.cpu_ns[tenant] = w.cpu_ns.get(tenant, 0) + cpu_ns
+            counts = w.latency.get(tenant)
+            if counts is None:
+                counts = w.latency[tenant] = [0] * (len(LATENCY_BOUNDS) + 1)
+            counts[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
 
     def observe(self, kind: str, tenant: str, seconds: float) -> None:
         with self.lock:
@@ -369,8 +381,7 @@ class Scheduler:
             return
         ns = account.total()
         self.cpu_ns[tenant] = self.cpu_ns.get(tenant, 0) + ns
-        self.windows.add_cpu(tenant, ns)
-        self.windows.observe("latency", tenant, seconds)
+        self.windows.record_request(tenant, ns, seconds)
 
     # ---- signals -----------------------------------------------------------------------
     def signals(self, weights: dict[str, float], throttled: dict[str, int], span_s: float = 60.0
