@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import bisect
 import collections
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -91,10 +90,9 @@ class TenantWindows:
         now = self.clock()
         if self.ring and now - self.ring[-1].start < self.seconds:
             return self.ring[-1]
-        if not self.ring or now - self.ring[-1].start >= self.seconds:
-            start = now if not self.ring else self.ring[-1].start + self.seconds * int(
-                (now - self.ring[-1].start) // self.seconds)
-            self.ring.append(_Window(start))
+        start = now if not self.ring else self.ring[-1].start + self.seconds * int(
+            (now - self.ring[-1].start) // self.seconds)
+        self.ring.append(_Window(start))
         return self.ring[-1]
 
     def add_cpu(self, tenant: str, ns: int, pool: bool = False, harm: bool = False) -> None:
@@ -440,16 +438,3 @@ class Scheduler:
         base = min(p for p in p99s if p is not None)
         now = p99s[-1]
         return round(now / base, 3) if base and now else 1.0
-
-
-@contextlib.contextmanager
-def paused(account: Account | None) -> Iterator[None]:
-    """Stop counting `account`'s loop CPU over a wait (its code is not running meanwhile)."""
-    if account is None:
-        yield
-        return
-    account.pause()
-    try:
-        yield
-    finally:
-        account.resume()
