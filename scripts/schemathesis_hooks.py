@@ -1,4 +1,5 @@
-"""Schemathesis hooks for scripts/run_schemathesis.py: how to put a generated body on the wire as application/gzip."""
+"""Schemathesis hooks for scripts/run_schemathesis.py: how to put a generated body on the wire as application/gzip,
+and a bound on the writer delay a fuzzed fault injection may arm."""
 
 from __future__ import annotations
 
@@ -19,3 +20,18 @@ def gzip_body(ctx: Any, value: Any) -> bytes:
     elif not isinstance(data, bytes):
         data = orjson.dumps(data)
     return gzip.compress(data)
+
+
+# The longest writer-commit delay the run may arm (PUT /v1/admin/faults commit_delay_ms, up to 60 s by
+# the schema): the field is still fuzzed, but every later write of the run would wait out a long one.
+MAX_COMMIT_DELAY_MS = 2
+
+
+@schemathesis.hook
+def map_body(ctx: Any, body: Any) -> Any:
+    operation = getattr(ctx, "operation", None)
+    if getattr(operation, "path", None) == "/v1/admin/faults" and isinstance(body, dict):
+        delay = body.get("commit_delay_ms")
+        if type(delay) is int and delay > MAX_COMMIT_DELAY_MS:
+            body = {**body, "commit_delay_ms": MAX_COMMIT_DELAY_MS}
+    return body

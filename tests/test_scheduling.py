@@ -5,20 +5,34 @@ bounded per-tenant /metrics series."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from conftest import Api
 from provgraph._core import CsrGraph
 from provgraph.bench.fairness import tenant_cpu
 from provgraph.bench.server import JsonClient
 from provgraph.errors import OverloadedError
-from provgraph.service.scheduling import FairPool, Scheduler, TenantWindows, jain_index
+from provgraph.graph.manager import GraphManager
+from provgraph.graph.model import EdgeBatch
+from provgraph.service.scheduling import (
+    Activity,
+    BulkGate,
+    FairPool,
+    Scheduler,
+    TenantWindows,
+    jain_index,
+)
+from provgraph.store import Store, Writer
 
 QUERY = "/v1/tenants/{}/graph/query"
 # the pool, the estimate and the work cap are the CSR engine's (the baseline profile's lmdb engine runs inline)
@@ -44,6 +58,20 @@ def heavy_spec(seed: int = 0) -> dict[str, Any]:
 
 def signals(admin: Api, tenant: str) -> dict[str, Any]:
     return dict(admin.ok("GET", f"/v1/admin/tenants/{tenant}/signals"))
+
+
+def answered_or_queue_full(answers: list[tuple[int, dict[str, str], bytes]], answered: int) -> list[int]:
+    """The statuses of a burst of raw answers: each 200 or 503 overloaded queue_full with Retry-After 1,
+    at least one 503 and `answered` 200s."""
+    statuses = [s for s, _, _ in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) >= 1 and statuses.count(200) >= answered, statuses
+    for status, headers, body in answers:
+        if status == 503:
+            assert headers["retry-after"] == "1"
+            err = orjson.loads(body)["error"]
+            assert err["code"] == "overloaded" and err["details"]["reason"] == "queue_full"
+    return statuses
 
 
 def test_heavy_queries_run_in_the_pool_with_the_inline_answers(server_factory: Any) -> None:
@@ -109,18 +137,11 @@ def test_full_queue_and_time_budget_answer_503_with_retry_after(server_factory: 
 
     def one(i: int) -> tuple[int, dict[str, str], bytes]:
         client = JsonClient(server.port, key)
-        import orjson
         return client.raw("POST", QUERY.format("q"), orjson.dumps(heavy_spec(i)))
 
     with ThreadPoolExecutor(24) as ex:
         got = list(ex.map(one, range(24)))
-    statuses = [s for s, _, _ in got]
-    assert set(statuses) <= {200, 503}, statuses
-    assert statuses.count(503) >= 1 and statuses.count(200) >= 1, statuses
-    for status, headers, body in got:
-        if status == 503:
-            assert headers["retry-after"] == "1"
-            assert b'"overloaded"' in body and b"queue_full" in body
+    statuses = answered_or_queue_full(got, answered=1)
     sig = signals(admin, "q")
     assert sig["shed"] == statuses.count(503)
     assert sig["heavy"] == statuses.count(200)
@@ -266,3 +287,176 @@ def test_concurrency_quota_429s_beyond_the_slots_and_frees_them_whatever_the_ans
                        ({"query": "topn", "seed": 1, "n": -1}, 422), ({"query": "nope"}, 400),
                        ({"query": "topn", "seed": 2}, 200)) * 3:
         assert t.post(QUERY.format("cc"), spec)[0] == want, spec
+
+
+def test_bulk_gate_serves_turns_by_weight_bounds_its_queues_and_skips_cancelled_waiters() -> None:
+    """Three tenants kept backlogged with bulk jobs of the same reported CPU, weights 1:2:4, one slot:
+    the turns they get divided by weight are even; a full queue refuses at once (503, counted as
+    shed); a waiter cancelled before its turn (its client gone) takes no slot and runs nothing."""
+    async def main() -> None:
+        gate = BulkGate(slots=1, queue_bound=8, total_bound=64)
+        weights = {"a": 1.0, "b": 2.0, "c": 4.0}
+        done: dict[str, int] = dict.fromkeys(weights, 0)
+        stop = asyncio.Event()
+
+        async def client(tenant: str) -> None:
+            while not stop.is_set():
+                async with gate.turn(tenant, weights[tenant]) as turn:
+                    turn.add(1_000_000)  # 1 ms of CPU each
+                    done[tenant] += 1
+                    await asyncio.sleep(0)
+
+        tasks = [asyncio.create_task(client(t)) for t in weights for _ in range(4)]
+        while sum(done.values()) < 1400:
+            await asyncio.sleep(0.001)
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert jain_index([done[t] / w for t, w in weights.items()]) >= 0.95, done
+        assert done["c"] > done["b"] > done["a"]
+        assert gate.running == 0 and gate.drr.queued == 0
+        # bounds: the one slot held, 8 queued, the 9th refused at once
+        hold = asyncio.Event()
+
+        async def holder() -> None:
+            async with gate.turn("a", 1.0):
+                await hold.wait()
+
+        first = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(holder()) for _ in range(8)]
+        await asyncio.sleep(0)
+        with pytest.raises(OverloadedError) as err:
+            async with gate.turn("a", 1.0):
+                pass
+        assert err.value.details["reason"] == "queue_full" and gate.shed == {"a": 1}
+        for w in waiters[:4]:  # cancelled while queued: skipped when their turn comes
+            w.cancel()
+        hold.set()
+        await asyncio.gather(first, *waiters[4:])
+        assert all(w.cancelled() for w in waiters[:4])
+        assert gate.running == 0 and gate.drr.queued == 0
+
+    asyncio.run(main())
+
+
+def test_harm_is_pool_time_while_another_tenants_requests_are_in_flight() -> None:
+    """A pool task of one tenant counts as harm when another tenant has a request in flight at its
+    start or starts one while it runs, and not when it runs alone (or beside its own tenant's)."""
+    activity = Activity()
+    windows = TenantWindows()
+    pool = FairPool(workers=1, nice=0, windows=windows, activity=activity)
+    pool.start()
+    try:
+        def run(fn: Any) -> None:
+            pool.submit("noisy", 1.0, fn).result(10)
+
+        def spin() -> None:
+            end = time.thread_time() + 0.005
+            while time.thread_time() < end:
+                pass
+
+        activity.begin("noisy")  # its own request in flight: no harm
+        run(spin)
+        assert sum(w.harm_ns.get("noisy", 0) for w in windows.ring) == 0
+        activity.begin("victim")  # another tenant's request in flight at the task's start
+        run(spin)
+        activity.end("victim")
+        harm1 = sum(w.harm_ns.get("noisy", 0) for w in windows.ring)
+        assert harm1 > 0
+
+        def spin_while_a_victim_arrives() -> None:
+            spin()
+            activity.begin("victim")
+            activity.end("victim")
+
+        run(spin_while_a_victim_arrives)  # another tenant's request started (and ended) while it ran
+        assert sum(w.harm_ns.get("noisy", 0) for w in windows.ring) > harm1
+        harm2 = sum(w.harm_ns.get("noisy", 0) for w in windows.ring)
+        run(spin)  # alone again
+        assert sum(w.harm_ns.get("noisy", 0) for w in windows.ring) == harm2
+    finally:
+        pool.close()
+
+
+def test_bulk_writes_and_batches_beyond_the_bulk_queue_answer_503_and_write_nothing(server_factory: Any) -> None:
+    """With scheduling.fair on, bulk graph writes and large actions:batch take turns of the bulk gate
+    (two at a time); with every commit slowed (fault injection) and a queue bound of 1, a burst of
+    them overflows: 503 overloaded queue_full with Retry-After, and exactly the answered ones are
+    written (the stats count their edges; the receipts their actions)."""
+    from test_contract_actions import act, setup_tenant, wait_receipt
+
+    server = server_factory([*CSR, "--flag", "scheduling.fair=on", "--queue-bound", "1", "--enable-fault-injection"])
+    admin = server.api()
+    keys = setup_tenant(server, "bw")
+    op = keys["op"]
+    big = [act("deploy", "service", {"n": i}, rid=f"s{i}") for i in range(150)]
+    big[70] = act("graph.delete", "graph", {"nodes": [1]})  # needs approvals, across a slice boundary
+    big[100] = {"action": 5}  # malformed
+    got = op.ok("POST", "/v1/tenants/bw/actions:batch", {"actions": big})["results"]  # one at a time: answered
+    assert got[70]["status"] == "pending_approval" and got[100]["error"]["code"] == "bad_request"
+    assert sum("receipt_id" in r for r in got) == 148
+    wait_receipt(op, got[-1]["receipt_id"])
+    assert admin.ok("PUT", "/v1/admin/faults", {"commit_delay_ms": 300})["faults"]["commit_delay_ms"] == 300
+
+    def edges(i: int) -> tuple[int, dict[str, str], bytes]:
+        body = orjson.dumps({"src": [i * 1000 + j for j in range(64)], "dst": [i * 1000 + j + 1 for j in range(64)]})
+        return JsonClient(server.port, op.key).raw("POST", "/v1/tenants/bw/graph/edges", body)
+
+    def batch(i: int) -> tuple[int, dict[str, str], bytes]:
+        body = orjson.dumps({"actions": [act("deploy", "service", {"b": i, "n": j}, rid=f"b{i}.{j}")
+                                         for j in range(64)]})
+        return JsonClient(server.port, op.key).raw("POST", "/v1/tenants/bw/actions:batch", body)
+
+    with ThreadPoolExecutor(12) as ex:
+        futures = [ex.submit(edges, i) for i in range(6)] + [ex.submit(batch, i) for i in range(6)]
+        answers = [f.result() for f in futures]
+    admin.ok("PUT", "/v1/admin/faults", {"commit_delay_ms": 0})
+    statuses = answered_or_queue_full(answers, answered=2)
+    written = sum(s == 200 for s, _, _ in answers[:6])
+    assert op.ok("GET", "/v1/tenants/bw/graph/stats")["edges"] == 64 * written
+    executed = [r for s, _, b in answers[6:] if s == 200 for r in orjson.loads(b)["results"]]
+    assert len(executed) == 64 * sum(s == 200 for s, _, _ in answers[6:])
+    for r in executed:
+        wait_receipt(op, r["receipt_id"])
+    sig = signals(admin, "bw")
+    assert sig["shed"] == statuses.count(503)
+    assert sig["bulk"] == 1 + statuses.count(200)  # the first batch, and every answered bulk job
+    assert sig["heavy"] == 0  # no heavy query
+    receipts = op.receipts("bw", page=500)
+    assert sum(r["action"] == "deploy" for r in receipts) == 148 + len(executed)
+
+
+def test_snapshot_rebuilds_run_at_the_pool_priority_when_scheduling_is_fair(tmp_path: Path) -> None:
+    """A rebuild (hundreds of ms of CPU on a large tenant) runs at GraphManager.rebuild_nice: with
+    scheduling.fair on, the heavy pool's nice 19, below the event loop; off, the process's own again
+    (raising a priority back needs CAP_SYS_NICE: checked where this runs as root)."""
+    store = Store(tmp_path, sync=False)
+    writer = Writer(store)
+    gm = GraphManager(store, writer, rebuild_min_delta=1, rebuild_fraction=0.0)
+    gm.load_tenant(1)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        tid = gm._pool.submit(threading.get_native_id).result()  # the one rebuild thread
+
+        def write_and_rebuild(i: int) -> None:
+            before = gm.rebuilds
+            batch = EdgeBatch(np.array([i, i + 1], np.int64), np.array([i + 2, i + 3], np.int64),
+                              np.full(2, 0.5, np.float32), np.zeros(2, np.uint8))
+            gm.write_edges(1, batch).result()
+            deadline = time.monotonic() + 10
+            while gm.rebuilds == before:
+                assert time.monotonic() < deadline, "no rebuild within 10 s"
+                time.sleep(0.005)
+
+        gm.rebuild_nice = 19
+        write_and_rebuild(0)
+        assert os.getpriority(os.PRIO_PROCESS, tid) == 19
+        gm.rebuild_nice = None
+        write_and_rebuild(10)
+        if os.geteuid() == 0:
+            assert os.getpriority(os.PRIO_PROCESS, tid) == base
+        assert gm.graph(1).edge_count == 4
+    finally:
+        gm.close()
+        writer.close()
+        store.close()

@@ -6,6 +6,7 @@ crash, and the server answers /healthz afterwards."""
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import time
@@ -108,6 +109,9 @@ def exchange(port: int, data: bytes) -> tuple[list[int], bytes]:
             sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server refused part way (a head too large) and closed: read what it said
+        except OSError as exc:  # ENOTCONN: it closed (and reset) between our last send and the shutdown
+            if exc.errno != errno.ENOTCONN:
+                raise
         deadline = time.monotonic() + READ_TIMEOUT_S
         while True:
             if time.monotonic() > deadline:

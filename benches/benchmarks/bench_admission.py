@@ -1,6 +1,6 @@
 """asv: the cost admission adds to every tenant request (issue target: <= 2 µs in-process), with a quota
 (a token-bucket refill and take, a concurrency slot taken and given back) and without one (the check
-that there is none); and the per-request CPU accounting of fair scheduling (an Account opened, paused
+that there is none), both with the request counted in flight and ended (the signals' activity); and the per-request CPU accounting of fair scheduling (an Account opened, paused
 and resumed over one wait, and charged to its tenant)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class Admission:
 
     def time_admit_without_quota(self) -> None:
         self.admission.admit(self.free, self.account)
+        self.account.release()
 
     def time_account_request(self) -> None:
         account = self.Account()

@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"signals name the antagonist first (flags on): {d['antagonist_named_first']}")
             met = all(d["verdicts"].values())
             print(f"verdict: victims' Q1 p99 <= {P99_FACTOR} x solo + {P99_SLACK_MS:g} ms with the flags on: "
-                  f"{'met' if met else 'NOT met'} ({sum(d['verdicts'].values())}/{len(victims)})")
-            ok = ok and met
+                  f"{'met' if met else 'NOT met'} ({sum(d['verdicts'].values())}/{len(victims)}); "
+                  f"antagonist named first: {'met' if d['antagonist_named_first'] else 'NOT met'}")
+            ok = ok and met and d["antagonist_named_first"]
         if not args.skip_weighted:
             w = weighted(bench, victims[:3], args)
             out["weighted"] = w

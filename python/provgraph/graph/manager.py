@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -119,6 +120,12 @@ class GraphManager:
         self._rebuilding: set[int] = set()
         self._rebuild_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provgraph-rebuild")
+        # The nice value rebuilds run at (None: the thread's own). A rebuild is CPU-heavy background
+        # work (a 1.5M-edge tenant: ~220 ms); beside the event loop on one core it would take half the
+        # core for that long, so with scheduling.fair on it runs at the heavy pool's low priority.
+        self.rebuild_nice: int | None = None
+        self._base_nice = os.getpriority(os.PRIO_PROCESS, 0)  # the creating thread's (Linux: per thread)
+        self._rebuild_nice_set: int | None = None  # what the rebuild thread runs at now
         self.rebuilds = 0
         self.edges_written = 0
 
@@ -139,7 +146,13 @@ class GraphManager:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- writes ------------------------------------------------------------------------
-    def _submit(self, job: Callable[[Txn], tuple[Any, Callable[[], None] | None]], rows: int = 0) -> Future[Any]:
+    def _submit(self, job: Callable[[Txn], tuple[Any, Callable[[], None] | None]], rows: int = 0,
+                cpu: Callable[[int], None] | None = None) -> Future[Any]:
+        """Queue `job` for the writer (a bulk job from BULK_ROWS rows). With `cpu`, the writer
+        thread's CPU for the job, its staging and its publish step, is reported to it (in two parts,
+        before the job's future resolves)."""
+        if cpu is not None:
+            job = _timed(job, cpu)
         return self.writer.submit(job, bulk=rows >= BULK_ROWS)
 
     def stage_edges(self, txn: Txn, tenant: int, batch: EdgeBatch) -> Callable[[], None]:
@@ -166,10 +179,10 @@ class GraphManager:
 
         return {"edges_deleted": edges, "nodes_deleted": nodes}, publish
 
-    def write_edges(self, tenant: int, batch: EdgeBatch) -> Future[int]:
-        return self._submit(lambda txn: (len(batch), self.stage_edges(txn, tenant, batch)), len(batch))
+    def write_edges(self, tenant: int, batch: EdgeBatch, cpu: Callable[[int], None] | None = None) -> Future[int]:
+        return self._submit(lambda txn: (len(batch), self.stage_edges(txn, tenant, batch)), len(batch), cpu)
 
-    def write_nodes(self, tenant: int, batch: NodeBatch) -> Future[int]:
+    def write_nodes(self, tenant: int, batch: NodeBatch, cpu: Callable[[int], None] | None = None) -> Future[int]:
         g = self.graph(tenant)
 
         def job(txn: Txn) -> tuple[int, Callable[[], None]]:
@@ -181,10 +194,12 @@ class GraphManager:
 
             return len(batch.ids), publish
 
-        return self._submit(job, len(batch.ids))
+        return self._submit(job, len(batch.ids), cpu)
 
-    def delete(self, tenant: int, batch: DeleteBatch) -> Future[dict[str, int]]:
-        return self._submit(lambda txn: self.stage_delete(txn, tenant, batch), len(batch.src) + len(batch.nodes))
+    def delete(self, tenant: int, batch: DeleteBatch, cpu: Callable[[int], None] | None = None
+               ) -> Future[dict[str, int]]:
+        return self._submit(lambda txn: self.stage_delete(txn, tenant, batch), len(batch.src) + len(batch.nodes),
+                            cpu)
 
     def maybe_rebuild(self, tenant: int) -> None:
         g = self.graphs[tenant]
@@ -199,6 +214,7 @@ class GraphManager:
 
     def _rebuild(self, tenant: int) -> None:
         t0 = time.perf_counter()
+        self._follow_rebuild_nice()
         try:
             version = self.graphs[tenant].rebuild()
             self.rebuilds += 1
@@ -208,6 +224,19 @@ class GraphManager:
         finally:
             with self._rebuild_lock:
                 self._rebuilding.discard(tenant)
+
+    def _follow_rebuild_nice(self) -> None:
+        """On the rebuild thread: take on `rebuild_nice` (when None, the nice of the thread that
+        created this manager, the process's own)."""
+        want = self.rebuild_nice if self.rebuild_nice is not None else self._base_nice
+        if want == self._rebuild_nice_set:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), want)
+            self._rebuild_nice_set = want
+        except (OSError, AttributeError) as exc:  # raising it back needs CAP_SYS_NICE; not Linux
+            log.info("rebuild thread priority (nice %d) not applied: %s", want, exc)
+            self._rebuild_nice_set = want  # do not retry at every rebuild
 
     # ---- queries -----------------------------------------------------------------------
     def query_json(self, tenant: int, raw: bytes, engine: str, max_work: int | None = None
@@ -282,3 +311,31 @@ class GraphManager:
                 "edges": sum(g.edge_count for g in self.graphs.values()),
                 "delta_rows": sum(g.delta_rows for g in self.graphs.values()),
                 "memory_bytes": sum(g.memory_bytes for g in self.graphs.values())}
+
+
+def _timed(job: Callable[[Txn], tuple[Any, Callable[[], None] | None]], cpu: Callable[[int], None]
+           ) -> Callable[[Txn], tuple[Any, Callable[[], None] | None]]:
+    """`job`, reporting to `cpu` the thread CPU of its staging (when it returns) and of its publish
+    step (when that ends, before the writer resolves the job's future)."""
+    clock = time.thread_time_ns
+
+    def timed(txn: Txn) -> tuple[Any, Callable[[], None] | None]:
+        c0 = clock()
+        try:
+            result, after = job(txn)
+        finally:
+            cpu(clock() - c0)
+        if after is None:
+            return result, None
+        publish = after
+
+        def timed_publish() -> None:
+            c1 = clock()
+            try:
+                publish()
+            finally:
+                cpu(clock() - c1)
+
+        return result, timed_publish
+
+    return timed

@@ -9,7 +9,7 @@ import math
 import time
 
 from provgraph.errors import RateLimitedError
-from provgraph.service.scheduling import Account
+from provgraph.service.scheduling import Account, Activity
 from provgraph.tenancy.registry import Tenant
 
 __all__ = ["Admission"]
@@ -21,8 +21,9 @@ class Admission:
     loop only (no lock). A quota change takes effect on the tenant's next request: the bucket keeps
     its tokens, capped to the new burst."""
 
-    def __init__(self) -> None:
+    def __init__(self, activity: Activity | None = None) -> None:
         self.enabled = True
+        self.activity = activity or Activity()  # every tenant's requests in flight (the signals' harm)
         # tenant_id -> [tokens, monotonic time of the last refill]
         self._buckets: dict[str, list[float]] = {}
         self.throttled: dict[str, int] = {}  # tenant_id -> requests answered 429
@@ -39,7 +40,10 @@ class Admission:
         """Take one token of `tenant`'s bucket, or raise RateLimitedError (429, Retry-After: the whole
         seconds until one is back). With the request's `account`, also take one of the tenant's
         `concurrency` slots (429 when none is free), which `account.release()` gives back when the
-        request is answered."""
+        request is answered. The account's request counts as its tenant's work in flight from here
+        until `account.release()`, whether it is admitted or not."""
+        if account is not None:
+            account.begin(tenant.tenant_id, self.activity)
         quota = tenant.quota
         if quota is None or not self.enabled:
             return

@@ -203,10 +203,7 @@ def tenant_of(request: Request, scope: str) -> tuple[KeyRecord, Tenant]:
     tid = request.match_info["tenant"]
     key = authorize(request, scope, tid)
     tenant = request.app[REGISTRY].tenant(tid)
-    account = account_of(request)
-    if account is not None:  # a refused request's CPU is its tenant's too
-        account.tenant = tid
-    request.app[ADMISSION].admit(tenant, account)
+    request.app[ADMISSION].admit(tenant, account_of(request))  # a refused request's CPU is its tenant's too
     return key, tenant
 
 

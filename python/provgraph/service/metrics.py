@@ -90,11 +90,13 @@ class _TenantSignals(Collector):
             return t if t in named else "other"
 
         counters = {
-            "provgraph_tenant_cpu_seconds": ("Thread CPU time of a tenant's requests (event loop and worker pool)",
+            "provgraph_tenant_cpu_seconds": ("Thread CPU time of a tenant's requests (loop, pool, bulk writes)",
                                              {t: cpu.get(t, 0) / 1e9 for t in tenants}),
             "provgraph_tenant_heavy_queries": ("A tenant's queries run in the heavy-work pool",
                                                {t: s["heavy"] for t, s in sig.items()}),
-            "provgraph_tenant_shed": ("A tenant's heavy queries refused 503 (queue full or time budget)",
+            "provgraph_tenant_bulk_jobs": ("A tenant's bulk jobs (bulk writes, large batches) through the bulk gate",
+                                           {t: s["bulk"] for t, s in sig.items()}),
+            "provgraph_tenant_shed": ("A tenant's heavy queries and bulk jobs refused 503 (queue full or time budget)",
                                       {t: s["shed"] for t, s in sig.items()}),
             "provgraph_tenant_throttled": ("A tenant's requests answered 429 (over quota)",
                                            {t: s["throttled"] for t, s in sig.items()}),
@@ -108,7 +110,8 @@ class _TenantSignals(Collector):
                 family.add_metric([t], v)
             yield family
         gauges = {
-            "provgraph_tenant_harm": "Share of the worker pool's CPU a tenant used while others' work waited (last minute)",
+            "provgraph_tenant_harm": ("Share of worker time (pool, bulk jobs) a tenant used while other tenants' work waited "
+                                  "(last minute)"),
             "provgraph_tenant_cpu_share": "A tenant's share of all tenants' CPU (last minute)",
             "provgraph_tenant_victim_inflation": "A tenant's request p99 now over its lowest recent p99",
         }

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from provgraph._core import verify_receipt
+from provgraph.actions.manager import BULK_ACTIONS, MAX_BATCH
 from provgraph.errors import BadRequestError, ForbiddenError, NotFoundError
 from provgraph.service.http import (
     INT64_MAX,
@@ -31,6 +32,7 @@ from provgraph.service.keys import (
     KEYRING,
     RECEIPTS,
     REGISTRY,
+    SCHEDULER,
     WRITER,
 )
 
@@ -77,8 +79,15 @@ async def reject(request: Request) -> web.StreamResponse:
 async def batch(request: Request) -> web.Response:
     key, tenant = tenant_of(request, "write")
     body = parse_json(await read_body(request))
-    concurrent = request.app[CONFIG].flags["orchestration.batching"] == "on"
-    results = await request.app[ACTIONS].batch(key, tenant, body, _cache_on(request), concurrent)
+    app = request.app
+    concurrent = app[CONFIG].flags["orchestration.batching"] == "on"
+    items = body.get("actions") if isinstance(body, dict) else None
+    count = len(items) if isinstance(items, list) and len(items) <= MAX_BATCH else 0  # else: refused below
+    weight = tenant.quota.weight if tenant.quota is not None else 1.0
+    # a large batch waits for its tenant's turn (scheduling.fair), its preparation charged to the tenant
+    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, weight, count, BULK_ACTIONS) as turn:
+        results = await app[ACTIONS].batch(key, tenant, body, _cache_on(request), concurrent,
+                                           turn.add if turn else None)
     return json_response({"results": results})
 
 
@@ -166,16 +175,25 @@ async def dlq_replay(request: Request) -> web.Response:
 
 
 async def faults(request: Request) -> web.Response:
-    """Inject signing or storage failures into the issuer (drills; needs --enable-fault-injection)."""
+    """Inject signing or storage failures into the issuer, or a delay into every commit of the writer
+    (as a slow disk would: `commit_delay_ms`, 0 clears it); drills, needs --enable-fault-injection."""
     authorize(request, "admin")
-    if not request.app[CONFIG].fault_injection:
+    app = request.app
+    if not app[CONFIG].fault_injection:
         raise ForbiddenError("fault injection is disabled (start with --enable-fault-injection)")
     body = await read_json(request)
-    if not isinstance(body, dict) or any(k not in ("sign", "commit") or type(v) is not int or v < 0
-                                         for k, v in body.items()):
-        raise BadRequestError('expected {"sign"?: n, "commit"?: n}')
-    request.app[ISSUER].faults.update(body)
-    return json_response({"faults": request.app[ISSUER].faults})
+    if not isinstance(body, dict) or any(k not in ("sign", "commit", "commit_delay_ms") or type(v) is not int
+                                         or not 0 <= v <= 60_000 for k, v in body.items()):
+        raise BadRequestError('expected {"sign"?: n, "commit"?: n, "commit_delay_ms"?: n} (0..60000)')
+    body = dict(body)
+    writer = app[WRITER]
+    if "commit_delay_ms" in body:
+        delay_s = body.pop("commit_delay_ms") / 1000
+        writer.commit_delay = (lambda: delay_s) if delay_s else None
+    app[ISSUER].faults.update(body)
+    delay = writer.commit_delay
+    return json_response({"faults": {**app[ISSUER].faults,
+                                     "commit_delay_ms": round(delay() * 1000) if delay is not None else 0}})
 
 
 def add_action_routes(router: web.UrlDispatcher) -> None:

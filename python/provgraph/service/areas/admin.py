@@ -75,11 +75,11 @@ async def scheduling_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_admin(app: web.Application) -> None:
-    app[ADMISSION] = Admission()
     config = app[CONFIG]
-    app[SCHEDULER] = Scheduler(workers=config.pool_workers, heavy_work=config.heavy_work,
-                               queue_bound=config.queue_bound, time_budget_s=config.time_budget_s,
-                               max_visited=config.max_visited, nice=config.pool_nice)
+    app[SCHEDULER] = sched = Scheduler(workers=config.pool_workers, heavy_work=config.heavy_work,
+                                       queue_bound=config.queue_bound, time_budget_s=config.time_budget_s,
+                                       max_visited=config.max_visited, nice=config.pool_nice)
+    app[ADMISSION] = Admission(sched.activity)
     app.cleanup_ctx.append(admission_ctx)
     app.cleanup_ctx.append(scheduling_ctx)
     app.cleanup_ctx.append(key_usage_ctx)

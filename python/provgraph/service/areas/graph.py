@@ -22,7 +22,13 @@ async def graph_ctx(app: web.Application) -> AsyncIterator[None]:
     app[GRAPH] = graph
     metrics.on_scrape(lambda: metrics.set_graph_stats(graph.stats()))
     metrics.read_counter("provgraph_graph_snapshot_rebuilds", "Snapshot rebuilds", lambda: graph.rebuilds)
+
+    def fair(value: str) -> None:  # scheduling.fair: rebuilds at the heavy pool's priority, below the loop
+        graph.rebuild_nice = config.pool_nice if value == "on" and config.pool_nice else None
+
+    stop = config.flags.subscribe("scheduling.fair", fair)
     yield
+    stop()
     graph.close()
 
 
