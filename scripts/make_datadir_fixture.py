@@ -156,6 +156,16 @@ def record(admin: JsonClient, keys: dict[str, Any]) -> dict[str, Any]:
     return reads
 
 
+def drained(admin: JsonClient, timeout_s: float = 30.0) -> None:
+    """Wait until every receipt intent is issued (outbox empty), so the recorded reads hold every
+    receipt the data dir does (else the next open issues the rest and the reads differ)."""
+    deadline = time.monotonic() + timeout_s
+    while b"provgraph_receipt_outbox_depth 0.0" not in admin.raw("GET", "/metrics")[2]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"receipt intents still queued after {timeout_s:g} s")
+        time.sleep(0.05)
+
+
 def pack(data_dir: Path, out: Path) -> None:
     """data dir -> .tar.zst: a compact copy of the LMDB file and the key seeds (lock file left out)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             admin = server.client()
             keys = fill(admin)
+            drained(admin)
             reads = record(admin, keys)
         finally:
             server.stop()

@@ -4,6 +4,7 @@ a newer one is refused and left untouched."""
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,14 @@ def test_migrations_are_in_order_and_end_at_the_current_version() -> None:
     assert all(m.description for m in mig.MIGRATIONS)
 
 
-def test_v0_fixture_opens_migrated_with_the_recorded_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [0, 1])
+def test_an_older_release_fixture_opens_migrated_with_the_recorded_reads(tmp_path: Path, version: int) -> None:
+    """A data dir written by each earlier release (v0: before format versions, v1: before receipt
+    compaction, its receipts all full JSON) opens migrated to the current version, reads as it
+    did, takes writes (new receipts in the default compact form, on the old chain) and verifies."""
     data = tmp_path / "data"
-    expected = unpack_fixture("datadir-v0", data)
-    assert stored_version(data) is None  # the previous release wrote no version
+    expected = unpack_fixture(f"datadir-v{version}", data)
+    assert stored_version(data) == (None if version == 0 else str(version).encode())
     srv = Server(data, expected["admin_key"], KEEP_PREFLIGHTS)
     srv.start()
     try:
@@ -74,11 +79,21 @@ def test_v0_fixture_opens_migrated_with_the_recorded_reads(tmp_path: Path) -> No
         # the migration is an admin change: a receipt in the _admin chain, issued at start
         audit = admin.ok("GET", "/v1/tenants/_admin/receipts?after_seq=0&limit=1000")["receipts"]
         migrated = [r for r in audit if r["action"] == "admin.migration"]
-        assert [r["resource"] for r in migrated] == [{"type": "data_dir", "id": "format_version:1"}]
+        assert [r["resource"] for r in migrated] == [{"type": "data_dir", "id": f"format_version:{v}"}
+                                                     for v in range(version + 1, mig.FORMAT_VERSION + 1)]
         assert migrated[0]["actor"]["id"] == "operator"
+        # the old full receipts and the new one (stored compact by default) read back in one chain
+        rid = done["results"][0]["receipt_id"]
+        deadline = time.monotonic() + 10
+        while op.get(f"/v1/tenants/acme/receipts/{rid}")[0] != 200:
+            assert time.monotonic() < deadline, "the new receipt was not issued in 10 s"
+            time.sleep(0.02)
+        chain = op.receipts("acme", page=100)
+        assert chain[-1]["receipt_id"] == rid
+        assert [r["seq"] for r in chain] == list(range(1, len(chain) + 1))
     finally:
         srv.stop()
-    assert "migrated format version 0 -> 1" in srv.log_path.read_text()
+    assert f"migrated format version {version} -> {mig.FORMAT_VERSION}" in srv.log_path.read_text()
     run = cli("verify", "--tenant", "_admin", "--data-dir", str(data))
     assert run.returncode == 0, run.stderr
     assert stored_version(data) == str(mig.FORMAT_VERSION).encode()
@@ -111,7 +126,7 @@ def test_a_failing_migration_writes_nothing(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.undo()
     store = Store(data)  # the real list still starts from version 0
     try:
-        assert [(m.from_version, m.to_version) for m in store.migrations] == [(0, 1)]
+        assert [(m.from_version, m.to_version) for m in store.migrations] == [(v, v + 1) for v in range(mig.FORMAT_VERSION)]
         with store.read() as txn:
             assert txn.get(b"half", db=store.db("meta")) is None
     finally:

@@ -33,17 +33,19 @@ def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:
     data: Path = srv.data_dir
     proc = _verify("--tenant", "ver", "--data-dir", str(data))
     assert proc.returncode == 0 and f"{n} receipts" in proc.stdout, proc.stderr
-    # tamper with the tenant's first deploy receipt: verification names its seq
-    from provgraph.actions.pipeline import receipt_key
+    # tamper with the tenant's first deploy receipt (stored back as full JSON, whatever form it was
+    # stored in: a row of either form reads the same): verification names its seq
+    from provgraph.actions.pipeline import ReceiptLog, receipt_key
     from provgraph.store import Store
     from provgraph.tenancy import Registry
 
     tampered = chain[6]["seq"]
     store = Store(data)
     try:
-        key = receipt_key(Registry(store).tenant("ver").num, tampered)
-        with store.read() as txn:
-            value = bytes(txn.get(key, db=store.db("receipts")))
+        num = Registry(store).tenant("ver").num
+        key = receipt_key(num, tampered)
+        value = ReceiptLog(store).by_seq(num, tampered)
+        assert value is not None and b'"deploy"' in value
         store.write_direct(lambda txn: txn.put(key, value.replace(b'"deploy"', b'"deplo1"'),
                                                db=store.db("receipts")))
     finally:

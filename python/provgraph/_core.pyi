@@ -259,7 +259,39 @@ class DecisionCache:
     def stats(self) -> dict[str, int]:
         """hits, misses, stale (other epoch), inserts, invalidations, entries."""
 
-__all__ += ["ReceiptSigner", "uuid7", "verify_chain", "verify_receipt"]
+__all__ += ["ReceiptCodec", "ReceiptSigner", "uuid7", "verify_chain", "verify_receipt"]
+
+@final
+class ReceiptCodec:
+    """A tenant's receipt dictionary and the compact form of its receipts (docs/receipts.md,
+    "Compact form"): a template id plus each receipt's own values (raw UUIDs, hashes, signature,
+    timestamp deltas, dictionary ids), reconstructed to the exact stored bytes.
+
+    `entries` are the stored dictionary entries in id order. The GIL is released while encoding."""
+
+    def __new__(cls, entries: list[bytes] = ...) -> ReceiptCodec: ...
+
+    def encode(self, tenant_id: str, receipts: list[tuple[bytes, int]]) -> tuple[list[bytes], int, list[bytes]]:
+        """The compact form of each stored receipt `(json, seq)` (`seq` is not stored: the row's key
+        holds it; `tenant_id` is reserved, pass ""), the id of the first entry added and the entries
+        added (to store in the same transaction). Each form was decoded back to its input before it
+        is returned; a receipt that is not canonical JSON is kept whole (escape form)."""
+
+    def decode(self, data: bytes, tenant_id: str, seq: int, signed: bool = False) -> bytes:
+        """The stored receipt JSON of a compact form, or its signed bytes (without `signature`) with
+        `signed=True`; `InvalidArgumentError` for a form this dictionary cannot decode."""
+
+    def decode_many(self, tenant_id: str, forms: list[tuple[bytes, int]], signed: bool = False) -> list[bytes]:
+        """`decode` of many `(data, seq)` in one call (the GIL released)."""
+
+    def truncate(self, length: int) -> None:
+        """Drop the entries from id `length` on (those of receipts that were not committed)."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def entry_bytes(self) -> int:
+        """Bytes of the entries."""
 
 @final
 class ReceiptSigner:

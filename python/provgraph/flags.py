@@ -65,6 +65,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("actions.preflight_ack", ("durable", "applied", "queued"), "durable", "durable", "durability",
          "when a preflight is answered: after its fsync (durable), once applied before the fsync "
          "(applied), or once queued for the writer (queued); the last two lose it in a crash"),
+    Flag("receipts.storage", ("compact", "dual", "full"), "compact", "full", "storage",
+         "new receipts are stored in their compact form (a template from the tenant's dictionary plus "
+         "raw ids, hashes, signature), checked at write time to reconstruct byte for byte, instead of "
+         "as full JSON; dual stores both and checks every read; reads are byte-identical in every mode"),
     Flag("orchestration.batching", ("on", "off"), "on", "off", "speed",
          "the actions of one actions:batch request run concurrently and their writes share commit "
          "groups, instead of one after another"),

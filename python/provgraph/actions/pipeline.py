@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import struct
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -15,17 +16,20 @@ from typing import Any
 
 import orjson
 
+from provgraph._core import ReceiptCodec
 from provgraph.actions.model import rfc3339
 from provgraph.actions.signing import KeyRing
 from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, tenant_prefix
 
-__all__ = ["ZERO_HASH", "Issuer", "ReceiptLog", "intent_key", "put_intent"]
+__all__ = ["STORAGE_MODES", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "dict_key", "intent_key",
+           "put_intent"]
 
 log = logging.getLogger(__name__)
 ZERO_HASH = bytes(32)
 _SEQ = struct.Struct(">Q")
+_ENTRY = struct.Struct(">I")
 
 
 def intent_key(tenant: int, receipt_id: str) -> bytes:
@@ -42,11 +46,97 @@ def receipt_key(tenant: int, seq: int) -> bytes:
     return tenant_prefix(tenant) + _SEQ.pack(seq)
 
 
-class ReceiptLog:
-    """Reads of issued receipts."""
+# Storage modes of new receipts (flag receipts.storage; docs/receipts.md "Compact form").
+STORAGE_MODES = ("compact", "dual", "full")
+
+
+def dict_key(tenant: int, entry_id: int) -> bytes:
+    return tenant_prefix(tenant) + _ENTRY.pack(entry_id)
+
+
+class ReceiptCodecs:
+    """Each tenant's receipt dictionary (table receipt_dict: tenant|entry id -> entry), loaded on
+    first use; the compact form of its receipts and back (provgraph._core.ReceiptCodec). Entries a
+    batch added in memory are kept only once that batch is committed (`keep`); `rollback` drops
+    the rest, so the dictionary in memory never names an entry LMDB will not have."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._codecs: dict[int, ReceiptCodec] = {}
+        self._committed: dict[int, int] = {}  # tenant -> entries committed
+        self._lock = threading.Lock()
+
+    def codec(self, tenant: int) -> ReceiptCodec:
+        codec = self._codecs.get(tenant)
+        if codec is not None:
+            return codec
+        with self._lock:
+            codec = self._codecs.get(tenant)
+            if codec is None:
+                prefix, entries = tenant_prefix(tenant), list[bytes]()
+                with self.store.read() as txn:
+                    cur = txn.cursor(db=self.store.db("receipt_dict"))
+                    if cur.set_range(prefix):
+                        for key, value in cur:
+                            if not bytes(key).startswith(prefix):
+                                break
+                            if _ENTRY.unpack(bytes(key[4:]))[0] != len(entries):
+                                raise RuntimeError(f"tenant {tenant}: receipt dictionary has a gap at {len(entries)}")
+                            entries.append(bytes(value))
+                codec = ReceiptCodec(entries)
+                self._committed[tenant] = len(entries)
+                self._codecs[tenant] = codec
+        return codec
+
+    def keep(self, tenant: int, length: int) -> None:
+        """The entries of `tenant` up to `length` are committed."""
+        with self._lock:
+            self._committed[tenant] = max(self._committed.get(tenant, 0), length)
+
+    def rollback(self) -> None:
+        """Forget every entry not committed (their batches were not)."""
+        with self._lock:
+            for tenant, codec in self._codecs.items():
+                codec.truncate(self._committed.get(tenant, 0))
+
+    def decode(self, tenant: int, seq: int, value: bytes, signed: bool = False) -> bytes:
+        """A stored receipt value as served: full JSON as it is, a compact form reconstructed."""
+        if value[:1] == b"{" and not signed:
+            return value
+        if value[:1] == b"{":  # full JSON, asked for its signed bytes
+            return bytes(self.codec(tenant).decode(b"\x00" + value, "", seq, True))
+        return bytes(self.codec(tenant).decode(value, "", seq, signed))
+
+
+class ReceiptLog:
+    """Reads of issued receipts, byte-identical whatever form they are stored in (full JSON or
+    compact, see ReceiptCodecs). In dual mode (receipts.storage=dual) every read also checks that the
+    compact copy (table receipts_compact) reconstructs to the bytes served; a mismatch is counted
+    and logged, and the full receipt is served."""
+
+    def __init__(self, store: Store, codecs: ReceiptCodecs | None = None) -> None:
+        self.store = store
+        self.codecs = codecs or ReceiptCodecs(store)
+        self.check_dual = False
+        self.dual_checked = 0
+        self.dual_mismatches = 0
+
+    def _served(self, txn: Txn, key: bytes, value: bytes) -> bytes:
+        tenant, seq = struct.unpack(">I", key[:4])[0], _SEQ.unpack(key[4:12])[0]
+        out = self.codecs.decode(tenant, seq, value)
+        if self.check_dual:
+            compact = txn.get(key, db=self.store.db("receipts_compact"))
+            if compact is not None:
+                self.dual_checked += 1
+                try:
+                    same = self.codecs.decode(tenant, seq, bytes(compact)) == out
+                except Exception:  # noqa: BLE001 - a compact copy that fails to decode is a mismatch
+                    same = False
+                if not same:
+                    self.dual_mismatches += 1
+                    log.error("receipt compaction mismatch: tenant %d seq %d: the compact copy does not "
+                              "reconstruct the stored receipt (docs/runbooks/compaction-failure.md)", tenant, seq)
+        return out
 
     def get(self, tenant: int, receipt_id: str) -> bytes | None:
         try:
@@ -58,12 +148,13 @@ class ReceiptLog:
             if where is None or bytes(where[:4]) != tenant_prefix(tenant):
                 return None  # another tenant's receipt does not exist for this one
             raw = txn.get(bytes(where), db=self.store.db("receipts"))
-            return None if raw is None else bytes(raw)
+            return None if raw is None else self._served(txn, bytes(where), bytes(raw))
 
     def by_seq(self, tenant: int, seq: int) -> bytes | None:
+        key = receipt_key(tenant, seq)
         with self.store.read() as txn:
-            raw = txn.get(receipt_key(tenant, seq), db=self.store.db("receipts"))
-            return None if raw is None else bytes(raw)
+            raw = txn.get(key, db=self.store.db("receipts"))
+            return None if raw is None else self._served(txn, key, bytes(raw))
 
     def page(self, tenant: int, after_seq: int, limit: int) -> list[bytes]:
         out: list[bytes] = []
@@ -74,7 +165,7 @@ class ReceiptLog:
                 for key, value in cur:
                     if bytes(key) >= hi or len(out) >= limit:
                         break
-                    out.append(bytes(value))
+                    out.append(self._served(txn, bytes(key), bytes(value)))
         return out
 
 
@@ -87,6 +178,10 @@ class _Batch:
     records: list[bytes]
     issued_at: float
     signed: list[tuple[int, bytes, bytes]] | None = None
+    # receipts.storage compact/dual: each receipt's compact form, and the dictionary entries the batch
+    # added (the id of the first, the entries)
+    compact: list[bytes] | None = None
+    entries: tuple[int, list[bytes]] = (0, [])
     head: bytes = b""
     executed: list[float] = field(default_factory=list)
     commit: asyncio.Future[Any] | None = None
@@ -98,8 +193,10 @@ class Issuer:
 
     def __init__(self, store: Store, writer: Writer, keys: KeyRing, batch_max: int = 512, pipeline: int = 4,
                  max_attempts: int = 5, on_issued: Callable[[list[float]], None] = lambda lags: None,
-                 linger_s: float = 0.01, inline_sign_max: int = 16) -> None:
+                 linger_s: float = 0.01, inline_sign_max: int = 16, codecs: ReceiptCodecs | None = None) -> None:
         self.store, self.writer, self.keys = store, writer, keys
+        self.codecs = codecs or ReceiptCodecs(store)
+        self.storage = "full"  # flag receipts.storage: the form new receipts are stored in
         self.batch_max, self.pipeline, self.max_attempts = batch_max, pipeline, max_attempts
         # Batches are bounded by size (batch_max) and by time: at most one drain starts per `linger_s`,
         # so under load the intents of that interval share one signing call and one commit (one
@@ -189,12 +286,20 @@ class Issuer:
                     break
         return groups
 
-    def _sign(self, tenant: int, records: list[bytes], issued_at: str) -> tuple[list[Any], bytes, list[float]]:
+    def _sign(self, tenant: int, records: list[bytes], issued_at: str, storage: str
+              ) -> tuple[list[Any], bytes, list[float], list[bytes] | None, tuple[int, list[bytes]]]:
+        """Sign `records` on the tenant's chain; with `storage` compact or dual, also their compact
+        forms (each checked to reconstruct its receipt byte for byte, else kept whole) and the
+        dictionary entries they added."""
         if self.faults["sign"] > 0:
             self.faults["sign"] -= 1
             raise RuntimeError("injected signing failure")
         seq, head = self.heads.get(tenant, (0, ZERO_HASH))
-        return self.keys.active.issue_outbox(head, seq + 1, records, issued_at)
+        signed, new_head, executed = self.keys.active.issue_outbox(head, seq + 1, records, issued_at)
+        if storage == "full":
+            return signed, new_head, executed, None, (0, [])
+        compact, first, added = self.codecs.codec(tenant).encode("", [(body, s) for s, _, body in signed])
+        return signed, new_head, executed, compact, (first, added)
 
     async def _issue_chunk(self, chunk: OrderedDict[int, tuple[list[bytes], list[bytes]]]) -> bool:
         loop = asyncio.get_running_loop()
@@ -202,12 +307,14 @@ class Issuer:
         for tenant, (keys, records) in chunk.items():
             for i in range(0, len(keys), self.batch_max):
                 batch = _Batch(tenant, keys[i:i + self.batch_max], records[i:i + self.batch_max], time.time())
+                storage = self.storage
                 try:
                     if len(batch.records) <= self.inline_sign_max:
-                        signed, head, executed = self._sign(tenant, batch.records, rfc3339(batch.issued_at))
+                        signed, head, executed, compact, entries = self._sign(
+                            tenant, batch.records, rfc3339(batch.issued_at), storage)
                     else:
-                        signed, head, executed = await loop.run_in_executor(
-                            None, self._sign, tenant, batch.records, rfc3339(batch.issued_at))
+                        signed, head, executed, compact, entries = await loop.run_in_executor(
+                            None, self._sign, tenant, batch.records, rfc3339(batch.issued_at), storage)
                 # Any signing failure (key, encoding, injected fault) fails the batch, never the loop.
                 except Exception as exc:  # noqa: BLE001 — deliberate, see above
                     if pending is not None:
@@ -215,13 +322,13 @@ class Issuer:
                     await self._fail(batch, exc)
                     return False
                 batch.signed, batch.head, batch.executed = signed, head, executed
+                batch.compact, batch.entries = compact, entries
                 self.heads[tenant] = (signed[-1][0], head)  # provisional until committed
                 if pending is not None and not await self._confirm(pending):
                     return False  # this batch was signed on an uncommitted head: dropped, still queued
                 # background: no request waits for a receipt batch; it shares a request's commit
                 # (fsync) rather than holding one of its own that requests would wait behind
-                batch.commit = asyncio.wrap_future(
-                    self.writer.submit(self._commit_job(tenant, batch.keys, signed, head), background=True))
+                batch.commit = asyncio.wrap_future(self.writer.submit(self._commit_job(batch, storage), background=True))
                 pending = batch
         return pending is None or await self._confirm(pending)
 
@@ -234,9 +341,13 @@ class Issuer:
         # Any commit failure rolls the heads back and fails the batch, never the loop.
         except Exception as exc:  # noqa: BLE001 — deliberate, see above
             self.heads = dict(self.committed)
+            self.codecs.rollback()  # entries of this batch and of any signed after it
             await self._fail(batch, exc)
             return False
         self.committed[batch.tenant] = (batch.signed[-1][0], batch.head)
+        first, added = batch.entries
+        if added:
+            self.codecs.keep(batch.tenant, first + len(added))
         self.issued += len(batch.signed)
         self.on_issued([batch.issued_at - ts for ts in batch.executed])
         return True
@@ -246,8 +357,13 @@ class Issuer:
         log.warning("issuing %d receipts of tenant %d failed: %s", len(batch.keys), batch.tenant, exc)
         await asyncio.wrap_future(self.writer.submit(self._failed_job(batch.keys, batch.records, str(exc))))
 
-    def _commit_job(self, tenant: int, keys: list[bytes], signed: list[tuple[int, bytes, bytes]],
-                    head: bytes) -> Any:
+    def _commit_job(self, batch: _Batch, storage: str) -> Any:
+        """The batch's receipts in the form `storage` says (full JSON; compact; or both, dual), with
+        the dictionary entries they added, their index rows, the outbox rows gone and the new head."""
+        tenant, keys, signed, head = batch.tenant, batch.keys, batch.signed, batch.head
+        assert signed is not None
+        compact = batch.compact
+
         def job(txn: Txn) -> tuple[None, None]:
             if self.faults["commit"] > 0:
                 self.faults["commit"] -= 1
@@ -255,7 +371,17 @@ class Issuer:
             receipts, index, outbox = (self.store.db(n) for n in ("receipts", "receipt_index", "outbox"))
             prefix = tenant_prefix(tenant)
             rows = [(prefix + _SEQ.pack(seq), rid, body) for seq, rid, body in signed]
-            txn.cursor(db=receipts).putmulti([(rk, body) for rk, _, body in rows])
+            if compact is not None and storage == "compact":
+                txn.cursor(db=receipts).putmulti([(rk, c) for (rk, _, _), c in zip(rows, compact, strict=True)])
+            else:
+                txn.cursor(db=receipts).putmulti([(rk, body) for rk, _, body in rows])
+            if compact is not None and storage == "dual":
+                txn.cursor(db=self.store.db("receipts_compact")).putmulti(
+                    [(rk, c) for (rk, _, _), c in zip(rows, compact, strict=True)])
+            first, added = batch.entries
+            if added:
+                txn.cursor(db=self.store.db("receipt_dict")).putmulti(
+                    [(dict_key(tenant, first + i), e) for i, e in enumerate(added)])
             txn.cursor(db=index).putmulti([(rid, rk) for rk, rid, _ in rows])
             for key in keys:
                 txn.delete(key, db=outbox)

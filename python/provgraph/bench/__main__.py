@@ -7,7 +7,7 @@ import sys
 SCENARIOS = {"graph": "provgraph.bench.graph_http", "graph-inproc": "provgraph.bench.graph_inproc",
              "decide": "provgraph.bench.decide", "actions": "provgraph.bench.actions",
              "writer": "provgraph.bench.writer", "frontends": "provgraph.bench.frontends",
-             "fairness": "provgraph.bench.fairness"}
+             "fairness": "provgraph.bench.fairness", "storage": "provgraph.bench.storage"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,8 +66,17 @@ def _stamp(store: Store, txn: Txn) -> None:
 
 # In order: MIGRATIONS[i] moves version i to i + 1. A layout change is one function appended here,
 # with a fixture of the previous release's data dir in tests/fixtures (scripts/make_datadir_fixture.py).
+def _receipt_compaction(store: Store, txn: Txn) -> None:
+    """1 -> 2: receipt compaction. The tables receipt_dict and receipts_compact are new (opened, so
+    created, empty); from now on a receipts row may hold a compact form (first byte 0 or 1, never
+    `{`), which a release before this one would misread: hence the version. Nothing is rewritten:
+    the full receipts already stored stay as they are and read the same."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
+    Migration(2, "receipt compaction: receipt dictionaries and compact receipt forms (tables receipt_dict, "
+                 "receipts_compact)", _receipt_compaction),
 )
 FORMAT_VERSION = MIGRATIONS[-1].to
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use provgraph_core::canonical::parse_strict;
-use provgraph_core::receipt::{self as core, SigningKey, GENESIS};
+use provgraph_core::receipt::{self as core, codec, SigningKey, GENESIS};
 use provgraph_core::Error as CoreError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -207,8 +207,98 @@ fn uuid7() -> String {
     core::uuid7()
 }
 
+/// A tenant's receipt dictionary and the compact form of its receipts (`provgraph_core::receipt::codec`).
+/// Encoding adds entries (returned, with the id of the first, for the caller to store in the same
+/// transaction); `truncate` drops entries added by receipts that were not committed after all.
+#[pyclass(module = "provgraph._core", frozen)]
+struct ReceiptCodec {
+    dict: parking_lot::RwLock<codec::Dictionary>,
+}
+
+/// `(compact forms, id of the first entry added, the entries added)`.
+type Encoded<'py> = (Vec<Bound<'py, PyBytes>>, usize, Vec<Bound<'py, PyBytes>>);
+
+#[pymethods]
+impl ReceiptCodec {
+    #[new]
+    #[pyo3(signature = (entries=Vec::new()))]
+    fn new(entries: Vec<PyBackedBytes>) -> PyResult<Self> {
+        let dict = codec::Dictionary::from_entries(entries.iter().map(|e| e.to_vec()).collect()).map_err(to_py)?;
+        Ok(Self { dict: parking_lot::RwLock::new(dict) })
+    }
+
+    /// The compact forms of `receipts` (stored receipt JSON, `seq` of each) of tenant `tenant_id`.
+    fn encode<'py>(&self, py: Python<'py>, tenant_id: &str, receipts: Vec<(PyBackedBytes, u64)>) -> Encoded<'py> {
+        let (out, first, added) = py.detach(|| {
+            let mut dict = self.dict.write();
+            let first = dict.len();
+            let mut added = Vec::new();
+            let out: Vec<Vec<u8>> = receipts
+                .iter()
+                .map(|(json, seq)| {
+                    let ctx = codec::Context { tenant_id, seq: *seq, prev_hash: None };
+                    codec::encode(&mut dict, json, &ctx, &mut added)
+                })
+                .collect();
+            (out, first, added)
+        });
+        let out = out.iter().map(|c| PyBytes::new(py, c)).collect();
+        (out, first, added.iter().map(|e| PyBytes::new(py, e)).collect())
+    }
+
+    /// The stored receipt JSON of a compact form (its signed bytes with `signed=True`).
+    #[pyo3(signature = (data, tenant_id, seq, signed=false))]
+    fn decode<'py>(&self, py: Python<'py>, data: &[u8], tenant_id: &str, seq: u64, signed: bool) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::with_capacity(1200);
+        let ctx = codec::Context { tenant_id, seq, prev_hash: None };
+        codec::decode_into(&self.dict.read(), data, &ctx, signed, &mut out).map_err(to_py)?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// `decode` of many `(data, seq)` in one call (the GIL released).
+    #[pyo3(signature = (tenant_id, forms, signed=false))]
+    fn decode_many<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        forms: Vec<(PyBackedBytes, u64)>,
+        signed: bool,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let out = py
+            .detach(|| {
+                let dict = self.dict.read();
+                forms
+                    .iter()
+                    .map(|(data, seq)| {
+                        let mut out = Vec::with_capacity(1200);
+                        let ctx = codec::Context { tenant_id, seq: *seq, prev_hash: None };
+                        codec::decode_into(&dict, data, &ctx, signed, &mut out).map(|()| out)
+                    })
+                    .collect::<Result<Vec<Vec<u8>>, CoreError>>()
+            })
+            .map_err(to_py)?;
+        Ok(out.iter().map(|o| PyBytes::new(py, o)).collect())
+    }
+
+    /// Drop every entry from id `length` on (those of receipts that were not committed).
+    fn truncate(&self, length: usize) {
+        self.dict.write().truncate(length);
+    }
+
+    fn __len__(&self) -> usize {
+        self.dict.read().len()
+    }
+
+    /// Bytes of the entries.
+    #[getter]
+    fn entry_bytes(&self) -> usize {
+        self.dict.read().bytes()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ReceiptSigner>()?;
+    m.add_class::<ReceiptCodec>()?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(verify_chain, m)?)?;
     m.add_function(wrap_pyfunction!(uuid7, m)?)?;

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from provgraph.actions.audit import OPERATOR, Audit
-from provgraph.actions.pipeline import Issuer, ReceiptLog
+from provgraph.actions.pipeline import Issuer, ReceiptCodecs, ReceiptLog
 from provgraph.actions.signing import KeyRing
 from provgraph.flags import subscribe_writer
 from provgraph.service.keys import (
@@ -41,11 +41,19 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     stop_writer_flags = subscribe_writer(config.flags, writer)
     registry = Registry(store)
     keyring = KeyRing(store)
+    codecs = ReceiptCodecs(store)
     issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
-                    linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued)
+                    linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued, codecs=codecs)
+    receipts = ReceiptLog(store, codecs)
+
+    def storage_mode(value: str) -> None:  # receipts.storage: the form of new receipts; dual checks reads
+        issuer.storage = value
+        receipts.check_dual = value == "dual"
+
+    stop_storage_flag = config.flags.subscribe("receipts.storage", storage_mode)
     audit = Audit(issuer, writer)
     app[STORE], app[WRITER], app[REGISTRY], app[KEYRING] = store, writer, registry, keyring
-    app[ISSUER], app[RECEIPTS], app[AUDIT] = issuer, ReceiptLog(store), audit
+    app[ISSUER], app[RECEIPTS], app[AUDIT] = issuer, receipts, audit
     await audit.record_migrations(store)
     generated = registry.ensure_admin_key(config.admin_key, audit.stager(OPERATOR))
     if generated:
@@ -66,7 +74,13 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics.read_histogram("provgraph_store_write_wait_seconds",
                            "A request's write, from queued to durable (group window, apply, commit)",
                            LATENCY_BUCKETS, lambda: (writer.wait_latency.counts, writer.wait_latency.sum_s))
+    metrics.read_counter("provgraph_receipt_dual_checks", "Reads whose compact copy was checked (receipts.storage=dual)",
+                         lambda: receipts.dual_checked)
+    metrics.read_counter("provgraph_receipt_dual_mismatches",
+                         "Dual-mode reads whose compact copy did not reconstruct the stored receipt",
+                         lambda: receipts.dual_mismatches)
     yield
+    stop_storage_flag()
     stop_writer_flags()
     writer.close()
     store.close()

@@ -31,6 +31,7 @@ use crate::canonical::{canonicalize_into, cmp_utf16, parse_strict, write_string}
 use crate::error::{Error, Result};
 
 mod chain;
+pub mod codec;
 mod keys;
 
 pub use chain::{verify_chain, verify_chain_from, ChainReport};

@@ -1,0 +1,839 @@
+//! Compact receipts (receipt compaction v1, docs/receipts.md "Compact form"): a stored receipt
+//! (its RFC 8785 bytes, `signature` included) as a template id from a per-tenant dictionary plus
+//! the receipt's own values in their smallest exact form, and the reconstructor back to the
+//! exact bytes.
+//!
+//! * The **template** is the receipt's canonical text with every scalar cut out: member names,
+//!   punctuation, `true`/`false`/`null` stay in it; each cut is a *hole* of one kind. Receipts
+//!   of one shape (same members, same array lengths) share a template.
+//! * A **hole** holds its value as: raw 16 bytes (a lowercase UUID), raw 32 bytes (64 lowercase
+//!   hex digits), raw 64 bytes (the base64 Ed25519 signature), a zigzag varint of microseconds
+//!   (an RFC 3339 UTC timestamp with 6 fractional digits, against the receipt's previous
+//!   timestamp, the first against the time of its first UUIDv7), a zigzag varint (an integer),
+//!   a dictionary id (any other string or number up to 64 bytes of JSON text: actors, roles,
+//!   actions, resource types and ids, bundles, key ids, ...), the JSON text inline (longer
+//!   ones), or nothing at all: the top-level `tenant_id`, `seq` and `prev_hash` come from the
+//!   caller ([`Context`]: the row's key and the chain index).
+//! * The **dictionary** is append-only: `encode` returns the entries it added (the caller
+//!   stores them in the same transaction as the receipt), and entry ids never change.
+//!
+//! Any JSON that is not canonical is stored as it is (the escape form), so every receipt the
+//! service can sign has a compact form, and [`encode`] returns a compact form only after
+//! decoding it gave back exactly the input bytes.
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+
+use crate::canonical::{canonicalize, cmp_utf16, parse_strict, write_number, write_string};
+use crate::error::{Error, Result};
+
+/// First byte of a compact receipt: the template form (v1).
+const FORM_TEMPLATE: u8 = 1;
+/// First byte of a compact receipt: the escape form (the bytes as given).
+const FORM_RAW: u8 = 0;
+
+/// Dictionary entry kinds (their first byte).
+const ENTRY_FRAGMENT: u8 = b'F';
+const ENTRY_TEMPLATE: u8 = b'T';
+
+/// Template ops.
+const OP_LIT: u8 = 0; // varint length, then the literal text
+const H_FRAGMENT: u8 = 1; // varint dictionary id of a JSON text fragment
+const H_UUID: u8 = 2; // 16 bytes
+const H_HEX32: u8 = 3; // 32 bytes
+const H_TIME: u8 = 4; // zigzag varint of microseconds, against the previous time
+const H_SIG: u8 = 5; // 64 bytes (base64 in the text)
+const H_INT: u8 = 6; // zigzag varint
+const H_TENANT: u8 = 7; // the context's tenant id
+const H_SEQ: u8 = 8; // the context's seq
+const H_PREV: u8 = 9; // the context's prev hash
+const H_INLINE: u8 = 10; // varint length, then the JSON text
+const OP_SIG_BEGIN: u8 = 11; // the top-level `signature` member starts (not in the signed bytes)
+const OP_SIG_END: u8 = 12; // ... and ends (its trailing comma included)
+
+/// JSON text of a string or number up to this long goes in the dictionary; longer, inline.
+const MAX_FRAGMENT: usize = 64;
+
+/// What a receipt's row supplies: its tenant, its `seq` (the row's key) and, where the chain
+/// index holds it, the signed-bytes hash of the previous receipt (its `prev_hash`).
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub tenant_id: &'a str,
+    pub seq: u64,
+    pub prev_hash: Option<&'a [u8; 32]>,
+}
+
+/// A tenant's dictionary: append-only entries (JSON text fragments and templates), by id.
+#[derive(Debug, Default, Clone)]
+pub struct Dictionary {
+    entries: Vec<Vec<u8>>,
+    index: FxHashMap<Vec<u8>, u32>,
+}
+
+impl Dictionary {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A dictionary of stored entries, in id order.
+    pub fn from_entries(entries: Vec<Vec<u8>>) -> Result<Self> {
+        let mut d = Dictionary::new();
+        for e in entries {
+            if !matches!(e.first(), Some(&ENTRY_FRAGMENT) | Some(&ENTRY_TEMPLATE)) {
+                return Err(Error::InvalidArgument(format!("dictionary entry {} has no kind", d.len())));
+            }
+            if d.index.contains_key(&e) {
+                return Err(Error::InvalidArgument(format!("dictionary entry {} is a duplicate", d.len())));
+            }
+            d.index.insert(e.clone(), d.entries.len() as u32);
+            d.entries.push(e);
+        }
+        Ok(d)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry, in id order (what is stored).
+    pub fn entries(&self) -> &[Vec<u8>] {
+        &self.entries
+    }
+
+    /// Drop every entry from id `len` on (entries added by receipts that were not committed).
+    pub fn truncate(&mut self, len: usize) {
+        for e in self.entries.drain(len.min(self.entries.len())..) {
+            self.index.remove(&e);
+        }
+    }
+
+    /// Stored bytes of the entries.
+    pub fn bytes(&self) -> usize {
+        self.entries.iter().map(Vec::len).sum()
+    }
+
+    fn intern(&mut self, entry: Vec<u8>, added: &mut Vec<Vec<u8>>) -> u32 {
+        if let Some(&id) = self.index.get(&entry) {
+            return id;
+        }
+        let id = self.entries.len() as u32;
+        self.index.insert(entry.clone(), id);
+        added.push(entry.clone());
+        self.entries.push(entry);
+        id
+    }
+
+    fn get(&self, id: u64, kind: u8) -> Result<&[u8]> {
+        match self.entries.get(id as usize) {
+            Some(e) if e.first() == Some(&kind) => Ok(&e[1..]),
+            Some(_) => Err(corrupt(format!("dictionary entry {id} is not of the kind expected"))),
+            None => Err(corrupt(format!("dictionary entry {id} is missing"))),
+        }
+    }
+}
+
+fn corrupt(msg: String) -> Error {
+    Error::InvalidReceipt(format!("compact receipt: {msg}"))
+}
+
+// ---- varints --------------------------------------------------------------------------------
+
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or_else(|| corrupt("truncated varint".into()))?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("varint too long".into()))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| corrupt("truncated".into()))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+// ---- scalar forms -----------------------------------------------------------------------------
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The bytes of lowercase hex `s` (`n` bytes), or None.
+fn unhex(s: &[u8], n: usize) -> Option<Vec<u8>> {
+    if s.len() != 2 * n {
+        return None;
+    }
+    s.chunks_exact(2).map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?)).collect()
+}
+
+fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 15) as usize]);
+    }
+}
+
+/// A lowercase hyphenated UUID's 16 bytes.
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let digits: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
+    unhex(&digits, 16).map(|v| v.try_into().expect("16 bytes"))
+}
+
+fn push_uuid(u: &[u8], out: &mut Vec<u8>) {
+    push_hex(&u[..4], out);
+    out.push(b'-');
+    push_hex(&u[4..6], out);
+    out.push(b'-');
+    push_hex(&u[6..8], out);
+    out.push(b'-');
+    push_hex(&u[8..10], out);
+    out.push(b'-');
+    push_hex(&u[10..], out);
+}
+
+/// The millisecond timestamp of a UUIDv7 (None for other versions).
+fn uuid7_ms(u: &[u8]) -> Option<i64> {
+    (u[6] >> 4 == 7).then(|| u[..6].iter().fold(0i64, |acc, &b| acc << 8 | i64::from(b)))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn push_time(us: i64, out: &mut Vec<u8>) {
+    let (days, rem) = (us.div_euclid(86_400_000_000), us.rem_euclid(86_400_000_000));
+    let (y, m, d) = civil_from_days(days);
+    let secs = rem / 1_000_000;
+    let s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        rem % 1_000_000
+    );
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (years 1000-9999), when
+/// formatting them back gives `s` exactly.
+fn parse_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 27 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[19] != b'.' || b[26] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec, frac) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+    if y < 1000 || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let us = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000 + frac;
+    let mut back = Vec::with_capacity(27);
+    push_time(us, &mut back);
+    (back == b).then_some(us) // rejects dates like 02-31 that would normalize
+}
+
+/// The 64 bytes of a padded standard base64 Ed25519 signature.
+fn parse_sig(s: &str) -> Option<[u8; 64]> {
+    if s.len() != 88 {
+        return None;
+    }
+    let raw = B64.decode(s).ok()?;
+    let sig: [u8; 64] = raw.try_into().ok()?;
+    (B64.encode(sig) == s).then_some(sig)
+}
+
+// ---- encoding -----------------------------------------------------------------------------------
+
+/// A hole's value as it is stored.
+enum Hole {
+    Fragment(Vec<u8>),
+    Inline(Vec<u8>),
+    Uuid([u8; 16]),
+    Hex32([u8; 32]),
+    Time(i64),
+    Sig([u8; 64]),
+    Int(i64),
+    Ctx,
+}
+
+struct Builder<'c> {
+    ops: Vec<u8>,
+    lit: Vec<u8>,
+    holes: Vec<Hole>,
+    ctx: &'c Context<'c>,
+    sig_marked: bool,
+}
+
+impl Builder<'_> {
+    fn flush(&mut self) {
+        if !self.lit.is_empty() {
+            self.ops.push(OP_LIT);
+            put_varint(self.lit.len() as u64, &mut self.ops);
+            self.ops.extend_from_slice(&self.lit);
+            self.lit.clear();
+        }
+    }
+
+    fn hole(&mut self, op: u8, value: Hole) {
+        self.flush();
+        self.ops.push(op);
+        self.holes.push(value);
+    }
+
+    fn fragment(&mut self, text: Vec<u8>) {
+        if text.len() <= MAX_FRAGMENT {
+            self.hole(H_FRAGMENT, Hole::Fragment(text));
+        } else {
+            self.hole(H_INLINE, Hole::Inline(text));
+        }
+    }
+
+    fn string(&mut self, s: &str) {
+        if let Some(u) = parse_uuid(s) {
+            self.hole(H_UUID, Hole::Uuid(u));
+        } else if let Some(h) = unhex(s.as_bytes(), 32) {
+            self.hole(H_HEX32, Hole::Hex32(h.try_into().expect("32 bytes")));
+        } else if let Some(t) = parse_time(s) {
+            self.hole(H_TIME, Hole::Time(t));
+        } else if let Some(sig) = parse_sig(s) {
+            self.hole(H_SIG, Hole::Sig(sig));
+        } else {
+            let mut text = Vec::with_capacity(s.len() + 2);
+            write_string(s, &mut text);
+            self.fragment(text);
+        }
+    }
+
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.lit.extend_from_slice(b"null"),
+            Value::Bool(true) => self.lit.extend_from_slice(b"true"),
+            Value::Bool(false) => self.lit.extend_from_slice(b"false"),
+            Value::String(s) => self.string(s),
+            Value::Number(n) => {
+                let mut text = Vec::new();
+                write_number(n, &mut text);
+                match n.as_i64().filter(|i| i.unsigned_abs() <= 1 << 53) {
+                    Some(i) => self.hole(H_INT, Hole::Int(i)),
+                    None => self.fragment(text),
+                }
+            }
+            Value::Array(items) => {
+                self.lit.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.lit.push(b',');
+                    }
+                    self.value(item);
+                }
+                self.lit.push(b']');
+            }
+            Value::Object(map) => self.object(map, false),
+        }
+    }
+
+    fn object(&mut self, map: &Map<String, Value>, top: bool) {
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        members.sort_by(|a, b| cmp_utf16(a.0, b.0));
+        self.lit.push(b'{');
+        let last = members.len().saturating_sub(1);
+        let mut after_sig = false;
+        for (i, (name, value)) in members.into_iter().enumerate() {
+            if i > 0 && !after_sig {
+                self.lit.push(b',');
+            }
+            after_sig = false;
+            // `"signature":"…",` sits between markers: the signed bytes are the same text without it
+            let sig = top && name == "signature" && i < last && matches!(value, Value::String(s) if parse_sig(s).is_some());
+            if sig {
+                self.flush();
+                self.ops.push(OP_SIG_BEGIN);
+                self.sig_marked = true;
+            }
+            write_string(name, &mut self.lit);
+            self.lit.push(b':');
+            match (top, name.as_str(), value) {
+                (true, "tenant_id", Value::String(s)) if s == self.ctx.tenant_id => self.hole(H_TENANT, Hole::Ctx),
+                (true, "seq", Value::Number(n)) if n.as_u64() == Some(self.ctx.seq) => self.hole(H_SEQ, Hole::Ctx),
+                (true, "prev_hash", Value::String(s))
+                    if self.ctx.prev_hash.is_some_and(|p| unhex(s.as_bytes(), 32).as_deref() == Some(&p[..])) =>
+                {
+                    self.hole(H_PREV, Hole::Ctx)
+                }
+                _ => self.value(value),
+            }
+            if sig {
+                self.lit.push(b','); // the separator before the next member, inside the markers
+                self.flush();
+                self.ops.push(OP_SIG_END);
+                after_sig = true;
+            }
+        }
+        self.lit.push(b'}');
+    }
+}
+
+/// The compact form of the stored receipt `json` (its canonical bytes, `signature` included),
+/// adding to `dict` what it lacks (those entries are appended to `added`, in id order). The
+/// result decodes to exactly `json` with the same dictionary and context; a receipt that is
+/// not canonical JSON (or does not decode back) is kept whole in the escape form.
+pub fn encode(dict: &mut Dictionary, json: &[u8], ctx: &Context<'_>, added: &mut Vec<Vec<u8>>) -> Vec<u8> {
+    let raw = || {
+        let mut out = Vec::with_capacity(json.len() + 1);
+        out.push(FORM_RAW);
+        out.extend_from_slice(json);
+        out
+    };
+    let Ok(Value::Object(map)) = parse_strict(json) else { return raw() };
+    let mut b = Builder { ops: vec![ENTRY_TEMPLATE], lit: Vec::new(), holes: Vec::new(), ctx, sig_marked: false };
+    b.object(&map, true);
+    b.flush();
+    if map.contains_key("signature") && !b.sig_marked {
+        return raw(); // a signature the markers cannot cut out: the signed bytes come from the JSON
+    }
+    let template = b.ops;
+    // the first UUIDv7's time is the base of the first timestamp
+    let mut base = b.holes.iter().find_map(|h| if let Hole::Uuid(u) = h { uuid7_ms(u) } else { None }).unwrap_or(0) * 1000;
+    let (dict_len, added_len) = (dict.len(), added.len());
+    let mut out = Vec::with_capacity(256);
+    out.push(FORM_TEMPLATE);
+    put_varint(u64::from(dict.intern(template, added)), &mut out);
+    for h in b.holes {
+        match h {
+            Hole::Fragment(text) => {
+                let mut e = Vec::with_capacity(text.len() + 1);
+                e.push(ENTRY_FRAGMENT);
+                e.extend_from_slice(&text);
+                put_varint(u64::from(dict.intern(e, added)), &mut out);
+            }
+            Hole::Inline(text) => {
+                put_varint(text.len() as u64, &mut out);
+                out.extend_from_slice(&text);
+            }
+            Hole::Uuid(u) => out.extend_from_slice(&u),
+            Hole::Hex32(h) => out.extend_from_slice(&h),
+            Hole::Sig(s) => out.extend_from_slice(&s),
+            Hole::Time(t) => {
+                put_varint(zigzag(t - base), &mut out);
+                base = t;
+            }
+            Hole::Int(i) => put_varint(zigzag(i), &mut out),
+            Hole::Ctx => {}
+        }
+    }
+    let mut back = Vec::with_capacity(json.len());
+    if decode_into(dict, &out, ctx, false, &mut back).is_ok() && back == json {
+        out
+    } else {
+        // not canonical (or, not expected, a form that does not decode back): kept whole, and the
+        // entries this call added are taken back
+        dict.truncate(dict_len);
+        added.truncate(added_len);
+        raw()
+    }
+}
+
+/// The stored receipt (`signed == false`: its canonical bytes, `signature` included) or its
+/// signed bytes (`signed == true`: without the `signature` member) of the compact receipt
+/// `data`, appended to `out`.
+pub fn decode_into(dict: &Dictionary, data: &[u8], ctx: &Context<'_>, signed: bool, out: &mut Vec<u8>) -> Result<()> {
+    match data.first() {
+        Some(&FORM_RAW) => {
+            let json = &data[1..];
+            if signed {
+                let Value::Object(mut map) = parse_strict(json)? else {
+                    return Err(corrupt("escaped receipt is not an object".into()));
+                };
+                map.remove("signature");
+                out.extend_from_slice(&canonicalize(&Value::Object(map)));
+            } else {
+                out.extend_from_slice(json);
+            }
+            Ok(())
+        }
+        Some(&FORM_TEMPLATE) => {
+            let mut r = Reader { buf: data, pos: 1 };
+            let template = dict.get(r.varint()?, ENTRY_TEMPLATE)?;
+            render(dict, template, &mut r, ctx, signed, out)?;
+            if !r.done() {
+                return Err(corrupt("trailing bytes".into()));
+            }
+            Ok(())
+        }
+        _ => Err(corrupt("unknown form".into())),
+    }
+}
+
+fn render(
+    dict: &Dictionary,
+    template: &[u8],
+    r: &mut Reader<'_>,
+    ctx: &Context<'_>,
+    signed: bool,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    // Pass 1 finds the time base (the first UUIDv7 among the holes) without writing anything.
+    let mut base = None;
+    {
+        let mut t = Reader { buf: template, pos: 0 };
+        let mut v = Reader { buf: r.buf, pos: r.pos };
+        while !t.done() {
+            match t.take(1)?[0] {
+                OP_LIT => {
+                    let n = t.varint()? as usize;
+                    t.take(n)?;
+                }
+                H_UUID => {
+                    let u = v.take(16)?;
+                    if base.is_none() {
+                        base = uuid7_ms(u).map(|ms| ms * 1000);
+                    }
+                }
+                H_FRAGMENT | H_TIME | H_INT => {
+                    v.varint()?;
+                }
+                H_INLINE => {
+                    let n = v.varint()? as usize;
+                    v.take(n)?;
+                }
+                H_HEX32 => {
+                    v.take(32)?;
+                }
+                H_SIG => {
+                    v.take(64)?;
+                }
+                H_TENANT | H_SEQ | H_PREV | OP_SIG_BEGIN | OP_SIG_END => {}
+                op => return Err(corrupt(format!("unknown template op {op}"))),
+            }
+        }
+    }
+    let mut time = base.unwrap_or(0);
+    let mut t = Reader { buf: template, pos: 0 };
+    let mut skip_from = None;
+    while !t.done() {
+        match t.take(1)?[0] {
+            OP_LIT => {
+                let n = t.varint()? as usize;
+                out.extend_from_slice(t.take(n)?);
+            }
+            H_FRAGMENT => out.extend_from_slice(dict.get(r.varint()?, ENTRY_FRAGMENT)?),
+            H_INLINE => {
+                let n = r.varint()? as usize;
+                out.extend_from_slice(r.take(n)?);
+            }
+            H_UUID => {
+                out.push(b'"');
+                push_uuid(r.take(16)?, out);
+                out.push(b'"');
+            }
+            H_HEX32 => {
+                out.push(b'"');
+                push_hex(r.take(32)?, out);
+                out.push(b'"');
+            }
+            H_SIG => {
+                out.push(b'"');
+                let mut s = [0u8; 88];
+                B64.encode_slice(r.take(64)?, &mut s).map_err(|e| corrupt(e.to_string()))?;
+                out.extend_from_slice(&s);
+                out.push(b'"');
+            }
+            H_TIME => {
+                time = time.checked_add(unzigzag(r.varint()?)).ok_or_else(|| corrupt("time out of range".into()))?;
+                if !(-30_610_224_000_000_000..=253_402_300_799_999_999).contains(&time) {
+                    return Err(corrupt("time out of range".into()));
+                }
+                out.push(b'"');
+                push_time(time, out);
+                out.push(b'"');
+            }
+            H_INT => {
+                let i = unzigzag(r.varint()?);
+                out.extend_from_slice(i.to_string().as_bytes());
+            }
+            H_TENANT => write_string(ctx.tenant_id, out),
+            H_SEQ => out.extend_from_slice(ctx.seq.to_string().as_bytes()),
+            H_PREV => {
+                let p = ctx.prev_hash.ok_or_else(|| corrupt("prev_hash elided but not given".into()))?;
+                out.push(b'"');
+                push_hex(p, out);
+                out.push(b'"');
+            }
+            OP_SIG_BEGIN => skip_from = signed.then_some(out.len()),
+            OP_SIG_END => {
+                if let Some(at) = skip_from.take() {
+                    out.truncate(at);
+                }
+            }
+            op => return Err(corrupt(format!("unknown template op {op}"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::{sign_batch, SigningKey, GENESIS};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    fn signed_bytes(full: &[u8]) -> Vec<u8> {
+        let Value::Object(mut m) = parse_strict(full).unwrap() else { panic!() };
+        m.remove("signature");
+        canonicalize(&Value::Object(m))
+    }
+
+    fn receipt(i: u64, rng: &mut StdRng) -> Map<String, Value> {
+        let evidence: Vec<Value> = (0..rng.gen_range(0..4))
+            .map(|_| json!({"hash": hex32(&rng.gen()), "size": rng.gen_range(1..10_000_000u64)}))
+            .collect();
+        let approvals: Vec<Value> = (0..rng.gen_range(0..3))
+            .map(|k| json!({"actor": format!("user:a{k}"), "at": "2026-12-07T10:11:12.000123Z",
+                            "receipt_id": crate::receipt::uuid7()}))
+            .collect();
+        let action = ["deploy", "graph.write", "approval.grant"][rng.gen_range(0..3)];
+        let v = json!({
+            "receipt_id": crate::receipt::uuid7(), "tenant_id": "acme",
+            "executed_at": format!("2026-12-07T10:11:{:02}.{:06}Z", i % 60, rng.gen_range(0..1_000_000)),
+            "issued_at": "2026-12-07T10:11:59.999999Z",
+            "actor": {"id": format!("user:u{}", rng.gen_range(0..20)), "roles": ["operator"]},
+            "action": action,
+            "resource": {"type": "service", "id": format!("r{}", rng.gen_range(0..100_000))},
+            "policy": if i % 7 == 0 { Value::Null } else {
+                json!({"bundle": "authz", "revision": "rev-3", "decision_id": crate::receipt::uuid7(), "decision": "allow"}) },
+            "preflight_id": crate::receipt::uuid7(),
+            "request_hash": hex32(&rng.gen()), "result_hash": hex32(&rng.gen()),
+            "approvals": approvals, "evidence": evidence,
+        });
+        let Value::Object(m) = v else { unreachable!() };
+        m
+    }
+
+    fn chain(n: usize, seed: u64) -> Vec<(u64, [u8; 32], Vec<u8>)> {
+        let key = SigningKey::from_seed(&[7; 32]);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let maps = (0..n as u64).map(|i| receipt(i, &mut rng)).collect();
+        let (signed, _) = sign_batch(&key, GENESIS, 1, maps).unwrap();
+        let mut prev = GENESIS;
+        signed
+            .into_iter()
+            .map(|s| {
+                let p = prev;
+                prev = s.signed_hash;
+                (s.seq, p, s.json)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn signed_receipts_round_trip_byte_exact_and_small() {
+        let mut dict = Dictionary::new();
+        let mut total = (0usize, 0usize);
+        let mut head = GENESIS;
+        for (seq, prev, json) in chain(500, 1) {
+            let ctx = Context { tenant_id: "acme", seq, prev_hash: Some(&prev) };
+            let mut added = Vec::new();
+            let c = encode(&mut dict, &json, &ctx, &mut added);
+            assert_eq!(c[0], FORM_TEMPLATE);
+            let mut full = Vec::new();
+            decode_into(&dict, &c, &ctx, false, &mut full).unwrap();
+            assert_eq!(full, json);
+            let mut signed = Vec::new();
+            decode_into(&dict, &c, &ctx, true, &mut signed).unwrap();
+            assert_eq!(signed, signed_bytes(&json));
+            assert_eq!(prev, head); // the reconstructed signed bytes link the chain
+            head = *blake3::hash(&signed).as_bytes();
+            total.0 += json.len();
+            total.1 += c.len();
+        }
+        // a quarter of the JSON or less once the dictionary is warm
+        assert!(total.1 * 3 < total.0, "{total:?}");
+        eprintln!("500 receipts: {} B of JSON -> {} B compact (+{} B of dictionary)", total.0, total.1, dict.bytes());
+        // the same dictionary, stored and loaded, decodes the same
+        let again = Dictionary::from_entries(dict.entries().to_vec()).unwrap();
+        let (seq, prev, json) = chain(1, 1).remove(0);
+        let ctx = Context { tenant_id: "acme", seq, prev_hash: Some(&prev) };
+        let mut d2 = again.clone();
+        let c = encode(&mut d2, &json, &ctx, &mut Vec::new());
+        let mut out = Vec::new();
+        decode_into(&d2, &c, &ctx, false, &mut out).unwrap();
+        assert_eq!(out, json);
+    }
+
+    #[test]
+    fn context_fields_are_elided_only_when_they_match() {
+        let (seq, prev, json) = chain(3, 2).remove(2);
+        let mut dict = Dictionary::new();
+        let with = encode(&mut dict, &json, &Context { tenant_id: "acme", seq, prev_hash: Some(&prev) }, &mut Vec::new());
+        let other = [1u8; 32];
+        let without = encode(&mut dict, &json, &Context { tenant_id: "other", seq: seq + 1, prev_hash: Some(&other) }, &mut Vec::new());
+        assert!(with.len() + 32 <= without.len());
+        for (c, ctx) in [
+            (&with, Context { tenant_id: "acme", seq, prev_hash: Some(&prev) }),
+            (&without, Context { tenant_id: "other", seq: seq + 1, prev_hash: Some(&other) }),
+        ] {
+            let mut out = Vec::new();
+            decode_into(&dict, c, &ctx, false, &mut out).unwrap();
+            assert_eq!(out, json);
+        }
+        // an elided prev_hash needs the context's
+        let mut out = Vec::new();
+        assert!(decode_into(&dict, &with, &Context { tenant_id: "acme", seq, prev_hash: None }, false, &mut out).is_err());
+    }
+
+    #[test]
+    fn unusual_values_and_non_canonical_input() {
+        let ctx = Context { tenant_id: "t", seq: 1, prev_hash: None };
+        let cases: Vec<Value> = vec![
+            json!({"a": "h\u{e9}llo \u{1f600} \"q\" \\ \n\u{1}", "b": 1.5, "c": -0.0, "d": 1e300, "e": 9007199254740993u64,
+                   "f": -9007199254740992i64, "g": [true, false, null, [], {}], "h": "x".repeat(300), "seq": 2,
+                   "tenant_id": "u", "signature": "not base64", "signer": {}}),
+            json!({"t": ["2026-02-31T00:00:00.000000Z", "2026-02-28T23:59:59.999999Z", "1970-01-01T00:00:00.000000Z",
+                         "9999-12-31T23:59:59.999999Z", "2026-12-07T10:11:12.123Z", "2026-12-07T10:11:12.123456+00:00"],
+                   "u": ["01890a5d-ac96-774b-bcce-b302099a8057", "01890A5D-AC96-774B-BCCE-B302099A8057", "not-a-uuid"],
+                   "h": ["ab".repeat(32), "AB".repeat(32), "ab".repeat(31)]}),
+            json!({"\u{e000}": 1, "\u{1f600}": 2, "signature": "A".repeat(86) + "==", "z": 0}),
+            json!({"action": "x", "signature": "A".repeat(86) + "=="}),
+        ];
+        for v in cases {
+            let json = canonicalize(&v);
+            let mut dict = Dictionary::new();
+            let c = encode(&mut dict, &json, &ctx, &mut Vec::new());
+            let mut out = Vec::new();
+            decode_into(&dict, &c, &ctx, false, &mut out).unwrap();
+            assert_eq!(out, json, "{}", String::from_utf8_lossy(&json));
+            let mut signed = Vec::new();
+            decode_into(&dict, &c, &ctx, true, &mut signed).unwrap();
+            assert_eq!(signed, signed_bytes(&json));
+        }
+        // not canonical (spaces, member order): kept as given
+        let mut dict = Dictionary::new();
+        for raw in [&b"{\"b\": 1, \"a\": 2}"[..], b"[1,2]", b"{\"a\":1e2}", b"not json"] {
+            let c = encode(&mut dict, raw, &ctx, &mut Vec::new());
+            assert_eq!(c[0], FORM_RAW);
+            assert!(dict.is_empty(), "an escaped receipt adds no entry");
+            let mut out = Vec::new();
+            decode_into(&dict, &c, &ctx, false, &mut out).unwrap();
+            assert_eq!(out, raw);
+        }
+    }
+
+    #[test]
+    fn corrupt_compact_forms_are_errors_not_panics() {
+        let (seq, prev, json) = chain(1, 3).remove(0);
+        let ctx = Context { tenant_id: "acme", seq, prev_hash: Some(&prev) };
+        let mut dict = Dictionary::new();
+        let c = encode(&mut dict, &json, &ctx, &mut Vec::new());
+        let mut rng = StdRng::seed_from_u64(4);
+        for cut in 0..c.len() {
+            let _ = decode_into(&dict, &c[..cut], &ctx, false, &mut Vec::new());
+        }
+        for _ in 0..2000 {
+            let mut bad = c.clone();
+            let i = rng.gen_range(0..bad.len());
+            bad[i] ^= 1 << rng.gen_range(0..8);
+            let mut out = Vec::new();
+            if decode_into(&dict, &bad, &ctx, false, &mut out).is_ok() {
+                assert_ne!(out, json); // a flipped bit never decodes to the original
+            }
+        }
+        assert!(decode_into(&Dictionary::new(), &c, &ctx, false, &mut Vec::new()).is_err());
+        assert!(Dictionary::from_entries(vec![b"Fx".to_vec(), b"Fx".to_vec()]).is_err());
+        assert!(Dictionary::from_entries(vec![b"?".to_vec()]).is_err());
+    }
+
+    #[test]
+    fn time_and_varint_forms() {
+        for us in [0i64, 1, -1, 1_733_500_000_123_456, 253_402_300_799_999_999, -30_610_224_000_000_000] {
+            let mut s = Vec::new();
+            push_time(us, &mut s);
+            assert_eq!(parse_time(std::str::from_utf8(&s).unwrap()), Some(us), "{}", String::from_utf8_lossy(&s));
+        }
+        for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN] {
+            let mut b = Vec::new();
+            put_varint(zigzag(v), &mut b);
+            let mut r = Reader { buf: &b, pos: 0 };
+            assert_eq!(unzigzag(r.varint().unwrap()), v);
+            assert!(r.done());
+        }
+    }
+
+    fn hex32(b: &[u8; 32]) -> String {
+        crate::receipt::hex32(b)
+    }
+}

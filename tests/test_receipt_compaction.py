@@ -1,0 +1,192 @@
+"""Receipt compaction (issue 16, first step): the compact form reconstructs every receipt the service can
+sign byte for byte, and its signed bytes; a server storing receipts compact (the default), dual or full
+serves byte-identical receipts that verify with PyNaCl, blake3 and rfc8785 alone; a dictionary never
+keeps entries of receipts that were not committed."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import blake3
+import orjson
+import pytest
+import rfc8785
+from conftest import Server
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nacl.signing import VerifyKey
+from provgraph._core import ReceiptCodec, ReceiptSigner, uuid7
+from test_contract_actions import act, independent_verify, setup_tenant, wait_receipt
+
+GENESIS = bytes(32)
+
+# JSON values as the service could put in a receipt: unicode (astral, escapes), big and fractional
+# numbers, nesting, and strings shaped like the codec's special forms (UUIDs, hashes, times).
+_scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=80),
+    st.sampled_from(["01890a5d-ac96-774b-bcce-b302099a8057", "ab" * 32, "AB" * 32, "2026-12-07T10:11:12.123456Z",
+                     "2026-02-30T00:00:00.000000Z", "1999-12-31T23:59:59.999999Z", "user:olga", "\u2028\ud7ff"]),
+)
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+                       max_leaves=12)
+
+
+def _receipt(extra: dict[str, Any], approvals: int, evidence: int, n: int) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "receipt_id": uuid7(), "tenant_id": "acme", "executed_at": "2026-12-07T10:11:12.000001Z",
+        "issued_at": "2026-12-07T10:11:12.004000Z", "actor": {"id": f"user:u{n % 5}", "roles": ["operator"]},
+        "action": "deploy", "resource": {"type": "service", "id": f"s{n}"}, "preflight_id": uuid7(),
+        "policy": {"bundle": "authz", "revision": "r1", "decision_id": uuid7(), "decision": "allow"},
+        "request_hash": blake3.blake3(b"%d" % n).hexdigest(), "result_hash": blake3.blake3(b"r%d" % n).hexdigest(),
+        "approvals": [{"actor": f"user:a{i}", "at": "2026-12-07T10:11:11.999999Z", "receipt_id": uuid7()}
+                      for i in range(approvals)],
+        "evidence": [{"hash": blake3.blake3(b"e%d" % i).hexdigest(), "size": 1000 + i} for i in range(evidence)],
+    }
+    r.update({k: v for k, v in extra.items() if k not in ("seq", "prev_hash", "signer", "signature")})
+    r["receipt_id"] = r["receipt_id"] if isinstance(r["receipt_id"], str) and r["receipt_id"] else uuid7()
+    r["tenant_id"] = r["tenant_id"] if isinstance(r["tenant_id"], str) and r["tenant_id"] else "acme"
+    return r
+
+
+def _signed_bytes(stored: bytes) -> bytes | None:
+    """The signed bytes by rfc8785 (None where it refuses the value: integers of 2^53 and more,
+    which JCS writes as doubles; the signature and hash checks still cover those)."""
+    try:
+        return rfc8785.dumps({k: v for k, v in orjson.loads(stored).items() if k != "signature"})
+    except rfc8785.IntegerDomainError:
+        return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extras=st.lists(st.tuples(st.dictionaries(st.text(max_size=16), _values, max_size=5),
+                                 st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=6))
+def test_any_signable_receipt_round_trips_byte_exact(extras: list[tuple[dict[str, Any], int, int]]) -> None:
+    signer = ReceiptSigner(bytes(range(32)))
+    maps = [_receipt(extra, a, e, i) for i, (extra, a, e) in enumerate(extras)]
+    signed, _ = signer.sign_batch(GENESIS, 1, [orjson.dumps(m) for m in maps])
+    codec = ReceiptCodec()
+    compact, first, added = codec.encode("", [(json, seq) for seq, _, _, json in signed])
+    assert first == 0 and len(added) == len(codec)
+    stored = ReceiptCodec(added)  # the dictionary as stored, loaded afresh
+    prev = GENESIS
+    for (seq, _, signed_hash, json), form in zip(signed, compact, strict=True):
+        assert stored.decode(form, "", seq) == json
+        signed_bytes = stored.decode(form, "", seq, signed=True)
+        assert _signed_bytes(json) in (signed_bytes, None)
+        assert blake3.blake3(signed_bytes).digest() == signed_hash
+        receipt = orjson.loads(json)
+        assert receipt["prev_hash"] == prev.hex()
+        VerifyKey(signer.public_key).verify(signed_bytes, base64.b64decode(receipt["signature"]))
+        prev = signed_hash
+
+
+def test_compact_form_is_small_and_the_dictionary_only_grows() -> None:
+    signer = ReceiptSigner(bytes(32))
+    maps = [_receipt({}, i % 3 == 0, i % 4, i) for i in range(400)]
+    signed, _ = signer.sign_batch(GENESIS, 1, [orjson.dumps(m) for m in maps])
+    codec = ReceiptCodec()
+    sizes = (0, 0)
+    for seq, _, _, json in signed:
+        before = len(codec)
+        (form,), first, added = codec.encode("", [(json, seq)])
+        assert first == before and len(codec) == before + len(added)
+        assert form[0] == 1  # the template form
+        sizes = (sizes[0] + len(json), sizes[1] + len(form))
+    assert sizes[1] * 3 < sizes[0], sizes  # well under a third of the JSON
+    codec.truncate(5)
+    assert len(codec) == 5
+    with pytest.raises(ValueError):
+        codec.decode(form, "", signed[-1][0])  # its entries are gone: an error, never wrong bytes
+
+
+def test_escape_form_for_json_that_is_not_canonical() -> None:
+    codec = ReceiptCodec()
+    raw = b'{"b": 1, "a": "x"}'
+    (form,), _, added = codec.encode("", [(raw, 1)])
+    assert form[0] == 0 and not added
+    assert codec.decode(form, "", 1) == raw
+    assert codec.decode(form, "", 1, signed=True) == rfc8785.dumps({"a": "x", "b": 1})
+
+
+def _stored_forms(srv: Server, tenant: str) -> list[int]:
+    """The first byte of every receipts row of `tenant` (b"{": full JSON, 0/1: compact)."""
+    import lmdb
+    from provgraph.store.keys import tenant_prefix
+
+    env = lmdb.open(str(srv.data_dir / "lmdb"), readonly=True, lock=False, max_dbs=64)
+    try:
+        with env.begin() as txn:
+            tenants = txn.get(tenant.encode(), db=env.open_db(b"tenants", txn=txn, create=False))
+            num = orjson.loads(tenants)["num"]
+            prefix = tenant_prefix(num)
+            cur = txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False))
+            out = []
+            if cur.set_range(prefix):
+                for k, v in cur:
+                    if not bytes(k).startswith(prefix):
+                        break
+                    out.append(bytes(v)[0])
+            return out
+    finally:
+        env.close()
+
+
+def test_storage_modes_serve_byte_identical_receipts_that_verify_independently(server_factory: Any) -> None:
+    srv = server_factory(["--flag", "receipts.storage=full"])
+    keys = setup_tenant(srv, "cmp")
+    admin, op = srv.api(), keys["op"]
+    issued: list[str] = []
+    for mode in ("full", "compact", "dual", "compact", "full"):
+        with admin.flags_set({"receipts.storage": mode}):
+            got = op.ok("POST", "/v1/tenants/cmp/actions:batch", {"actions": [
+                act("deploy", "service", {"mode": mode, "n": i, "text": "h\u00e9llo \U0001f600"}, rid=f"{mode}{i}")
+                for i in range(20)]})["results"]
+            for r in got:
+                wait_receipt(op, r["receipt_id"])
+            issued += [r["receipt_id"] for r in got]
+    srv.stop()
+    forms = _stored_forms(srv, "cmp")
+    assert ord("{") in forms and 1 in forms  # both forms in one chain
+    srv.start()
+    receipts = op.receipts("cmp", page=37)
+    assert {r["receipt_id"] for r in receipts} >= set(issued)
+    public = {k["key_id"]: base64.b64decode(k["public_key"]) for k in admin.ok("GET", "/v1/keys")["keys"]}
+    independent_verify(receipts, public)
+    # one receipt, by id and in a page, is the same bytes
+    for r in receipts[-45:]:
+        status, _, one = op.raw("GET", f"/v1/tenants/cmp/receipts/{r['receipt_id']}")
+        assert status == 200 and orjson.loads(one) == r and one == rfc8785.dumps(r)
+    # dual: reads are checked against the compact copy, none mismatched
+    with admin.flags_set({"receipts.storage": "dual"}):
+        op.receipts("cmp", page=100)
+        metrics = admin.with_key(None).raw("GET", "/metrics")[2].decode()
+    checks = next(float(ln.split()[1]) for ln in metrics.splitlines() if ln.startswith("provgraph_receipt_dual_checks_total"))
+    mismatches = next(float(ln.split()[1]) for ln in metrics.splitlines()
+                      if ln.startswith("provgraph_receipt_dual_mismatches_total"))
+    assert checks >= 20 and mismatches == 0
+
+
+def test_failed_commits_leave_no_dictionary_entry_behind(server_factory: Any) -> None:
+    """Storage failures (injected) make batches fail after their receipts were encoded: the
+    entries they added are dropped, so receipts issued later (and after a restart, from the stored
+    dictionary alone) still reconstruct and verify."""
+    srv = server_factory(["--enable-fault-injection", "--flag", "receipts.storage=compact"])
+    keys = setup_tenant(srv, "rb")
+    admin, op = srv.api(), keys["op"]
+    admin.ok("PUT", "/v1/admin/faults", {"commit": 3})
+    ids = [op.ok("POST", "/v1/tenants/rb/actions:batch", {"actions": [
+        act("deploy", "service", {"n": i}, rid=f"new-{i}")]})["results"][0]["receipt_id"] for i in range(6)]
+    for rid in ids:
+        wait_receipt(op, rid, timeout=20)
+    srv.stop()
+    srv.start()
+    receipts = op.receipts("rb", page=100)
+    public = {k["key_id"]: base64.b64decode(k["public_key"]) for k in admin.ok("GET", "/v1/keys")["keys"]}
+    independent_verify(receipts, public)
+    assert {r["receipt_id"] for r in receipts} >= set(ids)
+    assert _stored_forms(srv, "rb").count(1) >= len(ids)  # stored compact
