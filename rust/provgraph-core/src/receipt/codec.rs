@@ -51,6 +51,7 @@ const H_PREV: u8 = 9; // the context's prev hash
 const H_INLINE: u8 = 10; // varint length, then the JSON text
 const OP_SIG_BEGIN: u8 = 11; // the top-level `signature` member starts (not in the signed bytes)
 const OP_SIG_END: u8 = 12; // ... and ends (its trailing comma included)
+const H_UUID7: u8 = 13; // a UUIDv7 after the first: zigzag varint of its ms minus the first's, then its last 10 bytes
 
 /// JSON text of a string or number up to this long goes in the dictionary; longer, inline.
 const MAX_FRAGMENT: usize = 64;
@@ -81,10 +82,16 @@ impl Dictionary {
         let mut d = Dictionary::new();
         for e in entries {
             if !matches!(e.first(), Some(&ENTRY_FRAGMENT) | Some(&ENTRY_TEMPLATE)) {
-                return Err(Error::InvalidArgument(format!("dictionary entry {} has no kind", d.len())));
+                return Err(Error::InvalidArgument(format!(
+                    "dictionary entry {} has no kind",
+                    d.len()
+                )));
             }
             if d.index.contains_key(&e) {
-                return Err(Error::InvalidArgument(format!("dictionary entry {} is a duplicate", d.len())));
+                return Err(Error::InvalidArgument(format!(
+                    "dictionary entry {} is a duplicate",
+                    d.len()
+                )));
             }
             d.index.insert(e.clone(), d.entries.len() as u32);
             d.entries.push(e);
@@ -131,7 +138,9 @@ impl Dictionary {
     fn get(&self, id: u64, kind: u8) -> Result<&[u8]> {
         match self.entries.get(id as usize) {
             Some(e) if e.first() == Some(&kind) => Ok(&e[1..]),
-            Some(_) => Err(corrupt(format!("dictionary entry {id} is not of the kind expected"))),
+            Some(_) => Err(corrupt(format!(
+                "dictionary entry {id} is not of the kind expected"
+            ))),
             None => Err(corrupt(format!("dictionary entry {id} is missing"))),
         }
     }
@@ -168,7 +177,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| corrupt("truncated varint".into()))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| corrupt("truncated varint".into()))?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
@@ -203,12 +215,16 @@ fn hex_val(c: u8) -> Option<u8> {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// The bytes of lowercase hex `s` (`n` bytes), or None.
-fn unhex(s: &[u8], n: usize) -> Option<Vec<u8>> {
-    if s.len() != 2 * n {
+/// The bytes of lowercase hex `s` (exactly `N` bytes), or None.
+fn unhex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
         return None;
     }
-    s.chunks_exact(2).map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?)).collect()
+    let mut out = [0u8; N];
+    for (o, p) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = hex_val(p[0])? << 4 | hex_val(p[1])?;
+    }
+    Some(out)
 }
 
 fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
@@ -224,8 +240,15 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
         return None;
     }
-    let digits: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
-    unhex(&digits, 16).map(|v| v.try_into().expect("16 bytes"))
+    let mut out = [0u8; 16];
+    let mut k = 0;
+    for (from, to) in [(0, 8), (9, 13), (14, 18), (19, 23), (24, 36)] {
+        for p in b[from..to].chunks_exact(2) {
+            out[k] = hex_val(p[0])? << 4 | hex_val(p[1])?;
+            k += 1;
+        }
+    }
+    Some(out)
 }
 
 fn push_uuid(u: &[u8], out: &mut Vec<u8>) {
@@ -267,52 +290,87 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+fn push_digits(v: i64, width: usize, out: &mut Vec<u8>) {
+    let mut buf = [b'0'; 8];
+    let mut v = v;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of microseconds since the epoch (years 1000-9999).
 fn push_time(us: i64, out: &mut Vec<u8>) {
     let (days, rem) = (us.div_euclid(86_400_000_000), us.rem_euclid(86_400_000_000));
     let (y, m, d) = civil_from_days(days);
     let secs = rem / 1_000_000;
-    let s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        rem % 1_000_000
-    );
-    out.extend_from_slice(s.as_bytes());
+    push_digits(y, 4, out);
+    out.push(b'-');
+    push_digits(m, 2, out);
+    out.push(b'-');
+    push_digits(d, 2, out);
+    out.push(b'T');
+    push_digits(secs / 3600, 2, out);
+    out.push(b':');
+    push_digits(secs / 60 % 60, 2, out);
+    out.push(b':');
+    push_digits(secs % 60, 2, out);
+    out.push(b'.');
+    push_digits(rem % 1_000_000, 6, out);
+    out.push(b'Z');
 }
 
 /// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (years 1000-9999), when
 /// formatting them back gives `s` exactly.
 fn parse_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 27 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() != 27
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     if b[19] != b'.' || b[26] != b'Z' {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec, frac) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
-    if y < 1000 || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
+    if y < 1000
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 59
+    {
         return None;
     }
     let us = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000 + frac;
-    let mut back = Vec::with_capacity(27);
-    push_time(us, &mut back);
-    (back == b).then_some(us) // rejects dates like 02-31 that would normalize
+    // rejects dates like 02-31 that would normalize: the day must survive the round trip
+    (civil_from_days(us.div_euclid(86_400_000_000)) == (y, mo, d)).then_some(us)
 }
 
 /// The 64 bytes of a padded standard base64 Ed25519 signature.
 fn parse_sig(s: &str) -> Option<[u8; 64]> {
-    if s.len() != 88 {
+    if s.len() != 88 || !s.ends_with("==") {
         return None;
     }
-    let raw = B64.decode(s).ok()?;
-    let sig: [u8; 64] = raw.try_into().ok()?;
-    (B64.encode(sig) == s).then_some(sig)
+    let mut sig = [0u8; 66]; // decode_slice wants room for the padding's worth
+    let n = B64.decode_slice(s, &mut sig).ok()?;
+    if n != 64 {
+        return None;
+    }
+    let mut back = [0u8; 88];
+    B64.encode_slice(&sig[..64], &mut back).ok()?;
+    (back == s.as_bytes()).then(|| sig[..64].try_into().expect("64 bytes"))
 }
 
 // ---- encoding -----------------------------------------------------------------------------------
@@ -331,6 +389,7 @@ enum Hole {
 
 struct Builder<'c> {
     ops: Vec<u8>,
+    uuid_ops: Vec<usize>, // where in `ops` each H_UUID hole's op byte is
     lit: Vec<u8>,
     holes: Vec<Hole>,
     ctx: &'c Context<'c>,
@@ -347,33 +406,40 @@ impl Builder<'_> {
         }
     }
 
-    fn hole(&mut self, op: u8, value: Hole) {
+    /// A hole of kind `op`; returns where its op byte is in `ops`.
+    fn hole(&mut self, op: u8, value: Hole) -> usize {
         self.flush();
         self.ops.push(op);
         self.holes.push(value);
+        self.ops.len() - 1
     }
 
-    fn fragment(&mut self, text: Vec<u8>) {
-        if text.len() <= MAX_FRAGMENT {
-            self.hole(H_FRAGMENT, Hole::Fragment(text));
+    /// A string or number of JSON text `entry[1..]` (`entry[0]` is ENTRY_FRAGMENT): a dictionary
+    /// hole, or inline when it is long.
+    fn fragment(&mut self, mut entry: Vec<u8>) {
+        if entry.len() - 1 <= MAX_FRAGMENT {
+            self.hole(H_FRAGMENT, Hole::Fragment(entry));
         } else {
-            self.hole(H_INLINE, Hole::Inline(text));
+            entry.remove(0);
+            self.hole(H_INLINE, Hole::Inline(entry));
         }
     }
 
     fn string(&mut self, s: &str) {
         if let Some(u) = parse_uuid(s) {
-            self.hole(H_UUID, Hole::Uuid(u));
-        } else if let Some(h) = unhex(s.as_bytes(), 32) {
-            self.hole(H_HEX32, Hole::Hex32(h.try_into().expect("32 bytes")));
+            let at = self.hole(H_UUID, Hole::Uuid(u));
+            self.uuid_ops.push(at);
+        } else if let Some(h) = unhex::<32>(s.as_bytes()) {
+            self.hole(H_HEX32, Hole::Hex32(h));
         } else if let Some(t) = parse_time(s) {
             self.hole(H_TIME, Hole::Time(t));
         } else if let Some(sig) = parse_sig(s) {
             self.hole(H_SIG, Hole::Sig(sig));
         } else {
-            let mut text = Vec::with_capacity(s.len() + 2);
-            write_string(s, &mut text);
-            self.fragment(text);
+            let mut entry = Vec::with_capacity(s.len() + 3);
+            entry.push(ENTRY_FRAGMENT);
+            write_string(s, &mut entry);
+            self.fragment(entry);
         }
     }
 
@@ -383,14 +449,16 @@ impl Builder<'_> {
             Value::Bool(true) => self.lit.extend_from_slice(b"true"),
             Value::Bool(false) => self.lit.extend_from_slice(b"false"),
             Value::String(s) => self.string(s),
-            Value::Number(n) => {
-                let mut text = Vec::new();
-                write_number(n, &mut text);
-                match n.as_i64().filter(|i| i.unsigned_abs() <= 1 << 53) {
-                    Some(i) => self.hole(H_INT, Hole::Int(i)),
-                    None => self.fragment(text),
+            Value::Number(n) => match n.as_i64().filter(|i| i.unsigned_abs() <= 1 << 53) {
+                Some(i) => {
+                    self.hole(H_INT, Hole::Int(i));
                 }
-            }
+                None => {
+                    let mut entry = vec![ENTRY_FRAGMENT];
+                    write_number(n, &mut entry);
+                    self.fragment(entry);
+                }
+            },
             Value::Array(items) => {
                 self.lit.push(b'[');
                 for (i, item) in items.iter().enumerate() {
@@ -417,7 +485,10 @@ impl Builder<'_> {
             }
             after_sig = false;
             // `"signature":"…",` sits between markers: the signed bytes are the same text without it
-            let sig = top && name == "signature" && i < last && matches!(value, Value::String(s) if parse_sig(s).is_some());
+            let sig = top
+                && name == "signature"
+                && i < last
+                && matches!(value, Value::String(s) if parse_sig(s).is_some());
             if sig {
                 self.flush();
                 self.ops.push(OP_SIG_BEGIN);
@@ -426,12 +497,19 @@ impl Builder<'_> {
             write_string(name, &mut self.lit);
             self.lit.push(b':');
             match (top, name.as_str(), value) {
-                (true, "tenant_id", Value::String(s)) if s == self.ctx.tenant_id => self.hole(H_TENANT, Hole::Ctx),
-                (true, "seq", Value::Number(n)) if n.as_u64() == Some(self.ctx.seq) => self.hole(H_SEQ, Hole::Ctx),
+                (true, "tenant_id", Value::String(s)) if s == self.ctx.tenant_id => {
+                    self.hole(H_TENANT, Hole::Ctx);
+                }
+                (true, "seq", Value::Number(n)) if n.as_u64() == Some(self.ctx.seq) => {
+                    self.hole(H_SEQ, Hole::Ctx);
+                }
                 (true, "prev_hash", Value::String(s))
-                    if self.ctx.prev_hash.is_some_and(|p| unhex(s.as_bytes(), 32).as_deref() == Some(&p[..])) =>
+                    if self
+                        .ctx
+                        .prev_hash
+                        .is_some_and(|p| unhex::<32>(s.as_bytes()).as_ref() == Some(p)) =>
                 {
-                    self.hole(H_PREV, Hole::Ctx)
+                    self.hole(H_PREV, Hole::Ctx);
                 }
                 _ => self.value(value),
             }
@@ -450,40 +528,75 @@ impl Builder<'_> {
 /// adding to `dict` what it lacks (those entries are appended to `added`, in id order). The
 /// result decodes to exactly `json` with the same dictionary and context; a receipt that is
 /// not canonical JSON (or does not decode back) is kept whole in the escape form.
-pub fn encode(dict: &mut Dictionary, json: &[u8], ctx: &Context<'_>, added: &mut Vec<Vec<u8>>) -> Vec<u8> {
+pub fn encode(
+    dict: &mut Dictionary,
+    json: &[u8],
+    ctx: &Context<'_>,
+    added: &mut Vec<Vec<u8>>,
+) -> Vec<u8> {
     let raw = || {
         let mut out = Vec::with_capacity(json.len() + 1);
         out.push(FORM_RAW);
         out.extend_from_slice(json);
         out
     };
-    let Ok(Value::Object(map)) = parse_strict(json) else { return raw() };
-    let mut b = Builder { ops: vec![ENTRY_TEMPLATE], lit: Vec::new(), holes: Vec::new(), ctx, sig_marked: false };
+    let Ok(Value::Object(map)) = parse_strict(json) else {
+        return raw();
+    };
+    let mut b = Builder {
+        ops: vec![ENTRY_TEMPLATE],
+        uuid_ops: Vec::new(),
+        lit: Vec::new(),
+        holes: Vec::new(),
+        ctx,
+        sig_marked: false,
+    };
     b.object(&map, true);
     b.flush();
     if map.contains_key("signature") && !b.sig_marked {
         return raw(); // a signature the markers cannot cut out: the signed bytes come from the JSON
     }
+    // The first UUIDv7 is stored whole: its time is the base of the receipt's times and of every
+    // later UUIDv7, which keeps only its time's delta from it and its other 10 bytes.
+    let uuids: Vec<&[u8; 16]> = b
+        .holes
+        .iter()
+        .filter_map(|h| if let Hole::Uuid(u) = h { Some(u) } else { None })
+        .collect();
+    let first_v7 = uuids.iter().position(|u| uuid7_ms(&u[..]).is_some());
+    let base_ms = first_v7.and_then(|i| uuid7_ms(&uuids[i][..])).unwrap_or(0);
+    let mut short_uuid = vec![false; uuids.len()];
+    if let Some(f) = first_v7 {
+        for (i, u) in uuids.iter().enumerate().skip(f + 1) {
+            if uuid7_ms(&u[..]).is_some() {
+                short_uuid[i] = true;
+                b.ops[b.uuid_ops[i]] = H_UUID7;
+            }
+        }
+    }
     let template = b.ops;
-    // the first UUIDv7's time is the base of the first timestamp
-    let mut base = b.holes.iter().find_map(|h| if let Hole::Uuid(u) = h { uuid7_ms(u) } else { None }).unwrap_or(0) * 1000;
+    let mut base = base_ms * 1000;
     let (dict_len, added_len) = (dict.len(), added.len());
     let mut out = Vec::with_capacity(256);
     out.push(FORM_TEMPLATE);
     put_varint(u64::from(dict.intern(template, added)), &mut out);
+    let mut uuid_i = 0;
     for h in b.holes {
         match h {
-            Hole::Fragment(text) => {
-                let mut e = Vec::with_capacity(text.len() + 1);
-                e.push(ENTRY_FRAGMENT);
-                e.extend_from_slice(&text);
-                put_varint(u64::from(dict.intern(e, added)), &mut out);
-            }
+            Hole::Fragment(entry) => put_varint(u64::from(dict.intern(entry, added)), &mut out),
             Hole::Inline(text) => {
                 put_varint(text.len() as u64, &mut out);
                 out.extend_from_slice(&text);
             }
-            Hole::Uuid(u) => out.extend_from_slice(&u),
+            Hole::Uuid(u) => {
+                if short_uuid[uuid_i] {
+                    put_varint(zigzag(uuid7_ms(&u).expect("v7") - base_ms), &mut out);
+                    out.extend_from_slice(&u[6..]);
+                } else {
+                    out.extend_from_slice(&u);
+                }
+                uuid_i += 1;
+            }
             Hole::Hex32(h) => out.extend_from_slice(&h),
             Hole::Sig(s) => out.extend_from_slice(&s),
             Hole::Time(t) => {
@@ -509,7 +622,13 @@ pub fn encode(dict: &mut Dictionary, json: &[u8], ctx: &Context<'_>, added: &mut
 /// The stored receipt (`signed == false`: its canonical bytes, `signature` included) or its
 /// signed bytes (`signed == true`: without the `signature` member) of the compact receipt
 /// `data`, appended to `out`.
-pub fn decode_into(dict: &Dictionary, data: &[u8], ctx: &Context<'_>, signed: bool, out: &mut Vec<u8>) -> Result<()> {
+pub fn decode_into(
+    dict: &Dictionary,
+    data: &[u8],
+    ctx: &Context<'_>,
+    signed: bool,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     match data.first() {
         Some(&FORM_RAW) => {
             let json = &data[1..];
@@ -546,10 +665,16 @@ fn render(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     // Pass 1 finds the time base (the first UUIDv7 among the holes) without writing anything.
-    let mut base = None;
+    let mut base_ms: Option<i64> = None;
     {
-        let mut t = Reader { buf: template, pos: 0 };
-        let mut v = Reader { buf: r.buf, pos: r.pos };
+        let mut t = Reader {
+            buf: template,
+            pos: 0,
+        };
+        let mut v = Reader {
+            buf: r.buf,
+            pos: r.pos,
+        };
         while !t.done() {
             match t.take(1)?[0] {
                 OP_LIT => {
@@ -558,12 +683,16 @@ fn render(
                 }
                 H_UUID => {
                     let u = v.take(16)?;
-                    if base.is_none() {
-                        base = uuid7_ms(u).map(|ms| ms * 1000);
+                    if base_ms.is_none() {
+                        base_ms = uuid7_ms(u);
                     }
                 }
                 H_FRAGMENT | H_TIME | H_INT => {
                     v.varint()?;
+                }
+                H_UUID7 => {
+                    v.varint()?;
+                    v.take(10)?;
                 }
                 H_INLINE => {
                     let n = v.varint()? as usize;
@@ -580,8 +709,11 @@ fn render(
             }
         }
     }
-    let mut time = base.unwrap_or(0);
-    let mut t = Reader { buf: template, pos: 0 };
+    let mut time = base_ms.unwrap_or(0) * 1000;
+    let mut t = Reader {
+        buf: template,
+        pos: 0,
+    };
     let mut skip_from = None;
     while !t.done() {
         match t.take(1)?[0] {
@@ -599,6 +731,22 @@ fn render(
                 push_uuid(r.take(16)?, out);
                 out.push(b'"');
             }
+            H_UUID7 => {
+                let ms = base_ms
+                    .ok_or_else(|| corrupt("a short UUIDv7 without a first one".into()))?
+                    .checked_add(unzigzag(r.varint()?))
+                    .filter(|ms| (0..1 << 48).contains(ms))
+                    .ok_or_else(|| corrupt("UUIDv7 time out of range".into()))?;
+                let mut u = [0u8; 16];
+                u[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+                u[6..].copy_from_slice(r.take(10)?);
+                if uuid7_ms(&u).is_none() {
+                    return Err(corrupt("short UUID is not a v7".into()));
+                }
+                out.push(b'"');
+                push_uuid(&u, out);
+                out.push(b'"');
+            }
             H_HEX32 => {
                 out.push(b'"');
                 push_hex(r.take(32)?, out);
@@ -607,12 +755,15 @@ fn render(
             H_SIG => {
                 out.push(b'"');
                 let mut s = [0u8; 88];
-                B64.encode_slice(r.take(64)?, &mut s).map_err(|e| corrupt(e.to_string()))?;
+                B64.encode_slice(r.take(64)?, &mut s)
+                    .map_err(|e| corrupt(e.to_string()))?;
                 out.extend_from_slice(&s);
                 out.push(b'"');
             }
             H_TIME => {
-                time = time.checked_add(unzigzag(r.varint()?)).ok_or_else(|| corrupt("time out of range".into()))?;
+                time = time
+                    .checked_add(unzigzag(r.varint()?))
+                    .ok_or_else(|| corrupt("time out of range".into()))?;
                 if !(-30_610_224_000_000_000..=253_402_300_799_999_999).contains(&time) {
                     return Err(corrupt("time out of range".into()));
                 }
@@ -627,7 +778,9 @@ fn render(
             H_TENANT => write_string(ctx.tenant_id, out),
             H_SEQ => out.extend_from_slice(ctx.seq.to_string().as_bytes()),
             H_PREV => {
-                let p = ctx.prev_hash.ok_or_else(|| corrupt("prev_hash elided but not given".into()))?;
+                let p = ctx
+                    .prev_hash
+                    .ok_or_else(|| corrupt("prev_hash elided but not given".into()))?;
                 out.push(b'"');
                 push_hex(p, out);
                 out.push(b'"');
@@ -653,7 +806,9 @@ mod tests {
     use serde_json::json;
 
     fn signed_bytes(full: &[u8]) -> Vec<u8> {
-        let Value::Object(mut m) = parse_strict(full).unwrap() else { panic!() };
+        let Value::Object(mut m) = parse_strict(full).unwrap() else {
+            panic!()
+        };
         m.remove("signature");
         canonicalize(&Value::Object(m))
     }
@@ -663,8 +818,10 @@ mod tests {
             .map(|_| json!({"hash": hex32(&rng.gen()), "size": rng.gen_range(1..10_000_000u64)}))
             .collect();
         let approvals: Vec<Value> = (0..rng.gen_range(0..3))
-            .map(|k| json!({"actor": format!("user:a{k}"), "at": "2026-12-07T10:11:12.000123Z",
-                            "receipt_id": crate::receipt::uuid7()}))
+            .map(|k| {
+                json!({"actor": format!("user:a{k}"), "at": "2026-12-07T10:11:12.000123Z",
+                            "receipt_id": crate::receipt::uuid7()})
+            })
             .collect();
         let action = ["deploy", "graph.write", "approval.grant"][rng.gen_range(0..3)];
         let v = json!({
@@ -674,7 +831,7 @@ mod tests {
             "actor": {"id": format!("user:u{}", rng.gen_range(0..20)), "roles": ["operator"]},
             "action": action,
             "resource": {"type": "service", "id": format!("r{}", rng.gen_range(0..100_000))},
-            "policy": if i % 7 == 0 { Value::Null } else {
+            "policy": if i.is_multiple_of(7) { Value::Null } else {
                 json!({"bundle": "authz", "revision": "rev-3", "decision_id": crate::receipt::uuid7(), "decision": "allow"}) },
             "preflight_id": crate::receipt::uuid7(),
             "request_hash": hex32(&rng.gen()), "result_hash": hex32(&rng.gen()),
@@ -706,7 +863,11 @@ mod tests {
         let mut total = (0usize, 0usize);
         let mut head = GENESIS;
         for (seq, prev, json) in chain(500, 1) {
-            let ctx = Context { tenant_id: "acme", seq, prev_hash: Some(&prev) };
+            let ctx = Context {
+                tenant_id: "acme",
+                seq,
+                prev_hash: Some(&prev),
+            };
             let mut added = Vec::new();
             let c = encode(&mut dict, &json, &ctx, &mut added);
             assert_eq!(c[0], FORM_TEMPLATE);
@@ -723,11 +884,20 @@ mod tests {
         }
         // a quarter of the JSON or less once the dictionary is warm
         assert!(total.1 * 3 < total.0, "{total:?}");
-        eprintln!("500 receipts: {} B of JSON -> {} B compact (+{} B of dictionary)", total.0, total.1, dict.bytes());
+        eprintln!(
+            "500 receipts: {} B of JSON -> {} B compact (+{} B of dictionary)",
+            total.0,
+            total.1,
+            dict.bytes()
+        );
         // the same dictionary, stored and loaded, decodes the same
         let again = Dictionary::from_entries(dict.entries().to_vec()).unwrap();
         let (seq, prev, json) = chain(1, 1).remove(0);
-        let ctx = Context { tenant_id: "acme", seq, prev_hash: Some(&prev) };
+        let ctx = Context {
+            tenant_id: "acme",
+            seq,
+            prev_hash: Some(&prev),
+        };
         let mut d2 = again.clone();
         let c = encode(&mut d2, &json, &ctx, &mut Vec::new());
         let mut out = Vec::new();
@@ -739,13 +909,45 @@ mod tests {
     fn context_fields_are_elided_only_when_they_match() {
         let (seq, prev, json) = chain(3, 2).remove(2);
         let mut dict = Dictionary::new();
-        let with = encode(&mut dict, &json, &Context { tenant_id: "acme", seq, prev_hash: Some(&prev) }, &mut Vec::new());
+        let with = encode(
+            &mut dict,
+            &json,
+            &Context {
+                tenant_id: "acme",
+                seq,
+                prev_hash: Some(&prev),
+            },
+            &mut Vec::new(),
+        );
         let other = [1u8; 32];
-        let without = encode(&mut dict, &json, &Context { tenant_id: "other", seq: seq + 1, prev_hash: Some(&other) }, &mut Vec::new());
+        let without = encode(
+            &mut dict,
+            &json,
+            &Context {
+                tenant_id: "other",
+                seq: seq + 1,
+                prev_hash: Some(&other),
+            },
+            &mut Vec::new(),
+        );
         assert!(with.len() + 32 <= without.len());
         for (c, ctx) in [
-            (&with, Context { tenant_id: "acme", seq, prev_hash: Some(&prev) }),
-            (&without, Context { tenant_id: "other", seq: seq + 1, prev_hash: Some(&other) }),
+            (
+                &with,
+                Context {
+                    tenant_id: "acme",
+                    seq,
+                    prev_hash: Some(&prev),
+                },
+            ),
+            (
+                &without,
+                Context {
+                    tenant_id: "other",
+                    seq: seq + 1,
+                    prev_hash: Some(&other),
+                },
+            ),
         ] {
             let mut out = Vec::new();
             decode_into(&dict, c, &ctx, false, &mut out).unwrap();
@@ -753,12 +955,27 @@ mod tests {
         }
         // an elided prev_hash needs the context's
         let mut out = Vec::new();
-        assert!(decode_into(&dict, &with, &Context { tenant_id: "acme", seq, prev_hash: None }, false, &mut out).is_err());
+        assert!(decode_into(
+            &dict,
+            &with,
+            &Context {
+                tenant_id: "acme",
+                seq,
+                prev_hash: None
+            },
+            false,
+            &mut out
+        )
+        .is_err());
     }
 
     #[test]
     fn unusual_values_and_non_canonical_input() {
-        let ctx = Context { tenant_id: "t", seq: 1, prev_hash: None };
+        let ctx = Context {
+            tenant_id: "t",
+            seq: 1,
+            prev_hash: None,
+        };
         let cases: Vec<Value> = vec![
             json!({"a": "h\u{e9}llo \u{1f600} \"q\" \\ \n\u{1}", "b": 1.5, "c": -0.0, "d": 1e300, "e": 9007199254740993u64,
                    "f": -9007199254740992i64, "g": [true, false, null, [], {}], "h": "x".repeat(300), "seq": 2,
@@ -783,7 +1000,12 @@ mod tests {
         }
         // not canonical (spaces, member order): kept as given
         let mut dict = Dictionary::new();
-        for raw in [&b"{\"b\": 1, \"a\": 2}"[..], b"[1,2]", b"{\"a\":1e2}", b"not json"] {
+        for raw in [
+            &b"{\"b\": 1, \"a\": 2}"[..],
+            b"[1,2]",
+            b"{\"a\":1e2}",
+            b"not json",
+        ] {
             let c = encode(&mut dict, raw, &ctx, &mut Vec::new());
             assert_eq!(c[0], FORM_RAW);
             assert!(dict.is_empty(), "an escaped receipt adds no entry");
@@ -796,7 +1018,11 @@ mod tests {
     #[test]
     fn corrupt_compact_forms_are_errors_not_panics() {
         let (seq, prev, json) = chain(1, 3).remove(0);
-        let ctx = Context { tenant_id: "acme", seq, prev_hash: Some(&prev) };
+        let ctx = Context {
+            tenant_id: "acme",
+            seq,
+            prev_hash: Some(&prev),
+        };
         let mut dict = Dictionary::new();
         let c = encode(&mut dict, &json, &ctx, &mut Vec::new());
         let mut rng = StdRng::seed_from_u64(4);
@@ -819,10 +1045,22 @@ mod tests {
 
     #[test]
     fn time_and_varint_forms() {
-        for us in [0i64, 1, -1, 1_733_500_000_123_456, 253_402_300_799_999_999, -30_610_224_000_000_000] {
+        for us in [
+            0i64,
+            1,
+            -1,
+            1_733_500_000_123_456,
+            253_402_300_799_999_999,
+            -30_610_224_000_000_000,
+        ] {
             let mut s = Vec::new();
             push_time(us, &mut s);
-            assert_eq!(parse_time(std::str::from_utf8(&s).unwrap()), Some(us), "{}", String::from_utf8_lossy(&s));
+            assert_eq!(
+                parse_time(std::str::from_utf8(&s).unwrap()),
+                Some(us),
+                "{}",
+                String::from_utf8_lossy(&s)
+            );
         }
         for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN] {
             let mut b = Vec::new();
