@@ -20,6 +20,13 @@ from provgraph.flags import PROFILES
 __all__ = ["main"]
 
 
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _data_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("PROVGRAPH_DATA_DIR", "./provgraph-data"))
 
@@ -74,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
                     preflight_sweep_interval_s=args.preflight_sweep_interval, heavy_work=args.heavy_work,
                     pool_workers=args.pool_workers, pool_nice=args.pool_nice, queue_bound=args.queue_bound, time_budget_s=args.time_budget,
-                    max_visited=args.max_visited or None)
+                    max_visited=args.max_visited or None, migrate_chunk=args.migrate_chunk)
     if args.metrics_token:  # else $PROVGRAPH_METRICS_TOKEN, read by Config
         config.metrics_token = args.metrics_token
     app = create_app(config)
@@ -190,6 +197,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_receipts_migrate(args: argparse.Namespace) -> int:
+    """Rewrite a data dir's stored receipts into one form, in bounded transactions; a migration left
+    running (by a crash, or a server stopped mid-way) to the same form is resumed."""
+    from provgraph.actions.migrate import Migration, run_offline
+    from provgraph.store import Store
+    from provgraph.tenancy import Registry
+
+    store = Store(_data_dir(args.data_dir))
+    try:
+        tenant = Registry(store).tenant(args.tenant) if args.tenant else None
+        state = Migration.load(store)
+        if state is not None and state.state == "running" and (state.to, state.tenant_id) == (args.to, args.tenant):
+            print(f"provgraph receipts migrate: resuming migration {state.job_id} ({state.scanned} of {state.total} "
+                  "scanned)")
+        else:
+            state = Migration.start(store, args.to, args.tenant, tenant.num if tenant is not None else None)
+        state = run_offline(store, state, args.chunk)
+    finally:
+        store.close()
+    print(f"provgraph receipts migrate: {state.migrated} of {state.scanned} receipts rewritten to {state.to}")
+    return 0
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -296,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="scheduling.fair: queries estimated to read more edges than this run in the worker pool")
     serve.add_argument("--pool-workers", type=int, default=2, help="threads of the heavy-work pool")
     serve.add_argument("--pool-nice", type=int, default=19, help="nice value of the heavy-work pool's threads")
+    serve.add_argument("--migrate-chunk", type=_positive_int, default=500,
+                       help="receipts a migration between storage forms rewrites per write job")
     serve.add_argument("--queue-bound", type=int, default=16,
                        help="heavy queries queued per tenant; beyond, 503 overloaded")
     serve.add_argument("--time-budget", type=float, default=5.0,
@@ -334,6 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--insecure", action="store_true",
                         help="allow a plain http --url to a host other than loopback (the key goes in clear)")
     verify.set_defaults(fn=cmd_verify)
+
+    receipts = sub.add_parser("receipts", help="stored receipts: migrate between the full and compact forms")
+    rsub = receipts.add_subparsers(dest="receipts_command", required=True)
+    migrate = rsub.add_parser("migrate", help="rewrite stored receipts into one form (server stopped; a server "
+                              "does the same online: POST /v1/admin/receipts/migrate)")
+    migrate.add_argument("--to", required=True, choices=["compact", "full"])
+    migrate.add_argument("--tenant", default=None, help="one tenant (default: every tenant)")
+    migrate.add_argument("--data-dir", default=None)
+    migrate.add_argument("--chunk", type=_positive_int, default=1000, help="receipts per write transaction")
+    migrate.set_defaults(fn=cmd_receipts_migrate)
 
     backup = sub.add_parser("backup", help="write a consistent copy of a data dir (LMDB + signing keys) to one "
                             "archive; safe while the server runs")

@@ -79,6 +79,8 @@ class Config:
     heavy_work: int = 500_000
     pool_workers: int = 2
     pool_nice: int = 19
+    # receipts a migration between forms rewrites per write job (POST /v1/admin/receipts/migrate)
+    migrate_chunk: int = 500
     queue_bound: int = 16
     time_budget_s: float = 5.0
     max_visited: int | None = 5_000_000

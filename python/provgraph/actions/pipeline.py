@@ -214,6 +214,13 @@ class Issuer:
             for k, v in txn.cursor(db=store.db("chain_heads")):
                 self.committed[struct.unpack(">I", bytes(k))[0]] = (_SEQ.unpack(bytes(v[:8]))[0], bytes(v[8:40]))
         self.heads = dict(self.committed)
+        # A receipt migration between forms (provgraph.actions.migrate), run between batches; one
+        # left running by a crash or a stop resumes here.
+        from provgraph.actions.migrate import Migration
+
+        self.migration: Migration | None = Migration.load(store)
+        self.migrate_chunk = 500
+        self.migrate_failures = 0
         self.faults = {"sign": 0, "commit": 0}  # injected failures (tests and drills only)
         self.issued = 0
         self.failures = 0
@@ -245,7 +252,7 @@ class Issuer:
         while True:
             if backoff:
                 await asyncio.sleep(backoff)
-            else:
+            elif not self.migrating:
                 try:
                     await asyncio.wait_for(self._event.wait(), timeout=0.5)
                 except TimeoutError:
@@ -255,7 +262,64 @@ class Issuer:
             self._event.clear()
             last = loop.time()
             ok = await self.drain()
+            if ok and self.migrating:  # one chunk of the migration, then the outbox again
+                ok = await self._migrate_step()
             backoff = 0.0 if ok else min(max(backoff * 2, 0.01), 1.0)
+
+    # ---- receipt migration (provgraph.actions.migrate) -------------------------------------------
+    @property
+    def migrating(self) -> bool:
+        return self.migration is not None and self.migration.state == "running"
+
+    def start_migration(self, migration: Any) -> Any:
+        """The write job that stores `migration` as the running one (the caller stages its audit
+        receipt in the same transaction); it starts once that is committed (`migration_started`)."""
+        from provgraph.actions.migrate import MIGRATION_KEY
+
+        def job(txn: Txn) -> tuple[None, None]:
+            txn.put(MIGRATION_KEY, orjson.dumps(migration.to_json()), db=self.store.db("meta"))
+            return None, None
+
+        return job
+
+    def migration_started(self, migration: Any) -> None:
+        self.migration, self.migrate_failures = migration, 0
+        self.notify()
+
+    async def _migrate_step(self) -> bool:
+        """Plan the next chunk off the loop (reads, encodes), commit it with the state after it."""
+        from provgraph.actions.migrate import MIGRATION_KEY, plan
+
+        state = self.migration
+        assert state is not None
+        loop = asyncio.get_running_loop()
+        try:
+            chunk = await loop.run_in_executor(None, plan, self.store, self.codecs, state, self.migrate_chunk)
+            await asyncio.wrap_future(self.writer.submit(chunk.job(self.store), background=True))
+        # Any failure (a receipt that does not decode, storage) is recorded; five in a row fail it.
+        except Exception as exc:  # noqa: BLE001 — deliberate, see above
+            self.codecs.rollback()
+            self.migrate_failures += 1
+            state.errors.append(f"{type(exc).__name__}: {exc}")
+            log.warning("receipt migration %s: a chunk failed (%d in a row): %s", state.job_id,
+                        self.migrate_failures, exc)
+            if self.migrate_failures >= 5:
+                state.state, state.finished_at = "failed", time.time()
+                raw = orjson.dumps(state.to_json())
+                try:
+                    await asyncio.wrap_future(self.writer.submit(
+                        lambda txn: (txn.put(MIGRATION_KEY, raw, db=self.store.db("meta")), None)))
+                except Exception:
+                    log.exception("could not record the failed receipt migration")
+            return False
+        for tenant, (first, added) in chunk.entries.items():
+            self.codecs.keep(tenant, first + len(added))
+        self.migrate_failures = 0
+        self.migration = chunk.after
+        if chunk.after.state == "done":
+            log.info("receipt migration %s to %s done: %d of %d receipts rewritten", state.job_id, state.to,
+                     chunk.after.migrated, chunk.after.scanned)
+        return True
 
     async def drain(self) -> bool:
         """Issue everything in the outbox; False if a batch failed (the caller backs off).

@@ -10,7 +10,14 @@ from aiohttp import web
 
 from provgraph._core import verify_receipt
 from provgraph.actions.manager import BULK_ACTIONS, MAX_BATCH
-from provgraph.errors import BadRequestError, ForbiddenError, NotFoundError
+from provgraph.actions.migrate import TARGETS, Migration
+from provgraph.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from provgraph.service.http import (
     INT64_MAX,
     Request,
@@ -33,8 +40,10 @@ from provgraph.service.keys import (
     RECEIPTS,
     REGISTRY,
     SCHEDULER,
+    STORE,
     WRITER,
 )
+from provgraph.store import Txn
 
 __all__ = ["add_action_routes"]
 
@@ -196,6 +205,49 @@ async def faults(request: Request) -> web.Response:
                                      "commit_delay_ms": round(delay() * 1000) if delay is not None else 0}})
 
 
+async def start_migration(request: Request) -> web.Response:
+    """POST /v1/admin/receipts/migrate {"to": "compact"|"full", "tenant_id"?}: rewrite stored receipts
+    into that form, online, in bounded chunks (provgraph.actions.migrate); 202 with its job id, 409
+    while another runs. The start is an admin change: a receipt in the tenant's chain (or _admin)."""
+    admin = authorize(request, "admin")
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"to", "tenant_id"} or "to" not in body:
+        raise BadRequestError('expected {"to": "compact"|"full", "tenant_id"?: tenant}')
+    to, tid = body["to"], body.get("tenant_id")
+    if to not in TARGETS:
+        raise InvalidArgumentError(f"to must be one of {list(TARGETS)}", {"to": to})
+    if tid is not None and not isinstance(tid, str):
+        raise BadRequestError("tenant_id must be a string")
+    app = request.app
+    tenant = app[REGISTRY].tenant(tid) if tid is not None else None  # 404 for an unknown tenant
+    issuer = app[ISSUER]
+    if issuer.migrating:
+        assert issuer.migration is not None
+        raise ConflictError("a receipt migration is running", {"job_id": issuer.migration.job_id})
+    migration = await asyncio.get_running_loop().run_in_executor(
+        None, Migration.start, app[STORE], to, tid, tenant.num if tenant is not None else None)
+    start = issuer.start_migration(migration)
+    audit = app[AUDIT]
+
+    def job(txn: Txn) -> tuple[None, None]:
+        start(txn)
+        audit.stage(txn, admin, "admin.receipts.migrate", tenant, {"type": "receipts", "id": tid or "*"},
+                    {"job_id": migration.job_id, "to": to, "tenant_id": tid})
+        return None, None
+
+    await asyncio.wrap_future(app[WRITER].submit(job))
+    issuer.migration_started(migration)
+    return json_response({"job_id": migration.job_id}, status=202)
+
+
+async def migration_state(request: Request) -> web.Response:
+    authorize(request, "admin")
+    migration = request.app[ISSUER].migration
+    if migration is None:
+        return json_response({"state": "idle", "migrated": 0, "remaining": 0, "errors": []})
+    return json_response(migration.answer())
+
+
 def add_action_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/tenants/{tenant}/actions/preflight", preflight)
     router.add_post("/v1/tenants/{tenant}/actions:batch", batch)
@@ -211,3 +263,5 @@ def add_action_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/admin/dlq", dlq)
     router.add_post("/v1/admin/dlq/replay", dlq_replay)
     router.add_put("/v1/admin/faults", faults)
+    router.add_post("/v1/admin/receipts/migrate", start_migration)
+    router.add_get("/v1/admin/receipts/migrate", migration_state)

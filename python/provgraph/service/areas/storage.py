@@ -44,6 +44,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     codecs = ReceiptCodecs(store)
     issuer = Issuer(store, writer, keyring, max_attempts=config.issuer_max_attempts,
                     linger_s=config.issuer_linger_s, on_issued=metrics.observe_issued, codecs=codecs)
+    issuer.migrate_chunk = config.migrate_chunk
     receipts = ReceiptLog(store, codecs)
 
     def storage_mode(value: str) -> None:  # receipts.storage: the form of new receipts; dual checks reads
