@@ -288,3 +288,28 @@ def test_kill_during_migration_resumes_and_loses_nothing(server_factory: Any) ->
     assert run.returncode == 0, run.stderr
     srv.start()
     assert op.raw("GET", "/v1/tenants/kd/receipts?after_seq=0&limit=1000")[2] == raw_before
+
+
+def test_storage_report_counts_real_bytes(server_factory: Any) -> None:
+    srv = server_factory(["--flag", "receipts.storage=compact"])
+    keys = setup_tenant(srv, "st")
+    admin, op = srv.api(), keys["op"]
+    op.ok("POST", "/v1/tenants/st/graph/edges", {"src": list(range(10)), "dst": list(range(1, 11))})
+    _issue(op, "st", 50, "s")
+    report = admin.ok("GET", "/v1/admin/storage")
+    chain = op.receipts("st", page=1000)
+    r = report["tenants"]["st"]["receipts"]
+    assert r["count"] == len(chain) and r["mode"] == "compact" and r["compact_rows"] == len(chain)
+    assert r["bytes_full"] == sum(len(rfc8785.dumps(x)) for x in chain)  # the bytes served
+    assert 0 < r["bytes_stored"] < r["bytes_full"] / 2  # rows, dictionary and all
+    tables = report["tenants"]["st"]["tables"]
+    assert tables["out"]["rows"] == 10 and tables["receipts"]["rows"] == len(chain) > 50
+    assert tables["receipt_dict"]["rows"] > 0 and tables["receipts_compact"]["rows"] == 0
+    assert report["tables"]["receipts"]["bytes"] > 0 and report["tables"]["receipts"]["bytes"] % 4096 == 0
+    assert report["tables"]["receipts"]["rows"] == sum(t["receipts"]["count"] for t in report["tenants"].values())
+    assert report["tenants"]["_admin"]["receipts"]["count"] >= 1  # the bundle upload, the admin key
+    assert report["totals"]["receipts"] == report["tables"]["receipts"]["rows"]
+    assert op.get("/v1/admin/storage")[0] == 403
+    metrics = admin.with_key(None).raw("GET", "/metrics")[2].decode()
+    line = next(ln for ln in metrics.splitlines() if ln.startswith('provgraph_storage_table_bytes{table="receipts"}'))
+    assert float(line.split()[1]) == report["tables"]["receipts"]["bytes"]

@@ -51,6 +51,20 @@ class _ReadCounters(Collector):
                 yield family
 
 
+class _ReadGauges(Collector):
+    """Gauges with one label whose values live elsewhere, read at each scrape (a bounded label set)."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[str, str, str, Callable[[], dict[str, float]]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, label, fn in self.read:
+            family = GaugeMetricFamily(name, doc, labels=[label])
+            for label_value, value in sorted(fn().items()):
+                family.add_metric([label_value], value)
+            yield family
+
+
 class _ReadHistograms(Collector):
     """Histograms kept elsewhere as (bucket upper bounds, counts per bucket with +Inf last, sum), read
     at each scrape."""
@@ -173,6 +187,8 @@ class Metrics:
         r.register(self._read_counters)
         self._read_histograms = _ReadHistograms()
         r.register(self._read_histograms)
+        self._read_gauges = _ReadGauges()
+        r.register(self._read_gauges)
         self._decision_children: dict[tuple[str, str, bool], Any] = {}
         self._decision_revisions: dict[str, OrderedDict[str, None]] = {}
         self._refreshers: list[Callable[[], None]] = []
@@ -195,6 +211,10 @@ class Metrics:
     def read_counters(self, name: str, doc: str, label: str, fn: Callable[[], dict[str, int]]) -> None:
         """Like read_counter, one series per key of `fn()` (a fixed set of keys: the label stays bounded)."""
         self._read_counters.read.append((name, doc, label, fn))
+
+    def read_gauges(self, name: str, doc: str, label: str, fn: Callable[[], dict[str, float]]) -> None:
+        """One gauge series per key of `fn()` (a fixed set of keys: the label stays bounded), read at each scrape."""
+        self._read_gauges.read.append((name, doc, label, fn))
 
     def read_histogram(self, name: str, doc: str, bounds: tuple[float, ...],
                        fn: Callable[[], tuple[list[int], float]]) -> None:
