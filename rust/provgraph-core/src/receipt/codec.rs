@@ -524,6 +524,221 @@ impl Builder<'_> {
     }
 }
 
+/// The fast path of `encode`: canonical JSON text read as it is, into the same template and holes the
+/// walk of its parsed value gives. None (the caller parses) at anything it does not know for certain
+/// to be canonical: a string with an escape or a control character, a number other than a plain
+/// integer within 2^53, a member name that is not ASCII or not after the previous one, whitespace.
+struct Scan<'s, 'b, 'c> {
+    s: &'s [u8],
+    i: usize,
+    b: &'b mut Builder<'c>,
+}
+
+impl Scan<'_, '_, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// The text between the quotes of a string starting at `self.i` (no escapes, no control chars).
+    fn raw_string(&mut self) -> Option<&'_ str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if self.s[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        std::str::from_utf8(&self.s[start..start + len]).ok()
+    }
+
+    fn value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(false),
+            b'[' => {
+                self.i += 1;
+                self.b.lit.push(b'[');
+                if self.peek()? != b']' {
+                    loop {
+                        self.value()?;
+                        if self.peek()? == b',' {
+                            self.i += 1;
+                            self.b.lit.push(b',');
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                self.eat(b']')?;
+                self.b.lit.push(b']');
+                Some(())
+            }
+            b'"' => {
+                let s = self.raw_string()?.to_owned();
+                self.b.string(&s);
+                Some(())
+            }
+            b't' | b'f' | b'n' => {
+                let word: &[u8] = match self.peek()? {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                self.s[self.i..].starts_with(word).then_some(())?;
+                self.i += word.len();
+                self.b.lit.extend_from_slice(word);
+                Some(())
+            }
+            _ => {
+                let v = self.int()?;
+                self.b.hole(H_INT, Hole::Int(v));
+                Some(())
+            }
+        }
+    }
+
+    /// A plain integer (`-?(0|[1-9][0-9]*)`, at most 2^53 in magnitude, not followed by `.`/`e`).
+    fn int(&mut self) -> Option<i64> {
+        let neg = self.peek()? == b'-';
+        if neg {
+            self.i += 1;
+        }
+        let digits = self.s[self.i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 16 || (digits > 1 && self.s[self.i] == b'0') {
+            return None;
+        }
+        let mag: i64 = std::str::from_utf8(&self.s[self.i..self.i + digits])
+            .ok()?
+            .parse()
+            .ok()?;
+        self.i += digits;
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) || mag > 1 << 53 || (neg && mag == 0) {
+            return None;
+        }
+        Some(if neg { -mag } else { mag })
+    }
+
+    fn object(&mut self, top: bool) -> Option<()> {
+        self.eat(b'{')?;
+        self.b.lit.push(b'{');
+        let mut prev: Option<(usize, usize)> = None; // the previous name, as a range of `s`
+        let mut after_sig = false;
+        let mut first = true;
+        if self.peek()? != b'}' {
+            loop {
+                let name_at = self.i + 1;
+                let name = self.raw_string()?.to_owned();
+                if !name.is_ascii() {
+                    return None; // UTF-16 order differs from byte order only beyond ASCII: the parse decides
+                }
+                if let Some((a, b)) = prev {
+                    if self.s[a..b] >= *name.as_bytes() {
+                        return None;
+                    }
+                }
+                prev = Some((name_at, name_at + name.len()));
+                self.eat(b':')?;
+                if !first && !after_sig {
+                    self.b.lit.push(b',');
+                }
+                first = false;
+                after_sig = false;
+                // `"signature":"…",` between markers (see Builder::object)
+                let sig = top && name == "signature" && self.sig_then_more();
+                if sig {
+                    self.b.flush();
+                    self.b.ops.push(OP_SIG_BEGIN);
+                    self.b.sig_marked = true;
+                }
+                self.b.lit.push(b'"');
+                self.b.lit.extend_from_slice(name.as_bytes());
+                self.b.lit.extend_from_slice(b"\":");
+                self.member(top, &name)?;
+                if sig {
+                    self.b.lit.push(b',');
+                    self.b.flush();
+                    self.b.ops.push(OP_SIG_END);
+                    after_sig = true;
+                }
+                if self.peek()? == b',' {
+                    self.i += 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        self.eat(b'}')?;
+        self.b.lit.push(b'}');
+        const SIG_NAME: &[u8] = b"\"signature\":";
+        if top && !self.b.sig_marked && self.s.windows(SIG_NAME.len()).any(|w| w == SIG_NAME) {
+            return None; // a top-level signature the markers could not cut out: the parse decides
+        }
+        Some(())
+    }
+
+    /// At a top-level `signature` value: is it a base64 signature followed by another member?
+    fn sig_then_more(&self) -> bool {
+        let v = &self.s[self.i..];
+        v.len() > 91
+            && v[0] == b'"'
+            && v[89] == b'"'
+            && v[90] == b','
+            && std::str::from_utf8(&v[1..89])
+                .ok()
+                .and_then(parse_sig)
+                .is_some()
+    }
+
+    fn member(&mut self, top: bool, name: &str) -> Option<()> {
+        if top {
+            let ctx = self.b.ctx;
+            match (name, self.peek()?) {
+                ("tenant_id", b'"') => {
+                    let save = self.i;
+                    let s = self.raw_string()?;
+                    if s == ctx.tenant_id {
+                        self.b.hole(H_TENANT, Hole::Ctx);
+                        return Some(());
+                    }
+                    self.i = save;
+                }
+                ("seq", _) => {
+                    let save = self.i;
+                    if let Some(v) = self.int() {
+                        if u64::try_from(v).ok() == Some(ctx.seq) {
+                            self.b.hole(H_SEQ, Hole::Ctx);
+                            return Some(());
+                        }
+                    }
+                    self.i = save;
+                }
+                ("prev_hash", b'"') => {
+                    let save = self.i;
+                    let s = self.raw_string()?;
+                    if ctx
+                        .prev_hash
+                        .is_some_and(|p| unhex::<32>(s.as_bytes()).as_ref() == Some(p))
+                    {
+                        self.b.hole(H_PREV, Hole::Ctx);
+                        return Some(());
+                    }
+                    self.i = save;
+                }
+                _ => {}
+            }
+        }
+        self.value()
+    }
+}
+
 /// The compact form of the stored receipt `json` (its canonical bytes, `signature` included),
 /// adding to `dict` what it lacks (those entries are appended to `added`, in id order). The
 /// result decodes to exactly `json` with the same dictionary and context; a receipt that is
@@ -534,16 +749,24 @@ pub fn encode(
     ctx: &Context<'_>,
     added: &mut Vec<Vec<u8>>,
 ) -> Vec<u8> {
+    encode_with(dict, json, ctx, added, true)
+}
+
+/// `encode`, reading the text directly when `fast` allows it (see [`Scan`]), else through the parse.
+fn encode_with(
+    dict: &mut Dictionary,
+    json: &[u8],
+    ctx: &Context<'_>,
+    added: &mut Vec<Vec<u8>>,
+    fast: bool,
+) -> Vec<u8> {
     let raw = || {
         let mut out = Vec::with_capacity(json.len() + 1);
         out.push(FORM_RAW);
         out.extend_from_slice(json);
         out
     };
-    let Ok(Value::Object(map)) = parse_strict(json) else {
-        return raw();
-    };
-    let mut b = Builder {
+    let new_builder = || Builder {
         ops: vec![ENTRY_TEMPLATE],
         uuid_ops: Vec::new(),
         lit: Vec::new(),
@@ -551,11 +774,28 @@ pub fn encode(
         ctx,
         sig_marked: false,
     };
-    b.object(&map, true);
-    b.flush();
-    if map.contains_key("signature") && !b.sig_marked {
-        return raw(); // a signature the markers cannot cut out: the signed bytes come from the JSON
+    // The fast path reads the canonical text as it is (receipts as the signer writes them); anything
+    // it does not know for certain (escapes, fractions, exponents, non-ASCII names) takes the parse.
+    let mut b = new_builder();
+    let fast = fast && {
+        let mut scan = Scan {
+            s: json,
+            i: 0,
+            b: &mut b,
+        };
+        scan.object(true).is_some() && scan.i == json.len()
+    };
+    if !fast {
+        let Ok(Value::Object(map)) = parse_strict(json) else {
+            return raw();
+        };
+        b = new_builder();
+        b.object(&map, true);
+        if map.contains_key("signature") && !b.sig_marked {
+            return raw(); // a signature the markers cannot cut out: the signed bytes come from the JSON
+        }
     }
+    b.flush();
     // The first UUIDv7 is stored whole: its time is the base of the receipt's times and of every
     // later UUIDv7, which keeps only its time's delta from it and its other 10 bytes.
     let uuids: Vec<&[u8; 16]> = b
@@ -903,6 +1143,42 @@ mod tests {
         let mut out = Vec::new();
         decode_into(&d2, &c, &ctx, false, &mut out).unwrap();
         assert_eq!(out, json);
+    }
+
+    #[test]
+    fn the_fast_path_gives_the_parse_path_forms_and_entries() {
+        let (mut fast, mut slow) = (Dictionary::new(), Dictionary::new());
+        for (seq, prev, json) in chain(300, 5) {
+            let ctx = Context {
+                tenant_id: "acme",
+                seq,
+                prev_hash: if seq % 2 == 0 { Some(&prev) } else { None },
+            };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let f = encode_with(&mut fast, &json, &ctx, &mut a, true);
+            let s = encode_with(&mut slow, &json, &ctx, &mut b, false);
+            assert_eq!(f, s);
+            assert_eq!(a, b);
+        }
+        // what the fast path leaves to the parse: escapes, fractions, exponents, non-ASCII names
+        let ctx = Context {
+            tenant_id: "t",
+            seq: 1,
+            prev_hash: None,
+        };
+        for v in [
+            json!({"a": "x\"y"}),
+            json!({"a": 1.5}),
+            json!({"\u{e9}": 1}),
+            json!({"a": [1, {"b": null}], "c": -3}),
+        ] {
+            let text = canonicalize(&v);
+            let (mut d1, mut d2) = (Dictionary::new(), Dictionary::new());
+            assert_eq!(
+                encode_with(&mut d1, &text, &ctx, &mut Vec::new(), true),
+                encode_with(&mut d2, &text, &ctx, &mut Vec::new(), false)
+            );
+        }
     }
 
     #[test]
