@@ -279,6 +279,8 @@ def test_kill_during_migration_resumes_and_loses_nothing(server_factory: Any) ->
     public = {k["key_id"]: base64.b64decode(k["public_key"]) for k in admin.ok("GET", "/v1/keys")["keys"]}
     independent_verify(after, public)
     raw_before = op.raw("GET", "/v1/tenants/kd/receipts?after_seq=0&limit=1000")[2]
+    run = cli("receipts", "migrate", "--to", "full", "--data-dir", str(srv.data_dir))
+    assert run.returncode == 2 and "has" in run.stderr and "open" in run.stderr, run.stderr  # the server runs
     srv.stop()
     assert set(_stored_forms(srv, "kd")) == {1}
     run = cli("receipts", "migrate", "--to", "full", "--data-dir", str(srv.data_dir), "--chunk", "64")

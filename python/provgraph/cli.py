@@ -202,9 +202,16 @@ def cmd_receipts_migrate(args: argparse.Namespace) -> int:
     running (by a crash, or a server stopped mid-way) to the same form is resumed."""
     from provgraph.actions.migrate import Migration, run_offline
     from provgraph.store import Store
+    from provgraph.store.owner import running_server
     from provgraph.tenancy import Registry
 
-    store = Store(_data_dir(args.data_dir))
+    data_dir = _data_dir(args.data_dir)
+    pid = running_server(data_dir)
+    if pid is not None:  # its receipt dictionaries in memory would no longer be LMDB's
+        print(f"provgraph receipts migrate: a server (pid {pid}) has {data_dir} open: stop it, or migrate online "
+              "with POST /v1/admin/receipts/migrate", file=sys.stderr)
+        return 2
+    store = Store(data_dir)
     try:
         tenant = Registry(store).tenant(args.tenant) if args.tenant else None
         state = Migration.load(store)

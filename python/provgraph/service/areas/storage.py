@@ -23,7 +23,7 @@ from provgraph.service.keys import (
     STORE,
     WRITER,
 )
-from provgraph.store import Store, Writer
+from provgraph.store import Store, Writer, owner
 from provgraph.store.accounting import table_pages
 from provgraph.store.env import LATENCY_BUCKETS
 from provgraph.tenancy import Registry
@@ -36,6 +36,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     the admin key; record what the open migrated as audit receipts. Close in reverse."""
     config, metrics = app[CONFIG], app[METRICS]
     store = Store(config.data_dir, map_size=config.map_size, sync=config.sync)
+    pid_file = owner.claim(config.data_dir)  # offline tools that must not write beside a server check it
     writer = Writer(store, max_group=config.group_commit_max, defer_s=config.group_commit_defer_s,
                     window_max_s=config.group_window_max_s, window_step_s=config.group_window_step_s,
                     slow_commit_s=config.group_window_slow_s)
@@ -94,6 +95,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     stop_writer_flags()
     writer.close()
     store.close()
+    owner.release(pid_file)
 
 
 def setup_storage(app: web.Application) -> None:
