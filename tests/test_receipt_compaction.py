@@ -117,22 +117,15 @@ def test_escape_form_for_json_that_is_not_canonical() -> None:
 def _stored_forms(srv: Server, tenant: str) -> list[int]:
     """The first byte of every receipts row of `tenant` (b"{": full JSON, 0/1: compact)."""
     import lmdb
-    from provgraph.store.keys import tenant_prefix
+    from provgraph.store.keys import scan_prefix, tenant_prefix
 
     env = lmdb.open(str(srv.data_dir / "lmdb"), readonly=True, lock=False, max_dbs=64)
     try:
         with env.begin() as txn:
             tenants = txn.get(tenant.encode(), db=env.open_db(b"tenants", txn=txn, create=False))
             num = orjson.loads(tenants)["num"]
-            prefix = tenant_prefix(num)
             cur = txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False))
-            out = []
-            if cur.set_range(prefix):
-                for k, v in cur:
-                    if not bytes(k).startswith(prefix):
-                        break
-                    out.append(bytes(v)[0])
-            return out
+            return [v[0] for _, v in scan_prefix(cur, tenant_prefix(num))]
     finally:
         env.close()
 

@@ -460,3 +460,12 @@ def test_snapshot_rebuilds_run_at_the_pool_priority_when_scheduling_is_fair(tmp_
         gm.close()
         writer.close()
         store.close()
+
+
+def test_signals_of_a_tenant_without_recent_work_have_every_field(server_factory: Any) -> None:
+    admin = server_factory().api()
+    admin.new_tenant("idle")
+    admin.ok("PUT", "/v1/admin/tenants/idle/quota", {"weight": 3})
+    sig = signals(admin, "idle")
+    assert sig == {"tenant_id": "idle", "cpu_share": 0.0, "weight": 3, "queue_wait_ms": {"p50": None, "p99": None},
+                   "throttled": 0, "shed": 0, "heavy": 0, "bulk": 0, "victim_inflation": 1.0, "harm": 0.0}

@@ -21,10 +21,9 @@ from provgraph.actions.model import rfc3339
 from provgraph.actions.signing import KeyRing
 from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
-from provgraph.store.keys import prefix_end, tenant_prefix
+from provgraph.store.keys import prefix_end, scan_prefix, tenant_prefix
 
-__all__ = ["STORAGE_MODES", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "dict_key", "intent_key",
-           "put_intent"]
+__all__ = ["ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "dict_key", "intent_key", "put_intent"]
 
 log = logging.getLogger(__name__)
 ZERO_HASH = bytes(32)
@@ -44,10 +43,6 @@ def put_intent(store: Store, txn: Txn, tenant: int, intent: dict[str, Any], exec
 
 def receipt_key(tenant: int, seq: int) -> bytes:
     return tenant_prefix(tenant) + _SEQ.pack(seq)
-
-
-# Storage modes of new receipts (flag receipts.storage; docs/receipts.md "Compact form").
-STORAGE_MODES = ("compact", "dual", "full")
 
 
 def dict_key(tenant: int, entry_id: int) -> bytes:
@@ -73,16 +68,12 @@ class ReceiptCodecs:
         with self._lock:
             codec = self._codecs.get(tenant)
             if codec is None:
-                prefix, entries = tenant_prefix(tenant), list[bytes]()
+                entries = list[bytes]()
                 with self.store.read() as txn:
-                    cur = txn.cursor(db=self.store.db("receipt_dict"))
-                    if cur.set_range(prefix):
-                        for key, value in cur:
-                            if not bytes(key).startswith(prefix):
-                                break
-                            if _ENTRY.unpack(bytes(key[4:]))[0] != len(entries):
-                                raise RuntimeError(f"tenant {tenant}: receipt dictionary has a gap at {len(entries)}")
-                            entries.append(bytes(value))
+                    for key, value in scan_prefix(txn.cursor(db=self.store.db("receipt_dict")), tenant_prefix(tenant)):
+                        if _ENTRY.unpack(key[4:])[0] != len(entries):
+                            raise RuntimeError(f"tenant {tenant}: receipt dictionary has a gap at {len(entries)}")
+                        entries.append(value)
                 codec = ReceiptCodec(entries)
                 self._committed[tenant] = len(entries)
                 self._codecs[tenant] = codec
@@ -99,13 +90,11 @@ class ReceiptCodecs:
             for tenant, codec in self._codecs.items():
                 codec.truncate(self._committed.get(tenant, 0))
 
-    def decode(self, tenant: int, seq: int, value: bytes, signed: bool = False) -> bytes:
+    def decode(self, tenant: int, seq: int, value: bytes) -> bytes:
         """A stored receipt value as served: full JSON as it is, a compact form reconstructed."""
-        if value[:1] == b"{" and not signed:
+        if value[:1] == b"{":
             return value
-        if value[:1] == b"{":  # full JSON, asked for its signed bytes
-            return bytes(self.codec(tenant).decode(b"\x00" + value, "", seq, True))
-        return bytes(self.codec(tenant).decode(value, "", seq, signed))
+        return bytes(self.codec(tenant).decode(value, "", seq))
 
 
 class ReceiptLog:

@@ -13,6 +13,7 @@ over the receipts is the on-disk figure."""
 from __future__ import annotations
 
 import argparse
+import base64
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from provgraph._core import ReceiptCodec, ReceiptSigner, uuid7, verify_receipt
 from provgraph.actions.model import rfc3339
 from provgraph.actions.pipeline import dict_key, receipt_key
 from provgraph.bench.report import format_table, write_json
+from provgraph.store.keys import scan_prefix, tenant_prefix
 
 __all__ = ["main", "r1_corpus"]
 
@@ -202,22 +204,14 @@ def compaction_showcase(data_dir: Path, admin: Any) -> dict[str, Any]:
             record = txn.get(tenant.encode(), db=env.open_db(b"tenants", txn=txn, create=False))
             assert record is not None, tenant
             num = orjson.loads(record)["num"]
-            prefix = num.to_bytes(4, "big")
-            cur = txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False))
+            prefix = tenant_prefix(num)
+            rows = scan_prefix(txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False)), prefix)
             row = None
-            if cur.set_range(prefix):
-                for key, value in cur:
-                    if not bytes(key).startswith(prefix):
-                        break
-                    if value[:1] == b"\x01":
-                        row = (bytes(key), bytes(value))  # the tenant's last compact row
-            entries = []
-            cur = txn.cursor(db=env.open_db(b"receipt_dict", txn=txn, create=False))
-            if cur.set_range(prefix):
-                for key, value in cur:
-                    if not bytes(key).startswith(prefix):
-                        break
-                    entries.append(bytes(value))
+            for key, value in rows:
+                if value[:1] == b"\x01":
+                    row = (key, value)  # the tenant's last compact row
+            entries = [value for _, value in
+                       scan_prefix(txn.cursor(db=env.open_db(b"receipt_dict", txn=txn, create=False)), prefix)]
     finally:
         env.close()
     assert row is not None
@@ -226,8 +220,6 @@ def compaction_showcase(data_dir: Path, admin: Any) -> dict[str, Any]:
     receipt = orjson.loads(rebuilt)
     served = admin.raw("GET", f"/v1/tenants/{tenant}/receipts/{receipt['receipt_id']}")[2]
     keys = {k["key_id"]: k["public_key"] for k in admin.ok("GET", "/v1/keys")["keys"]}
-    import base64
-
     verify_receipt(rebuilt, base64.b64decode(keys[receipt["signer"]["key_id"]]))  # raises if it does not hold
     verified = admin.ok("GET", f"/v1/tenants/{tenant}/receipts/{receipt['receipt_id']}/verify")
     return {"tenant": tenant, "seq": seq, "receipt_id": receipt["receipt_id"], "stored_bytes": len(row[1]),

@@ -26,6 +26,7 @@ from provgraph.flags import FlagRegistry
 from provgraph.policy.bundle import Bundle, parse_bundle
 from provgraph.policy.decision_log import DecisionLog
 from provgraph.store import Store, Txn, Writer
+from provgraph.store.keys import scan_prefix
 
 __all__ = ["DECISION_PATH", "PolicyManager", "Revision", "decision_key", "parse_decision_request"]
 
@@ -165,18 +166,12 @@ class PolicyManager:
         self._changed[rev.name] = asyncio.Event()
 
     def list_revisions(self, name: str) -> list[dict[str, Any]]:
-        prefix = name.encode() + b"\x00"
         out = []
         with self.store.read() as txn:
-            cur = txn.cursor(db=self.store.db("bundle_meta"))
-            if cur.set_range(prefix):
-                for k, v in cur:
-                    if not bytes(k).startswith(prefix):
-                        break
-                    meta = orjson.loads(v)
-                    meta["active"] = self.active.get(name) is not None and \
-                        self.active[name].revision == meta["revision"]
-                    out.append(meta)
+            for _, v in scan_prefix(txn.cursor(db=self.store.db("bundle_meta")), name.encode() + b"\x00"):
+                meta = orjson.loads(v)
+                meta["active"] = self.active.get(name) is not None and self.active[name].revision == meta["revision"]
+                out.append(meta)
         return out
 
     # ---- upload and activation (compile off the event loop: callers run these in a thread) --------

@@ -92,9 +92,8 @@ async def batch(request: Request) -> web.Response:
     concurrent = app[CONFIG].flags["orchestration.batching"] == "on"
     items = body.get("actions") if isinstance(body, dict) else None
     count = len(items) if isinstance(items, list) and len(items) <= MAX_BATCH else 0  # else: refused below
-    weight = tenant.quota.weight if tenant.quota is not None else 1.0
     # a large batch waits for its tenant's turn (scheduling.fair), its preparation charged to the tenant
-    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, weight, count, BULK_ACTIONS) as turn:
+    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, tenant.weight, count, BULK_ACTIONS) as turn:
         results = await app[ACTIONS].batch(key, tenant, body, _cache_on(request), concurrent,
                                            turn.add if turn else None)
     return json_response({"results": results})

@@ -72,9 +72,8 @@ async def tenant_signals(request: Request) -> web.Response:
     tenant = request.app[REGISTRY].tenant(tid)  # 404 for an unknown tenant
     sig = _signals(request).get(tid)
     if sig is None:
-        weight = tenant.quota.weight if tenant.quota is not None else 1.0
-        sig = {"cpu_share": 0.0, "weight": weight, "queue_wait_ms": {"p50": None, "p99": None}, "throttled": 0,
-               "shed": 0, "heavy": 0, "victim_inflation": 1.0, "harm": 0.0}
+        sig = {"cpu_share": 0.0, "weight": tenant.weight, "queue_wait_ms": {"p50": None, "p99": None}, "throttled": 0,
+               "shed": 0, "heavy": 0, "bulk": 0, "victim_inflation": 1.0, "harm": 0.0}
     return json_response({"tenant_id": tid, **sig})
 
 

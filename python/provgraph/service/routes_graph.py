@@ -20,7 +20,6 @@ from provgraph.service.http import (
     tenant_of,
 )
 from provgraph.service.keys import CONFIG, GRAPH, METRICS, SCHEDULER
-from provgraph.tenancy.registry import Tenant
 
 __all__ = ["add_graph_routes"]
 
@@ -35,15 +34,11 @@ async def _parse(raw: bytes, fn: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, raw)
 
 
-def _weight(tenant: Tenant) -> float:
-    return tenant.quota.weight if tenant.quota is not None else 1.0
-
-
 async def write_nodes(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "write")
     batch = await _parse(await read_body(request), lambda raw: parse_nodes(parse_json(raw)))
     app = request.app
-    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, _weight(tenant), len(batch.ids), BULK_ROWS) as turn:
+    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, tenant.weight, len(batch.ids), BULK_ROWS) as turn:
         n = await asyncio.wrap_future(app[GRAPH].write_nodes(tenant.num, batch, turn.add if turn else None))
     return json_response({"written": n})
 
@@ -57,7 +52,7 @@ async def write_edges(request: Request) -> web.Response:
         batch = await _parse(raw, lambda r: parse_edges(parse_json(r)))
     app = request.app
     # a bulk write waits for its tenant's turn (scheduling.fair); the writer's CPU for it is charged to the tenant
-    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, _weight(tenant), len(batch), BULK_ROWS) as turn:
+    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, tenant.weight, len(batch), BULK_ROWS) as turn:
         n = await asyncio.wrap_future(app[GRAPH].write_edges(tenant.num, batch, turn.add if turn else None))
     app[METRICS].graph_edges_written.inc(n)
     return json_response({"written": n})
@@ -68,7 +63,7 @@ async def delete(request: Request) -> web.Response:
     batch = parse_delete(parse_json(await read_body(request)))
     app = request.app
     rows = len(batch.src) + len(batch.nodes)
-    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, _weight(tenant), rows, BULK_ROWS) as turn:
+    async with app[SCHEDULER].bulk_turn(tenant.tenant_id, tenant.weight, rows, BULK_ROWS) as turn:
         result = await asyncio.wrap_future(app[GRAPH].delete(tenant.num, batch, turn.add if turn else None))
     return json_response(result)
 
@@ -102,7 +97,7 @@ async def query(request: Request) -> web.StreamResponse:
             return cast(bytes, again[1])
         return orjson.dumps(graph.query(num, parse_json(raw), engine))
 
-    future = sched.submit(tenant.tenant_id, _weight(tenant), heavy, kind)
+    future = sched.submit(tenant.tenant_id, tenant.weight, heavy, kind)
     app[METRICS].count_query(kind, engine)
     return await answer_after(request, future, json_bytes_response)
 

@@ -31,12 +31,15 @@ def table_pages(store: Store, txn: Txn) -> dict[str, dict[str, int]]:
     return out
 
 
+def _no_receipts() -> dict[str, int]:
+    return {"count": 0, "full_rows": 0, "compact_rows": 0, "bytes_stored": 0, "bytes_full": 0}
+
+
 def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes) -> dict[str, Any]:
     """The storage report of every table and tenant, read in one transaction (a full scan of the
     tenant tables: run it off the event loop)."""
     per: dict[int, dict[str, dict[str, int]]] = {num: {} for num in tenants}
-    receipts: dict[int, dict[str, Any]] = {num: {"count": 0, "full_rows": 0, "compact_rows": 0, "bytes_stored": 0,
-                                                 "bytes_full": 0} for num in tenants}
+    receipts: dict[int, dict[str, int]] = {num: _no_receipts() for num in tenants}
     with store.read() as txn:
         tables = table_pages(store, txn)
         for name in TENANT_TABLES:
@@ -48,8 +51,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
         pending: dict[int, list[tuple[bytes, int]]] = {}
         for key, value in txn.cursor(db=store.db("receipts")):
             num = struct.unpack(">I", bytes(key[:4]))[0]
-            r = receipts.setdefault(num, {"count": 0, "full_rows": 0, "compact_rows": 0, "bytes_stored": 0,
-                                          "bytes_full": 0})
+            r = receipts.setdefault(num, _no_receipts())
             r["count"] += 1
             r["bytes_stored"] += len(value)
             if value[:1] == b"{":
@@ -64,7 +66,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
             receipts[num]["bytes_full"] += full_bytes(num, rows)
     out_tenants: dict[str, Any] = {}
     for num, tid in sorted(tenants.items(), key=lambda kv: kv[1]):
-        r = receipts.get(num, {"count": 0, "full_rows": 0, "compact_rows": 0, "bytes_stored": 0, "bytes_full": 0})
+        r = receipts.get(num, _no_receipts())
         dual = per.get(num, {}).get("receipts_compact", {}).get("rows", 0)
         mode = ("dual" if dual else "full") if r["compact_rows"] == 0 else "compact" if r["full_rows"] == 0 \
             else "mixed"

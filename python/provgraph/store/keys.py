@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_node_key", "node_key", "node_keys", "prefix_end", "tenant_prefix"]
+__all__ = ["decode_node_key", "node_key", "node_keys", "prefix_end", "scan_prefix", "tenant_prefix"]
 
 _SIGN = 1 << 63
 _NODE = struct.Struct(">IQ")
@@ -37,3 +39,12 @@ def node_keys(tenant_num: int, ids: np.ndarray) -> list[bytes]:
 def prefix_end(prefix: bytes) -> bytes:
     """The smallest key greater than every key starting with `prefix`."""
     return (int.from_bytes(prefix, "big") + 1).to_bytes(len(prefix), "big")
+
+
+def scan_prefix(cursor: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The rows of an LMDB `cursor` whose keys start with `prefix`, in key order."""
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if not bytes(key).startswith(prefix):
+                return
+            yield bytes(key), bytes(value)

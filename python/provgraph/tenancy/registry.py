@@ -53,6 +53,11 @@ class Tenant:
     created_at: float
     quota: Quota | None = None  # None: not rate-limited, weight 1 (PUT /v1/admin/tenants/{t}/quota)
 
+    @property
+    def weight(self) -> float:
+        """Its weight in the fair queues: its quota's, 1 without a quota."""
+        return self.quota.weight if self.quota is not None else 1.0
+
 
 # The reserved tenant whose receipt chain records admin changes that concern no single tenant. Its
 # id fails TENANT_ID (a leading underscore), so no tenant can be created with it, and its partition
@@ -207,7 +212,7 @@ class Registry:
 
     def weights(self) -> dict[str, float]:
         """Each tenant's fair-queue weight: its quota's, 1 without one."""
-        return {tid: (t.quota.weight if t.quota is not None else 1.0) for tid, t in self.tenants.items()}
+        return {tid: t.weight for tid, t in self.tenants.items()}
 
     def tenant(self, tenant_id: str) -> Tenant:
         t = self.tenants.get(tenant_id)

@@ -77,14 +77,17 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics.read_histogram("provgraph_store_write_wait_seconds",
                            "A request's write, from queued to durable (group window, apply, commit)",
                            LATENCY_BUCKETS, lambda: (writer.wait_latency.counts, writer.wait_latency.sum_s))
-    def pages() -> dict[str, dict[str, int]]:
-        with store.read() as txn:
-            return table_pages(store, txn)
+    pages: dict[str, dict[str, int]] = {}
 
+    def read_pages() -> None:  # once per scrape, for both gauges
+        with store.read() as txn:
+            pages.update(table_pages(store, txn))
+
+    metrics.on_scrape(read_pages)
     metrics.read_gauges("provgraph_storage_table_bytes", "LMDB pages in use by a table, times the page size",
-                        "table", lambda: {t: float(v["bytes"]) for t, v in pages().items()})
+                        "table", lambda: {t: float(v["bytes"]) for t, v in pages.items()})
     metrics.read_gauges("provgraph_storage_table_rows", "Rows in a table", "table",
-                        lambda: {t: float(v["rows"]) for t, v in pages().items()})
+                        lambda: {t: float(v["rows"]) for t, v in pages.items()})
     metrics.read_counter("provgraph_receipt_dual_checks", "Reads whose compact copy was checked (receipts.storage=dual)",
                          lambda: receipts.dual_checked)
     metrics.read_counter("provgraph_receipt_dual_mismatches",
