@@ -2,6 +2,7 @@
 //! interleaved edge records.
 
 use crate::error::{Error, Result};
+use super::idmap::IdMap;
 use rustc_hash::FxHashMap;
 
 /// Immutable CSR snapshot of one tenant.
@@ -19,7 +20,7 @@ pub struct Csr {
     /// In-degree of every node, computed at build time and moved into the `TenantGraph`
     /// that adopts the snapshot (keeps live edge counts exact on node deletion).
     pub(crate) in_deg: Vec<u32>,
-    pub(crate) ext_to_int: FxHashMap<i64, u32>,
+    pub(crate) ext_to_int: IdMap,
 }
 
 /// One out-edge: destination (internal id), weight and edge type in 9 packed bytes, so that the
@@ -197,11 +198,7 @@ impl Csr {
             recs.push(Edge::new(d, wt, t));
         }
         drop(edges);
-        let mut ext_to_int: FxHashMap<i64, u32> = FxHashMap::default();
-        ext_to_int.reserve(nn);
-        for (i, &e) in ext_ids.iter().enumerate() {
-            ext_to_int.insert(e, i as u32);
-        }
+        let ext_to_int = IdMap::from_keys(&ext_ids);
         Ok(Csr {
             offsets,
             edges: recs,
@@ -220,7 +217,7 @@ impl Csr {
             ext_ids: Vec::new(),
             node_type: Vec::new(),
             in_deg: Vec::new(),
-            ext_to_int: FxHashMap::default(),
+            ext_to_int: IdMap::from_keys(&[]),
         }
     }
 
@@ -242,7 +239,7 @@ impl Csr {
             + vec_bytes(&self.ext_ids)
             + vec_bytes(&self.node_type)
             + vec_bytes(&self.in_deg)
-            + map_bytes(&self.ext_to_int)
+            + self.ext_to_int.bytes()
     }
 
     #[inline(always)]

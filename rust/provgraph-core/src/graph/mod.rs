@@ -2,6 +2,7 @@
 
 pub mod budget;
 mod csr;
+mod idmap;
 mod overlay;
 mod query;
 pub mod rows;
@@ -69,7 +70,8 @@ pub struct QueryStats {
     pub rows_scanned: u64,
     /// Edges examined (pruned edges are not counted).
     pub edges_scanned: u64,
-    /// Wall-clock duration of the query in microseconds.
+    /// Wall-clock duration of the query in microseconds, when its caller timed it (the Python
+    /// binding does when a plan is asked for); 0 otherwise.
     pub micros: u64,
     /// Set when the query stopped at a limit of its budget (its answer is then discarded).
     pub abort: Option<budget::Abort>,

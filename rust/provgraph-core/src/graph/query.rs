@@ -77,6 +77,62 @@ fn set_bit(bits: &mut [u64], v: u32) {
     bits[(v >> 6) as usize] |= 1u64 << (v & 63);
 }
 
+/// The visited set of a BFS kernel (`bfs_mark`).
+pub(crate) trait Visited {
+    /// Marks `v` when `ok`, without a branch; whether it was unmarked before (newly reached).
+    fn test_and_set(&mut self, v: u32, ok: bool) -> bool;
+    /// Marks `v`.
+    fn set(&mut self, v: u32);
+    /// The bitset to clear when marks outlive the query (`None`: nothing to clear).
+    fn bits(&mut self) -> Option<&mut [u64]>;
+}
+
+/// A bitset left all-zero between queries (the kernel clears what it set): small enough for
+/// L1, and scanned in id order afterwards by Q4.
+impl Visited for &mut [u64] {
+    #[inline(always)]
+    fn test_and_set(&mut self, v: u32, ok: bool) -> bool {
+        test_and_set(self, v, ok)
+    }
+    #[inline(always)]
+    fn set(&mut self, v: u32) {
+        set_bit(self, v)
+    }
+    fn bits(&mut self) -> Option<&mut [u64]> {
+        Some(self)
+    }
+}
+
+/// Generation stamps (`seen[v] == gen` iff visited; the scratch starts a new generation per
+/// query), for a caller that needs no set afterwards (Q2). Nothing to clear, and each edge's
+/// store goes to its own node's byte: with a bitset, consecutive edges into nodes that share a
+/// word (hub destinations often do) wait on each other's read-modify-write of that word.
+/// Measured in one process, alternating kernels (Q2 on G1 and on the sparse variant): 15-30%
+/// faster than the bitset, and a few percent faster than u16 or u32 stamps (a byte per node is
+/// the densest array that needs no read-modify-write).
+pub(crate) struct Stamps<'a> {
+    pub seen: &'a mut [u8],
+    pub gen: u8,
+}
+
+impl Visited for Stamps<'_> {
+    #[inline(always)]
+    fn test_and_set(&mut self, v: u32, ok: bool) -> bool {
+        let slot = &mut self.seen[v as usize];
+        let old = *slot;
+        let new = if ok { self.gen } else { old };
+        *slot = new;
+        old != new
+    }
+    #[inline(always)]
+    fn set(&mut self, v: u32) {
+        self.seen[v as usize] = self.gen;
+    }
+    fn bits(&mut self) -> Option<&mut [u64]> {
+        None
+    }
+}
+
 /// Sorts the distinct ids of `level` ascending through the all-zero bitset `tmp` (left zero),
 /// so rows are then read in address order: O(len + words) instead of a comparison sort.
 /// (Q2 / Q4 are set queries: the order inside a BFS level does not change their answers.)
@@ -123,7 +179,7 @@ fn sort_level(tmp: &mut [u64], level: &mut [u32]) {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
-    bits: &mut [u64],
+    bits: &mut impl Visited,
     tmp: &mut [u64],
     q: &mut [u32],
     seed: u32,
@@ -135,7 +191,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
     counted: impl Fn(u32) -> bool,
     st: &mut QueryStats,
 ) -> (usize, u64) {
-    set_bit(bits, seed);
+    bits.set(seed);
     q[0] = seed;
     let mut qlen = 1usize;
     let mut head = 0usize;
@@ -171,7 +227,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
             if queue {
                 for e in d {
                     let v = e.dst;
-                    let fresh = test_and_set(bits, v, edge_ok(if ET { e.et } else { 0 }, v));
+                    let fresh = bits.test_and_set(v, edge_ok(if ET { e.et } else { 0 }, v));
                     q[qlen] = v;
                     qlen += fresh as usize;
                     count += (fresh & counted(v)) as u64;
@@ -179,7 +235,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
             } else {
                 for e in d {
                     let v = e.dst;
-                    let fresh = test_and_set(bits, v, edge_ok(if ET { e.et } else { 0 }, v));
+                    let fresh = bits.test_and_set(v, edge_ok(if ET { e.et } else { 0 }, v));
                     count += (fresh & counted(v)) as u64;
                     reached_last += fresh as u64;
                 }
@@ -198,7 +254,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
     if limited && st.abort.is_none() && qlen as u64 + reached_last > budget.max_reached {
         st.abort = Some(Abort::WorkCap(budget.max_reached));
     }
-    if let Some((from, edges_before)) = last_from {
+    if let (Some((from, edges_before)), Some(bits)) = (last_from, bits.bits()) {
         // Clear what the last level set: a memset when the bitset is smaller than the edges
         // read there (a word costs less than an edge), else those rows again (now cached).
         if bits.len() <= (edges - edges_before) as usize {
@@ -222,7 +278,7 @@ fn bfs_mark<'g, const ET: bool, const QUEUE_LAST: bool>(
 #[allow(clippy::too_many_arguments)]
 fn bfs_dispatch<const QUEUE_LAST: bool>(
     g: &Snapshot,
-    bits: &mut [u64],
+    bits: &mut impl Visited,
     tmp: &mut [u64],
     q: &mut [u32],
     seed: u32,
@@ -497,11 +553,11 @@ impl Snapshot {
             return 0;
         }
         with_scratch(self.cap(), |sc| {
-            sc.bits_dirty = true;
-            let words = self.cap().div_ceil(64); // this tenant's part of the thread's bitsets
-            let (bits, tmp, q) = (&mut sc.bits[..words], &mut sc.bits2[..words], &mut sc.bq[..]);
-            let (qlen, count) = bfs_dispatch::<false>(self, bits, tmp, q, seed, depth, limit, em, nm, st);
-            clear_bits(bits, &q[..qlen]);
+            sc.bits_dirty = true; // sort_level's bitset is clear again once the kernel returns
+            let words = self.cap().div_ceil(64); // this tenant's part of the thread's bitset
+            let mut seen = Stamps { seen: &mut sc.seen[..self.cap()], gen: sc.seen_gen };
+            let (tmp, q) = (&mut sc.bits2[..words], &mut sc.bq[..]);
+            let (_, count) = bfs_dispatch::<false>(self, &mut seen, tmp, q, seed, depth, limit, em, nm, st);
             sc.bits_dirty = false;
             count.min(limit)
         })
@@ -743,7 +799,7 @@ impl Snapshot {
             let (bits, tmp, q) = (&mut sc.bits[..words], &mut sc.bits2[..words], &mut sc.bq[..]);
             let (qlen, _) = bfs_dispatch::<true>(
                 self,
-                bits,
+                &mut &mut *bits,
                 tmp,
                 q,
                 seed,

@@ -1,5 +1,5 @@
 //! Thread-local scratch buffers so queries allocate nothing on the hot path: generation-stamped
-//! arrays (Q1) and visited bitsets plus a flat queue (BFS-style queries Q2-Q4).
+//! arrays (Q1 and Q2) and visited bitsets plus a flat queue (BFS-style queries Q2-Q4).
 
 use std::cell::RefCell;
 
@@ -26,6 +26,10 @@ pub(crate) struct Scratch {
     /// Set while a query may leave bits behind (cleared once it has cleaned up); a query that
     /// did not finish (panic) makes the next `prepare` wipe the bitsets.
     pub bits_dirty: bool,
+    /// Byte generation stamps (Q2's visited set): `seen[v] == seen_gen` iff visited in this
+    /// query; the generation wraps every 255 queries, wiping the array.
+    pub seen: Vec<u8>,
+    pub seen_gen: u8,
 }
 
 impl Scratch {
@@ -42,6 +46,9 @@ impl Scratch {
             self.bits.resize(words, 0);
             self.bits2.resize(words, 0);
         }
+        if self.seen.len() < cap {
+            self.seen.resize(cap, 0);
+        }
         if self.bq.len() < cap + 1 {
             self.bq.resize(cap + 1, 0);
         }
@@ -49,6 +56,11 @@ impl Scratch {
             self.bits.fill(0);
             self.bits2.fill(0);
             self.bits_dirty = false;
+        }
+        self.seen_gen = self.seen_gen.wrapping_add(1);
+        if self.seen_gen == 0 {
+            self.seen.fill(0);
+            self.seen_gen = 1;
         }
         self.gen = self.gen.wrapping_add(1);
         if self.gen == 0 {
@@ -106,6 +118,22 @@ mod tests {
         s.prepare(4);
         assert_eq!(s.gen, 1);
         assert!(s.mark.iter().all(|&m| m == 0));
+    }
+
+    #[test]
+    fn seen_stamps_sized_and_wrap_cleanly() {
+        let mut s = Scratch::default();
+        s.prepare(10);
+        assert_eq!(s.seen.len(), 10);
+        let g = s.seen_gen;
+        s.seen[3] = g;
+        s.prepare(10);
+        assert_ne!(s.seen_gen, g, "a new generation per query: node 3 is unvisited again");
+        s.seen_gen = u8::MAX;
+        s.seen[7] = 1;
+        s.prepare(10);
+        assert_eq!(s.seen_gen, 1);
+        assert!(s.seen.iter().all(|&m| m == 0), "the wrap wipes every stamp");
     }
 
     #[test]
