@@ -124,14 +124,15 @@ impl Dictionary {
         self.entries.iter().map(Vec::len).sum()
     }
 
-    fn intern(&mut self, entry: Vec<u8>, added: &mut Vec<Vec<u8>>) -> u32 {
-        if let Some(&id) = self.index.get(&entry) {
+    /// The id of `entry`, added when new (copied only then).
+    fn intern(&mut self, entry: &[u8], added: &mut Vec<Vec<u8>>) -> u32 {
+        if let Some(&id) = self.index.get(entry) {
             return id;
         }
         let id = self.entries.len() as u32;
-        self.index.insert(entry.clone(), id);
-        added.push(entry.clone());
-        self.entries.push(entry);
+        self.index.insert(entry.to_vec(), id);
+        added.push(entry.to_vec());
+        self.entries.push(entry.to_vec());
         id
     }
 
@@ -376,9 +377,12 @@ fn parse_sig(s: &str) -> Option<[u8; 64]> {
 // ---- encoding -----------------------------------------------------------------------------------
 
 /// A hole's value as it is stored.
+#[derive(Clone, Copy)]
 enum Hole {
-    Fragment(Vec<u8>),
-    Inline(Vec<u8>),
+    /// A dictionary entry, `Builder::frag[from..to]` (its first byte is ENTRY_FRAGMENT).
+    Fragment(usize, usize),
+    /// JSON text stored in the form, `Builder::frag[from..to]`.
+    Inline(usize, usize),
     Uuid([u8; 16]),
     Hex32([u8; 32]),
     Time(i64),
@@ -394,9 +398,38 @@ struct Builder<'c> {
     holes: Vec<Hole>,
     ctx: &'c Context<'c>,
     sig_marked: bool,
+    /// The text of the fragment and inline holes, one after another (one buffer, not one each).
+    frag: Vec<u8>,
+}
+
+/// The buffers of a `Builder` and of the decode check, kept per thread between receipts, so that
+/// encoding one allocates only its compact form (and a new dictionary entry's copies).
+#[derive(Default)]
+struct Bufs {
+    ops: Vec<u8>,
+    uuid_ops: Vec<usize>,
+    lit: Vec<u8>,
+    holes: Vec<Hole>,
+    frag: Vec<u8>,
+    back: Vec<u8>,
+}
+
+thread_local! {
+    static BUFS: std::cell::RefCell<Bufs> = std::cell::RefCell::new(Bufs::default());
 }
 
 impl Builder<'_> {
+    /// Empty, as new: the template's entry tag first.
+    fn reset(&mut self) {
+        self.ops.clear();
+        self.ops.push(ENTRY_TEMPLATE);
+        self.uuid_ops.clear();
+        self.lit.clear();
+        self.holes.clear();
+        self.frag.clear();
+        self.sig_marked = false;
+    }
+
     fn flush(&mut self) {
         if !self.lit.is_empty() {
             self.ops.push(OP_LIT);
@@ -414,14 +447,17 @@ impl Builder<'_> {
         self.ops.len() - 1
     }
 
-    /// A string or number of JSON text `entry[1..]` (`entry[0]` is ENTRY_FRAGMENT): a dictionary
-    /// hole, or inline when it is long.
-    fn fragment(&mut self, mut entry: Vec<u8>) {
-        if entry.len() - 1 <= MAX_FRAGMENT {
-            self.hole(H_FRAGMENT, Hole::Fragment(entry));
+    /// A string or number whose JSON text `write` appends: a dictionary hole, or inline when it
+    /// is long.
+    fn fragment(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let from = self.frag.len();
+        self.frag.push(ENTRY_FRAGMENT);
+        write(&mut self.frag);
+        let to = self.frag.len();
+        if to - from - 1 <= MAX_FRAGMENT {
+            self.hole(H_FRAGMENT, Hole::Fragment(from, to));
         } else {
-            entry.remove(0);
-            self.hole(H_INLINE, Hole::Inline(entry));
+            self.hole(H_INLINE, Hole::Inline(from + 1, to));
         }
     }
 
@@ -436,10 +472,7 @@ impl Builder<'_> {
         } else if let Some(sig) = parse_sig(s) {
             self.hole(H_SIG, Hole::Sig(sig));
         } else {
-            let mut entry = Vec::with_capacity(s.len() + 3);
-            entry.push(ENTRY_FRAGMENT);
-            write_string(s, &mut entry);
-            self.fragment(entry);
+            self.fragment(|out| write_string(s, out));
         }
     }
 
@@ -453,11 +486,7 @@ impl Builder<'_> {
                 Some(i) => {
                     self.hole(H_INT, Hole::Int(i));
                 }
-                None => {
-                    let mut entry = vec![ENTRY_FRAGMENT];
-                    write_number(n, &mut entry);
-                    self.fragment(entry);
-                }
+                None => self.fragment(|out| write_number(n, out)),
             },
             Value::Array(items) => {
                 self.lit.push(b'[');
@@ -529,12 +558,14 @@ impl Builder<'_> {
 /// to be canonical: a string with an escape or a control character, a number other than a plain
 /// integer within 2^53, a member name that is not ASCII or not after the previous one, whitespace.
 struct Scan<'s, 'b, 'c> {
+    /// The receipt's text (valid UTF-8, checked once for the whole text) and its bytes.
+    t: &'s str,
     s: &'s [u8],
     i: usize,
     b: &'b mut Builder<'c>,
 }
 
-impl Scan<'_, '_, '_> {
+impl<'s> Scan<'s, '_, '_> {
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
@@ -544,7 +575,8 @@ impl Scan<'_, '_, '_> {
     }
 
     /// The text between the quotes of a string starting at `self.i` (no escapes, no control chars).
-    fn raw_string(&mut self) -> Option<&'_ str> {
+    /// Borrows the text, not the scan: the builder can take it while the scan goes on.
+    fn raw_string(&mut self) -> Option<&'s str> {
         self.eat(b'"')?;
         let start = self.i;
         let len = self.s[start..]
@@ -554,7 +586,8 @@ impl Scan<'_, '_, '_> {
             return None;
         }
         self.i = start + len + 1;
-        std::str::from_utf8(&self.s[start..start + len]).ok()
+        let t: &'s str = self.t;
+        t.get(start..start + len) // both ends are next to a '"' byte: char boundaries
     }
 
     fn value(&mut self) -> Option<()> {
@@ -579,8 +612,8 @@ impl Scan<'_, '_, '_> {
                 Some(())
             }
             b'"' => {
-                let s = self.raw_string()?.to_owned();
-                self.b.string(&s);
+                let s = self.raw_string()?;
+                self.b.string(s);
                 Some(())
             }
             b't' | b'f' | b'n' => {
@@ -635,7 +668,7 @@ impl Scan<'_, '_, '_> {
         if self.peek()? != b'}' {
             loop {
                 let name_at = self.i + 1;
-                let name = self.raw_string()?.to_owned();
+                let name = self.raw_string()?;
                 if !name.is_ascii() {
                     return None; // UTF-16 order differs from byte order only beyond ASCII: the parse decides
                 }
@@ -661,7 +694,7 @@ impl Scan<'_, '_, '_> {
                 self.b.lit.push(b'"');
                 self.b.lit.extend_from_slice(name.as_bytes());
                 self.b.lit.extend_from_slice(b"\":");
-                self.member(top, &name)?;
+                self.member(top, name)?;
                 if sig {
                     self.b.lit.push(b',');
                     self.b.flush();
@@ -766,30 +799,37 @@ fn encode_with(
         out.extend_from_slice(json);
         out
     };
-    let new_builder = || Builder {
-        ops: vec![ENTRY_TEMPLATE],
-        uuid_ops: Vec::new(),
-        lit: Vec::new(),
-        holes: Vec::new(),
+    let mut bufs = BUFS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let mut b = Builder {
+        ops: std::mem::take(&mut bufs.ops),
+        uuid_ops: std::mem::take(&mut bufs.uuid_ops),
+        lit: std::mem::take(&mut bufs.lit),
+        holes: std::mem::take(&mut bufs.holes),
         ctx,
         sig_marked: false,
+        frag: std::mem::take(&mut bufs.frag),
     };
+    b.reset();
     // The fast path reads the canonical text as it is (receipts as the signer writes them); anything
     // it does not know for certain (escapes, fractions, exponents, non-ASCII names) takes the parse.
-    let mut b = new_builder();
-    let fast = fast && {
-        let mut scan = Scan {
-            s: json,
-            i: 0,
-            b: &mut b,
+    let fast = fast
+        && match std::str::from_utf8(json) {
+            Ok(t) => {
+                let mut scan = Scan {
+                    t,
+                    s: json,
+                    i: 0,
+                    b: &mut b,
+                };
+                scan.object(true).is_some() && scan.i == json.len()
+            }
+            Err(_) => false,
         };
-        scan.object(true).is_some() && scan.i == json.len()
-    };
     if !fast {
         let Ok(Value::Object(map)) = parse_strict(json) else {
             return raw();
         };
-        b = new_builder();
+        b.reset();
         b.object(&map, true);
         if map.contains_key("signature") && !b.sig_marked {
             return raw(); // a signature the markers cannot cut out: the signed bytes come from the JSON
@@ -797,39 +837,39 @@ fn encode_with(
     }
     b.flush();
     // The first UUIDv7 is stored whole: its time is the base of the receipt's times and of every
-    // later UUIDv7, which keeps only its time's delta from it and its other 10 bytes.
-    let uuids: Vec<&[u8; 16]> = b
-        .holes
-        .iter()
-        .filter_map(|h| if let Hole::Uuid(u) = h { Some(u) } else { None })
-        .collect();
-    let first_v7 = uuids.iter().position(|u| uuid7_ms(&u[..]).is_some());
-    let base_ms = first_v7.and_then(|i| uuid7_ms(&uuids[i][..])).unwrap_or(0);
-    let mut short_uuid = vec![false; uuids.len()];
-    if let Some(f) = first_v7 {
-        for (i, u) in uuids.iter().enumerate().skip(f + 1) {
-            if uuid7_ms(&u[..]).is_some() {
-                short_uuid[i] = true;
-                b.ops[b.uuid_ops[i]] = H_UUID7;
+    // later UUIDv7, which keeps only its time's delta from it and its other 10 bytes (op H_UUID7).
+    let mut base_ms = None;
+    let mut k = 0;
+    for h in &b.holes {
+        if let Hole::Uuid(u) = h {
+            if let Some(ms) = uuid7_ms(&u[..]) {
+                if base_ms.is_some() {
+                    b.ops[b.uuid_ops[k]] = H_UUID7;
+                } else {
+                    base_ms = Some(ms);
+                }
             }
+            k += 1;
         }
     }
-    let template = b.ops;
+    let base_ms = base_ms.unwrap_or(0);
     let mut base = base_ms * 1000;
     let (dict_len, added_len) = (dict.len(), added.len());
     let mut out = Vec::with_capacity(256);
     out.push(FORM_TEMPLATE);
-    put_varint(u64::from(dict.intern(template, added)), &mut out);
+    put_varint(u64::from(dict.intern(&b.ops, added)), &mut out);
     let mut uuid_i = 0;
-    for h in b.holes {
-        match h {
-            Hole::Fragment(entry) => put_varint(u64::from(dict.intern(entry, added)), &mut out),
-            Hole::Inline(text) => {
-                put_varint(text.len() as u64, &mut out);
-                out.extend_from_slice(&text);
+    for h in &b.holes {
+        match *h {
+            Hole::Fragment(from, to) => {
+                put_varint(u64::from(dict.intern(&b.frag[from..to], added)), &mut out)
+            }
+            Hole::Inline(from, to) => {
+                put_varint((to - from) as u64, &mut out);
+                out.extend_from_slice(&b.frag[from..to]);
             }
             Hole::Uuid(u) => {
-                if short_uuid[uuid_i] {
+                if b.ops[b.uuid_ops[uuid_i]] == H_UUID7 {
                     put_varint(zigzag(uuid7_ms(&u).expect("v7") - base_ms), &mut out);
                     out.extend_from_slice(&u[6..]);
                 } else {
@@ -847,8 +887,20 @@ fn encode_with(
             Hole::Ctx => {}
         }
     }
-    let mut back = Vec::with_capacity(json.len());
-    if decode_into(dict, &out, ctx, false, &mut back).is_ok() && back == json {
+    let mut back = std::mem::take(&mut bufs.back);
+    back.clear();
+    let same = decode_into(dict, &out, ctx, false, &mut back).is_ok() && back == json;
+    BUFS.with(|c| {
+        *c.borrow_mut() = Bufs {
+            ops: b.ops,
+            uuid_ops: b.uuid_ops,
+            lit: b.lit,
+            holes: b.holes,
+            frag: b.frag,
+            back,
+        }
+    });
+    if same {
         out
     } else {
         // not canonical (or, not expected, a form that does not decode back): kept whole, and the
