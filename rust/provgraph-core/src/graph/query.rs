@@ -157,11 +157,11 @@ fn sort_level(tmp: &mut [u64], level: &mut [u32]) {
 
 /// Bitset BFS from `seed` over `depth` levels (the shared core of Q2 and Q4).
 ///
-/// Marks every reached node in `bits` and appends it to `q` (`q[0] = seed`; each level is a
-/// contiguous run). An edge is followed when `edge_ok(type, dst)`; a newly reached node is
-/// counted when `counted(dst)`. Stops after the row in which the count reaches `limit` (so
-/// the count may overshoot `limit`). The inner loop is branch-free: the visited word is
-/// OR-ed unconditionally and the queue slot written unconditionally, the queue length
+/// Marks every reached node in the visited set `bits` (a bitset, or Q2's generation stamps) and
+/// appends it to `q` (`q[0] = seed`; each level is a contiguous run). An edge is followed when
+/// `edge_ok(type, dst)`; a newly reached node is counted when `counted(dst)`. Stops after the row
+/// in which the count reaches `limit` (so the count may overshoot `limit`). The inner loop is
+/// branch-free: the visited mark is written unconditionally and the queue slot written unconditionally, the queue length
 /// advancing only for new nodes (`q` has room for every id plus one). With `ET == false`
 /// the type slice is ignored (every type passes). Large levels are first sorted by id (rows
 /// then come in address order) and rows are touched in batches ahead of use (`AHEAD`).
@@ -169,9 +169,10 @@ fn sort_level(tmp: &mut [u64], level: &mut [u32]) {
 ///
 /// With `QUEUE_LAST == false` (a caller that only counts, Q2) the nodes first reached at the
 /// last level are counted but not queued: no queue store and no queue-length dependency per
-/// edge on the level that reads the most edges. Their bits are cleared before returning (one
-/// memset of the bitset, or by reading those rows again when that is cheaper), so the
-/// invariant holds for the bits left: each belongs to `q[..queue length]`.
+/// edge on the level that reads the most edges. With a bitset their bits are cleared before
+/// returning (one memset of the bitset, or by reading those rows again when that is cheaper), so
+/// the invariant holds for the bits left: each belongs to `q[..queue length]` (stamps need no
+/// clearing: the next query has another generation).
 ///
 /// Under a thread budget (`budget`) it looks every `CHECK_ROWS` rows, and once at the end, at
 /// the nodes reached so far (queued, plus first reached on an unqueued last level) and the

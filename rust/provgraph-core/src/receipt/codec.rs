@@ -414,6 +414,9 @@ struct Bufs {
     back: Vec<u8>,
 }
 
+/// Receipts larger than this do not leave their buffers behind in the thread.
+const KEEP_BUFS_MAX: usize = 64 << 10;
+
 thread_local! {
     static BUFS: std::cell::RefCell<Bufs> = std::cell::RefCell::new(Bufs::default());
 }
@@ -890,7 +893,11 @@ fn encode_with(
     let mut back = std::mem::take(&mut bufs.back);
     back.clear();
     let same = decode_into(dict, &out, ctx, false, &mut back).is_ok() && back == json;
+    // kept for the next receipt unless this one was unusually large (its buffers are let go)
     BUFS.with(|c| {
+        if json.len() > KEEP_BUFS_MAX {
+            return;
+        }
         *c.borrow_mut() = Bufs {
             ops: b.ops,
             uuid_ops: b.uuid_ops,
