@@ -82,14 +82,27 @@ def r1_corpus(receipts: int, seed: int = 1, tenants: int = 50) -> dict[str, list
     return out
 
 
+def _issue_order(corpus: dict[str, list[tuple[int, bytes]]], nums: dict[str, int]) -> list[bytes]:
+    """Every receipt's key in the order a running issuer commits them: by execution time across
+    tenants, so that each commit appends to many tenants' chains at once."""
+    timed = sorted((orjson.loads(j)["executed_at"], receipt_key(nums[t], s)) for t, rows in corpus.items()
+                   for s, j in rows)
+    return [k for _, k in timed]
+
+
 def _on_disk(rows: list[tuple[bytes, bytes]], dict_rows: list[tuple[bytes, bytes]]) -> int:
-    """Bytes of a compacted LMDB copy holding `rows` (the receipts table) and `dict_rows`."""
+    """Bytes of a compacted LMDB copy holding `rows` (the receipts table, written in this order, a
+    commit per BATCH rows, each commit's rows in key order) and `dict_rows`.
+
+    The order decides the bytes: LMDB splits a page in half when a key lands inside the tree, so
+    rows appended to many tenants' chains at once (a running server) leave pages about 60% full,
+    where rows written in key order fill them (~92%)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = lmdb.open(str(Path(tmp) / "db"), map_size=1 << 34, max_dbs=4, sync=False, metasync=False)
         receipts, dictionary = env.open_db(b"receipts"), env.open_db(b"receipt_dict")
         for k in range(0, len(rows), BATCH):  # a commit per batch, as the issuer's
             with env.begin(write=True) as txn:
-                txn.cursor(db=receipts).putmulti(rows[k:k + BATCH])
+                txn.cursor(db=receipts).putmulti(sorted(rows[k:k + BATCH]))
         with env.begin(write=True) as txn:
             txn.cursor(db=dictionary).putmulti(dict_rows)
         (Path(tmp) / "copy").mkdir()
@@ -139,15 +152,23 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
     zc = zstandard.ZstdCompressor(level=19, dict_data=zdict)
     z_bytes = sum(len(zc.compress(j)) for _, j in full_rows[:: max(1, n // 20_000)])
     z_count = len(full_rows[:: max(1, n // 20_000)])
-    full_disk = _on_disk(full_rows, [])
-    compact_disk = _on_disk(compact_rows, dict_rows)
+    order = _issue_order(corpus, nums)
+
+    def issued(rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        by_key = dict(rows)
+        return [(k, by_key[k]) for k in order]
+
+    full_disk, compact_disk = _on_disk(issued(full_rows), []), _on_disk(issued(compact_rows), dict_rows)
+    full_sorted, compact_sorted = _on_disk(sorted(full_rows), []), _on_disk(sorted(compact_rows), dict_rows)
     return {
         "receipts": n, "tenants": len(corpus), "corpus_build_s": round(built_s, 1), "exact": exact,
-        "full": {"value_bytes_per_receipt": round(json_bytes / n, 1), "on_disk_bytes_per_receipt": round(full_disk / n, 1)},
+        "full": {"value_bytes_per_receipt": round(json_bytes / n, 1), "on_disk_bytes_per_receipt": round(full_disk / n, 1),
+                 "on_disk_key_order_bytes_per_receipt": round(full_sorted / n, 1)},
         "compact": {"value_bytes_per_receipt": round(compact_bytes / n, 1),
                     "dictionary_bytes_per_receipt": round(entry_bytes / n, 1),
                     "dictionary_entries": len(dict_rows),
                     "on_disk_bytes_per_receipt": round(compact_disk / n, 1),
+                    "on_disk_key_order_bytes_per_receipt": round(compact_sorted / n, 1),
                     "escaped": sum(c[0] == 0 for _, c in compact_rows),
                     "encode_per_s": round(n / encode_s), "reconstruct_per_s": round(n / decode_s),
                     "reconstruct_and_verify_per_s": round(1 / (decode_s / n + verify_s))},
@@ -168,15 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     full, compact = r["full"], r["compact"]
     print(f"R1: {r['receipts']:,} receipts, {r['tenants']} tenants (seed {args.seed}); every compact form "
           f"reconstructs its receipt byte for byte: {r['exact']}")
+    disk, keyed = "on disk B/receipt (issue order)", "on disk B/receipt (key order)"
     print(format_table([
         {"mode": "full", "value B/receipt": full["value_bytes_per_receipt"], "dictionary B/receipt": "-",
-         "on disk B/receipt": full["on_disk_bytes_per_receipt"]},
+         disk: full["on_disk_bytes_per_receipt"], keyed: full["on_disk_key_order_bytes_per_receipt"]},
         {"mode": "compact", "value B/receipt": compact["value_bytes_per_receipt"],
          "dictionary B/receipt": compact["dictionary_bytes_per_receipt"],
-         "on disk B/receipt": compact["on_disk_bytes_per_receipt"]},
+         disk: compact["on_disk_bytes_per_receipt"], keyed: compact["on_disk_key_order_bytes_per_receipt"]},
         {"mode": "zstd, trained 32 KB dictionary (anchor)", "value B/receipt": r["zstd_dict_anchor_bytes_per_receipt"],
-         "dictionary B/receipt": "-", "on disk B/receipt": "-"},
-    ], ["mode", "value B/receipt", "dictionary B/receipt", "on disk B/receipt"]))
+         "dictionary B/receipt": "-", disk: "-", keyed: "-"},
+    ], ["mode", "value B/receipt", "dictionary B/receipt", disk, keyed]))
+    print("on disk = LMDB's compacted copy of the receipts and dictionary tables / receipts; issue order = "
+          "the rows committed as a running issuer commits them (by execution time, many tenants per commit), "
+          "key order = each tenant's chain written in one run (the best page fill LMDB gives unpacked rows)")
     print(f"compact: encode {compact['encode_per_s']:,}/s, reconstruct {compact['reconstruct_per_s']:,}/s, "
           f"reconstruct + verify {compact['reconstruct_and_verify_per_s']:,}/s (one core, batched calls); "
           f"{compact['dictionary_entries']:,} dictionary entries; {compact['escaped']} receipts kept whole")
