@@ -115,7 +115,8 @@ def test_escape_form_for_json_that_is_not_canonical() -> None:
 
 
 def _stored_forms(srv: Server, tenant: str) -> list[int]:
-    """The first byte of every receipts row of `tenant` (b"{": full JSON, 0/1: compact)."""
+    """The form of every receipt of `tenant` as stored, by the first byte of its row (b"{": full JSON,
+    0/1: a compact row of its own, 2: in a pack, once per receipt of the pack)."""
     import lmdb
     from provgraph.store.keys import scan_prefix, tenant_prefix
 
@@ -125,7 +126,8 @@ def _stored_forms(srv: Server, tenant: str) -> list[int]:
             tenants = txn.get(tenant.encode(), db=env.open_db(b"tenants", txn=txn, create=False))
             num = orjson.loads(tenants)["num"]
             cur = txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False))
-            return [v[0] for _, v in scan_prefix(cur, tenant_prefix(num))]
+            return [v[0] for _, v in scan_prefix(cur, tenant_prefix(num))
+                    for _ in range(int.from_bytes(v[1:3], "little") if v[0] == 2 else 1)]
     finally:
         env.close()
 
@@ -145,7 +147,7 @@ def test_storage_modes_serve_byte_identical_receipts_that_verify_independently(s
             issued += [r["receipt_id"] for r in got]
     srv.stop()
     forms = _stored_forms(srv, "cmp")
-    assert ord("{") in forms and 1 in forms  # both forms in one chain
+    assert ord("{") in forms and 2 in forms  # both forms in one chain (compact ones in packs)
     srv.start()
     receipts = op.receipts("cmp", page=37)
     assert {r["receipt_id"] for r in receipts} >= set(issued)
@@ -183,7 +185,7 @@ def test_failed_commits_leave_no_dictionary_entry_behind(server_factory: Any) ->
     public = {k["key_id"]: base64.b64decode(k["public_key"]) for k in admin.ok("GET", "/v1/keys")["keys"]}
     independent_verify(receipts, public)
     assert {r["receipt_id"] for r in receipts} >= set(ids)
-    assert _stored_forms(srv, "rb").count(1) >= len(ids)  # stored compact
+    assert _stored_forms(srv, "rb").count(2) >= len(ids)  # stored compact, in packs
 
 
 MIGRATE = "/v1/admin/receipts/migrate"
@@ -231,7 +233,7 @@ def test_migrate_endpoint_rewrites_stored_forms_with_reads_unchanged(server_fact
     assert state["migrated"] == len(after) == len(before) + 1
     assert after[:len(before)] == before and after[-1]["action"] == "admin.receipts.migrate"
     srv.stop()
-    assert set(_stored_forms(srv, "mg")) == {1}
+    assert set(_stored_forms(srv, "mg")) == {2}  # every receipt in a pack
     assert ord("{") in set(_stored_forms(srv, "other"))  # another tenant's rows untouched
     srv.start()
     raw = op.raw("GET", "/v1/tenants/mg/receipts?after_seq=0&limit=1000")[2]
@@ -262,7 +264,7 @@ def test_kill_during_migration_resumes_and_loses_nothing(server_factory: Any) ->
         time.sleep(0.02)
     srv.kill()
     mid = _stored_forms(srv, "kd")
-    assert 1 in mid and ord("{") in mid  # stopped half way
+    assert 2 in mid and ord("{") in mid  # stopped half way
     srv.start()
     state = _wait_migration(admin)
     assert state["state"] == "done" and not state["errors"]
@@ -275,7 +277,7 @@ def test_kill_during_migration_resumes_and_loses_nothing(server_factory: Any) ->
     run = cli("receipts", "migrate", "--to", "full", "--data-dir", str(srv.data_dir))
     assert run.returncode == 2 and "has" in run.stderr and "open" in run.stderr, run.stderr  # the server runs
     srv.stop()
-    assert set(_stored_forms(srv, "kd")) == {1}
+    assert set(_stored_forms(srv, "kd")) == {2}
     run = cli("receipts", "migrate", "--to", "full", "--data-dir", str(srv.data_dir), "--chunk", "64")
     assert run.returncode == 0, run.stderr
     assert set(_stored_forms(srv, "kd")) == {ord("{")}
@@ -295,15 +297,17 @@ def test_storage_report_counts_real_bytes(server_factory: Any) -> None:
     chain = op.receipts("st", page=1000)
     r = report["tenants"]["st"]["receipts"]
     assert r["count"] == len(chain) and r["mode"] == "compact" and r["compact_rows"] == len(chain)
+    assert 1 <= r["packs"] < len(chain)
     assert r["bytes_full"] == sum(len(rfc8785.dumps(x)) for x in chain)  # the bytes served
     assert 0 < r["bytes_stored"] < r["bytes_full"] / 2  # rows, dictionary and all
     tables = report["tenants"]["st"]["tables"]
-    assert tables["out"]["rows"] == 10 and tables["receipts"]["rows"] == len(chain) > 50
+    assert tables["out"]["rows"] == 10 and tables["receipts"]["rows"] == r["packs"] and len(chain) > 50
     assert tables["receipt_dict"]["rows"] > 0 and tables["receipts_compact"]["rows"] == 0
     assert report["tables"]["receipts"]["bytes"] > 0 and report["tables"]["receipts"]["bytes"] % 4096 == 0
-    assert report["tables"]["receipts"]["rows"] == sum(t["receipts"]["count"] for t in report["tenants"].values())
+    assert report["tables"]["receipts"]["rows"] == sum(t["tables"]["receipts"]["rows"]
+                                                       for t in report["tenants"].values())
     assert report["tenants"]["_admin"]["receipts"]["count"] >= 1  # the bundle upload, the admin key
-    assert report["totals"]["receipts"] == report["tables"]["receipts"]["rows"]
+    assert report["totals"]["receipts"] == sum(t["receipts"]["count"] for t in report["tenants"].values())
     assert op.get("/v1/admin/storage")[0] == 403
     metrics = admin.with_key(None).raw("GET", "/metrics")[2].decode()
     line = next(ln for ln in metrics.splitlines() if ln.startswith('provgraph_storage_table_bytes{table="receipts"}'))

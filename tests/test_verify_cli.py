@@ -33,9 +33,10 @@ def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:
     data: Path = srv.data_dir
     proc = _verify("--tenant", "ver", "--data-dir", str(data))
     assert proc.returncode == 0 and f"{n} receipts" in proc.stdout, proc.stderr
-    # tamper with the tenant's first deploy receipt (stored back as full JSON, whatever form it was
-    # stored in: a row of either form reads the same): verification names its seq
-    from provgraph.actions.pipeline import ReceiptLog, receipt_key
+    # tamper with the tenant's first deploy receipt (stored back in the row that holds it, as its
+    # JSON kept whole: a form of any kind reads the same): verification names its seq
+    from provgraph._core import receipt_pack, receipt_pack_forms
+    from provgraph.actions.pipeline import PACK, ReceiptLog, receipt_key, row_holding
     from provgraph.store import Store
     from provgraph.tenancy import Registry
 
@@ -43,11 +44,22 @@ def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:
     store = Store(data)
     try:
         num = Registry(store).tenant("ver").num
-        key = receipt_key(num, tampered)
         value = ReceiptLog(store).by_seq(num, tampered)
         assert value is not None and b'"deploy"' in value
-        store.write_direct(lambda txn: txn.put(key, value.replace(b'"deploy"', b'"deplo1"'),
-                                               db=store.db("receipts")))
+        forged = value.replace(b'"deploy"', b'"deplo1"')
+
+        def tamper(txn: Any) -> None:
+            first, row = row_holding(txn.cursor(db=store.db("receipts")), num, tampered)  # type: ignore[misc]
+            if row[:1] == PACK:
+                forms = receipt_pack_forms(row)
+                forms[tampered - first] = b"\x00" + forged
+                rows = receipt_pack(None, forms)  # the bigger form may split the pack in two
+            else:
+                rows = [(0, forged)]
+            for i, v in rows:
+                txn.put(receipt_key(num, first + i), v, db=store.db("receipts"))
+
+        store.write_direct(tamper)
     finally:
         store.close()
     time.sleep(0.1)

@@ -259,7 +259,8 @@ class DecisionCache:
     def stats(self) -> dict[str, int]:
         """hits, misses, stale (other epoch), inserts, invalidations, entries."""
 
-__all__ += ["ReceiptCodec", "ReceiptSigner", "uuid7", "verify_chain", "verify_receipt"]
+__all__ += ["ReceiptCodec", "ReceiptSigner", "receipt_pack", "receipt_pack_forms", "uuid7", "verify_chain",
+            "verify_receipt"]
 
 @final
 class ReceiptCodec:
@@ -283,6 +284,12 @@ class ReceiptCodec:
 
     def decode_many(self, tenant_id: str, forms: list[tuple[bytes, int]], signed: bool = False) -> list[bytes]:
         """`decode` of many `(data, seq)` in one call (the GIL released)."""
+
+    def decode_rows(self, tenant_id: str, rows: list[tuple[bytes, int]], want: int | None = None
+                    ) -> list[tuple[int, bytes]]:
+        """Every receipt of stored rows `(value, seq of the row's key)` as `(seq, stored JSON)` in
+        order: a full row as it is, a compact form reconstructed, a pack expanded. With `want`,
+        only the receipt of that seq (one form of a pack is sliced and decoded)."""
 
     def truncate(self, length: int) -> None:
         """Drop the entries from id `length` on (those of receipts that were not committed)."""
@@ -380,3 +387,14 @@ def uuid7() -> str:
 
 def policy_vm_fallbacks() -> int:
     """Evaluations that fell back from the bytecode VM to the interpreter since the process started."""
+
+
+def receipt_pack(open: bytes | None, forms: list[bytes], budget: int = ...) -> list[tuple[int, bytes]]:
+    """Pack compact forms of consecutive receipts after `open` (the pack ending right before them,
+    if it may take more): `[(index of the row's first receipt in forms, or -n for `open` rewritten
+    with its n receipts first, value)]`; each value a pack of up to `budget` bytes, or a single
+    form too big for one (docs/receipts.md, "Packs")."""
+
+
+def receipt_pack_forms(value: bytes) -> list[bytes]:
+    """The forms of a pack value, in order."""

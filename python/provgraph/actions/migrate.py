@@ -21,7 +21,14 @@ from typing import Any
 
 import orjson
 
-from provgraph.actions.pipeline import ReceiptCodecs, dict_key
+from provgraph.actions.pipeline import (
+    PACK,
+    ReceiptCodecs,
+    dict_key,
+    pack_budget,
+    put_packed,
+    receipt_key,
+)
 from provgraph.store import Store, Txn
 from provgraph.store.keys import prefix_end, tenant_prefix
 
@@ -96,35 +103,89 @@ def _count(txn: Txn, store: Store, lo: bytes, hi: bytes) -> int:
 
 
 @dataclass
+class Run:
+    """Consecutive receipts of one tenant that a chunk rewrites: the rows as planned (key, value),
+    and what replaces them: to compact, the compact form of each receipt (packed in the job); to
+    full, the (key, JSON) row of each."""
+
+    tenant: int
+    first: int  # seq of its first receipt
+    rows: list[tuple[bytes, bytes]]
+    forms: list[bytes] = field(default_factory=list)
+    full: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass
 class Chunk:
     """One chunk of a migration: what its write job writes, and the state after it."""
 
-    rows: list[tuple[bytes, bytes]]
+    runs: list[Run]
     entries: dict[int, tuple[int, list[bytes]]]  # tenant -> (id of the first entry added, the entries)
     after: Migration
 
-    def job(self, store: Store) -> Any:
-        rows, entries, state = self.rows, self.entries, self.after
+    def job(self, store: Store, codecs: ReceiptCodecs) -> Any:
+        runs, entries, state = self.runs, self.entries, self.after
+        budget = pack_budget(store)
 
         def job(txn: Txn) -> tuple[int, None]:
-            if rows:
-                txn.cursor(db=store.db("receipts")).putmulti(rows)
+            receipts, dual = store.db("receipts"), store.db(_DUAL_TABLE)
+            cur = txn.cursor(db=receipts)
+            for run in runs:
+                now = [(k, txn.get(k, db=receipts)) for k, _ in run.rows]
                 if state.to == "compact":
-                    for key, _ in rows:
-                        txn.delete(key, db=store.db(_DUAL_TABLE))
+                    if now != run.rows:  # only a migration rewrites stored rows, and one runs at a time
+                        state.errors.append(f"tenant {run.tenant} seq {run.first}: rows changed while the chunk "
+                                            "was planned; left as they are (run the migration again)")
+                        continue
+                    written = set(put_packed(cur, run.tenant, run.first, run.forms, budget))
+                    for key, _ in run.rows:
+                        if key not in written:
+                            txn.delete(key, db=receipts)
+                    for seq in range(run.first, run.first + len(run.forms)):
+                        txn.delete(receipt_key(run.tenant, seq), db=dual)
+                else:
+                    full = run.full
+                    if now != run.rows:  # the issuer filled the chain's last pack meanwhile: expand it as it is
+                        live = [(v, _SEQ.unpack(k[4:12])[0]) for k, v in now if v is not None]
+                        full = [(receipt_key(run.tenant, q), j) for q, j in codecs.rows(run.tenant, live)]
+                    cur.putmulti(full)  # a pack's key is its first receipt's: overwritten by that row
             for tenant, (first, added) in entries.items():
                 txn.cursor(db=store.db("receipt_dict")).putmulti(
                     [(dict_key(tenant, first + i), e) for i, e in enumerate(added)])
             txn.put(MIGRATION_KEY, orjson.dumps(state.to_json()), db=store.db("meta"))
-            return len(rows), None
+            return sum(max(len(r.forms), len(r.full)) for r in runs), None
 
         return job
+
+
+def _runs(scanned: list[tuple[bytes, bytes]], to: str, budget: int) -> list[Run]:
+    """The rows of `scanned` not in the target form, as runs of consecutive receipts of one tenant
+    (to compact: a pack ends a run, since packs are the target form, and so does a compact form too
+    big for a pack, kept as a row of its own; to full: each row is a run)."""
+    runs: list[Run] = []
+    prev: tuple[int, int] | None = None  # (tenant, next seq) the last run would continue with
+    for key, value in scanned:
+        tenant, seq = struct.unpack(">I", key[:4])[0], _SEQ.unpack(key[4:12])[0]
+        if to == "compact":
+            if value[:1] == PACK or (value[:1] != b"{" and len(value) + 5 > budget):
+                prev = None
+                continue
+            if prev == (tenant, seq):
+                runs[-1].rows.append((key, value))
+            else:
+                runs.append(Run(tenant, seq, [(key, value)]))
+            prev = (tenant, seq + 1)
+        elif value[:1] != b"{":
+            runs.append(Run(tenant, seq, [(key, value)]))
+    return runs
 
 
 def plan(store: Store, codecs: ReceiptCodecs, state: Migration, limit: int) -> Chunk:
     """The next chunk of `state`: up to `limit` rows from its next key, the ones not in the target form
     converted (their dictionary entries are added to `codecs` in memory: keep or roll them back with
-    the chunk's commit)."""
+    the chunk's commit). To compact, full rows are encoded (the codec returns a compact form only
+    once it decoded back to the stored bytes) and every receipt not yet in a pack is packed; to
+    full, compact rows and packs are reconstructed."""
     scanned: list[tuple[bytes, bytes]] = []
     with store.read() as txn:
         cur = txn.cursor(db=store.db("receipts"))
@@ -133,31 +194,29 @@ def plan(store: Store, codecs: ReceiptCodecs, state: Migration, limit: int) -> C
                 if bytes(key) >= state.end_key or len(scanned) >= limit:
                     break
                 scanned.append((bytes(key), bytes(value)))
-    by_tenant: dict[int, list[tuple[bytes, bytes]]] = {}
-    for key, value in scanned:
-        if (value[:1] == b"{") == (state.to == "compact"):  # not in the target form yet
-            by_tenant.setdefault(struct.unpack(">I", key[:4])[0], []).append((key, value))
-    rows: list[tuple[bytes, bytes]] = []
+    runs = _runs(scanned, state.to, pack_budget(store))
     entries: dict[int, tuple[int, list[bytes]]] = {}
-    for tenant, items in by_tenant.items():
-        codec = codecs.codec(tenant)
+    for run in runs:
+        codec = codecs.codec(run.tenant)
         if state.to == "compact":
-            forms, first, added = codec.encode("", [(v, _SEQ.unpack(k[4:12])[0]) for k, v in items])
-            # a receipt the codec keeps whole (escape form) stays as full JSON
-            rows += [(k, f) for (k, _), f in zip(items, forms, strict=True) if f[:1] == b"\x01"]
+            full = [(v, run.first + i) for i, (_, v) in enumerate(run.rows) if v[:1] == b"{"]
+            forms, first, added = codec.encode("", full) if full else ([], 0, [])
+            encoded = iter(forms)
+            run.forms = [next(encoded) if v[:1] == b"{" else v for _, v in run.rows]
             if added:
-                entries[tenant] = (first, added)
+                have = entries.get(run.tenant)
+                entries[run.tenant] = (have[0], have[1] + added) if have else (first, added)
         else:
-            full = codec.decode_many("", [(v, _SEQ.unpack(k[4:12])[0]) for k, v in items])
-            rows += [(k, j) for (k, _), j in zip(items, full, strict=True)]
+            rows = [(v, _SEQ.unpack(k[4:12])[0]) for k, v in run.rows]
+            run.full = [(receipt_key(run.tenant, q), j) for q, j in codecs.rows(run.tenant, rows)]
     after = Migration.from_json(state.to_json())
     after.scanned += len(scanned)
-    after.migrated += len(rows)
+    after.migrated += sum(max(len(r.forms), len(r.full)) for r in runs)
     if len(scanned) < limit:
         after.state, after.finished_at, after.next_key = "done", time.time(), state.end_key
     else:
         after.next_key = scanned[-1][0] + b"\x00"  # the key right after the last one scanned
-    return Chunk(rows, entries, after)
+    return Chunk(runs, entries, after)
 
 
 def run_offline(store: Store, state: Migration, limit: int = 1000, progress: Any = None) -> Migration:
@@ -165,7 +224,7 @@ def run_offline(store: Store, state: Migration, limit: int = 1000, progress: Any
     codecs = ReceiptCodecs(store)
     while state.state == "running":
         chunk = plan(store, codecs, state, limit)
-        job = chunk.job(store)
+        job = chunk.job(store, codecs)
 
         def write(txn: Txn, job: Any = job) -> int:
             return int(job(txn)[0])

@@ -16,19 +16,22 @@ from typing import Any
 
 import orjson
 
-from provgraph._core import ReceiptCodec
+from provgraph._core import ReceiptCodec, receipt_pack
 from provgraph.actions.model import rfc3339
 from provgraph.actions.signing import KeyRing
 from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, scan_prefix, tenant_prefix
 
-__all__ = ["ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "dict_key", "intent_key", "put_intent"]
+__all__ = ["PACK", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "dict_key", "intent_key", "pack_budget",
+           "put_intent", "put_packed", "row_before", "row_count", "row_holding"]
 
 log = logging.getLogger(__name__)
 ZERO_HASH = bytes(32)
 _SEQ = struct.Struct(">Q")
 _ENTRY = struct.Struct(">I")
+_COUNT = struct.Struct("<H")
+PACK = b"\x02"  # the first byte of a pack value
 
 
 def intent_key(tenant: int, receipt_id: str) -> bytes:
@@ -47,6 +50,55 @@ def receipt_key(tenant: int, seq: int) -> bytes:
 
 def dict_key(tenant: int, entry_id: int) -> bytes:
     return tenant_prefix(tenant) + _ENTRY.pack(entry_id)
+
+
+def row_count(value: bytes) -> int:
+    """Receipts in a stored row: a pack's count, else 1."""
+    return int(_COUNT.unpack_from(value, 1)[0]) if value[:1] == PACK else 1
+
+
+def row_before(cur: Any, tenant: int, seq: int) -> tuple[int, bytes] | None:
+    """The tenant's last row keyed before `seq` (the seq of its key, its value), the cursor on it."""
+    ok = cur.prev() if cur.set_range(receipt_key(tenant, seq)) else cur.last()
+    if not ok:
+        return None
+    key = bytes(cur.key())
+    if key[:4] != tenant_prefix(tenant):
+        return None
+    return int(_SEQ.unpack(key[4:12])[0]), bytes(cur.value())
+
+
+def row_holding(cur: Any, tenant: int, seq: int) -> tuple[int, bytes] | None:
+    """The row holding the receipt `seq` of `tenant`: its own, or the pack it is in (one seek and
+    at most one step back: a pack is keyed by its first seq)."""
+    key = receipt_key(tenant, seq)
+    if cur.set_range(key) and bytes(cur.key()) == key:
+        return seq, bytes(cur.value())
+    before = row_before(cur, tenant, seq)
+    if before is not None and before[0] + row_count(before[1]) > seq:
+        return before
+    return None
+
+
+def pack_budget(store: Store) -> int:
+    """The largest pack value that fills one LMDB overflow page (the page less its header)."""
+    return int(store.env.stat()["psize"]) - 16
+
+
+def put_packed(cur: Any, tenant: int, first_seq: int, forms: list[bytes], budget: int) -> list[bytes]:
+    """Store the compact forms of receipts `first_seq`, `first_seq + 1`, ... of `tenant` in packs
+    (docs/receipts.md, "Packs"), the tenant's pack ending right before them filled first if it has
+    room (rewritten in place). Returns the keys written. Runs inside the write transaction of
+    `cur`, so it always sees the pack as committed by the writes before it."""
+    open_value = None
+    before = row_before(cur, tenant, first_seq)
+    if before is not None:
+        seq, value = before
+        if value[:1] == PACK and seq + row_count(value) == first_seq and len(value) < budget:
+            open_value = value
+    puts = [(receipt_key(tenant, first_seq + i), v) for i, v in receipt_pack(open_value, forms, budget)]
+    cur.putmulti(puts)
+    return [k for k, _ in puts]
 
 
 class ReceiptCodecs:
@@ -90,6 +142,11 @@ class ReceiptCodecs:
             for tenant, codec in self._codecs.items():
                 codec.truncate(self._committed.get(tenant, 0))
 
+    def rows(self, tenant: int, rows: list[tuple[bytes, int]], want: int | None = None) -> list[tuple[int, bytes]]:
+        """The receipts of stored rows `(value, seq of its key)` as `(seq, stored JSON)`: packs
+        expanded, compact forms reconstructed (only `want`'s, with `want`)."""
+        return self.codec(tenant).decode_rows("", rows, want)
+
     def decode(self, tenant: int, seq: int, value: bytes) -> bytes:
         """A stored receipt value as served: full JSON as it is, a compact form reconstructed."""
         if value[:1] == b"{":
@@ -98,10 +155,11 @@ class ReceiptCodecs:
 
 
 class ReceiptLog:
-    """Reads of issued receipts, byte-identical whatever form they are stored in (full JSON or
-    compact, see ReceiptCodecs). In dual mode (receipts.storage=dual) every read also checks that the
-    compact copy (table receipts_compact) reconstructs to the bytes served; a mismatch is counted
-    and logged, and the full receipt is served."""
+    """Reads of issued receipts, byte-identical whatever form they are stored in (full JSON, a
+    compact form, or a pack of compact forms: see ReceiptCodecs and `put_packed`). In dual mode
+    (receipts.storage=dual) every read also checks that the compact copy (table receipts_compact)
+    reconstructs to the bytes served; a mismatch is counted and logged, and the full receipt is
+    served."""
 
     def __init__(self, store: Store, codecs: ReceiptCodecs | None = None) -> None:
         self.store = store
@@ -110,22 +168,34 @@ class ReceiptLog:
         self.dual_checked = 0
         self.dual_mismatches = 0
 
-    def _served(self, txn: Txn, key: bytes, value: bytes) -> bytes:
-        tenant, seq = struct.unpack(">I", key[:4])[0], _SEQ.unpack(key[4:12])[0]
-        out = self.codecs.decode(tenant, seq, value)
+    def _served(self, txn: Txn, tenant: int, rows: list[tuple[bytes, int]], want: int | None = None
+                ) -> list[tuple[int, bytes]]:
+        out = self.codecs.rows(tenant, rows, want)
         if self.check_dual:
-            compact = txn.get(key, db=self.store.db("receipts_compact"))
-            if compact is not None:
-                self.dual_checked += 1
-                try:
-                    same = self.codecs.decode(tenant, seq, bytes(compact)) == out
-                except Exception:  # noqa: BLE001 - a compact copy that fails to decode is a mismatch
-                    same = False
-                if not same:
-                    self.dual_mismatches += 1
-                    log.error("receipt compaction mismatch: tenant %d seq %d: the compact copy does not "
-                              "reconstruct the stored receipt (docs/runbooks/compaction-failure.md)", tenant, seq)
+            for seq, body in out:
+                self._check_dual(txn, tenant, seq, body)
         return out
+
+    def _check_dual(self, txn: Txn, tenant: int, seq: int, body: bytes) -> None:
+        compact = txn.get(receipt_key(tenant, seq), db=self.store.db("receipts_compact"))
+        if compact is None:
+            return
+        self.dual_checked += 1
+        try:
+            same = self.codecs.decode(tenant, seq, bytes(compact)) == body
+        except Exception:  # noqa: BLE001 - a compact copy that fails to decode is a mismatch
+            same = False
+        if not same:
+            self.dual_mismatches += 1
+            log.error("receipt compaction mismatch: tenant %d seq %d: the compact copy does not "
+                      "reconstruct the stored receipt (docs/runbooks/compaction-failure.md)", tenant, seq)
+
+    def _one(self, txn: Txn, tenant: int, seq: int) -> bytes | None:
+        row = row_holding(txn.cursor(db=self.store.db("receipts")), tenant, seq)
+        if row is None:
+            return None
+        got = self._served(txn, tenant, [(row[1], row[0])], seq)
+        return got[0][1] if got else None
 
     def get(self, tenant: int, receipt_id: str) -> bytes | None:
         try:
@@ -136,26 +206,30 @@ class ReceiptLog:
             where = txn.get(rid, db=self.store.db("receipt_index"))
             if where is None or bytes(where[:4]) != tenant_prefix(tenant):
                 return None  # another tenant's receipt does not exist for this one
-            raw = txn.get(bytes(where), db=self.store.db("receipts"))
-            return None if raw is None else self._served(txn, bytes(where), bytes(raw))
+            return self._one(txn, tenant, _SEQ.unpack(bytes(where[4:12]))[0])
 
     def by_seq(self, tenant: int, seq: int) -> bytes | None:
-        key = receipt_key(tenant, seq)
         with self.store.read() as txn:
-            raw = txn.get(key, db=self.store.db("receipts"))
-            return None if raw is None else self._served(txn, key, bytes(raw))
+            return self._one(txn, tenant, seq)
 
     def page(self, tenant: int, after_seq: int, limit: int) -> list[bytes]:
-        out: list[bytes] = []
+        rows: list[tuple[bytes, int]] = []
         hi = prefix_end(tenant_prefix(tenant))
         with self.store.read() as txn:
             cur = txn.cursor(db=self.store.db("receipts"))
-            if cur.set_range(receipt_key(tenant, after_seq + 1)):
+            held = row_holding(cur, tenant, after_seq + 1)  # a pack may start before after_seq + 1
+            start = receipt_key(tenant, held[0] if held is not None else after_seq + 1)
+            n = 0
+            if cur.set_range(start):
                 for key, value in cur:
-                    if bytes(key) >= hi or len(out) >= limit:
+                    k = bytes(key)
+                    if k >= hi or n >= limit:
                         break
-                    out.append(self._served(txn, bytes(key), bytes(value)))
-        return out
+                    seq = _SEQ.unpack(k[4:12])[0]
+                    rows.append((bytes(value), seq))
+                    n += max(0, seq + row_count(value) - 1 - after_seq) if seq <= after_seq else row_count(value)
+            out = [body for seq, body in self._served(txn, tenant, rows) if seq > after_seq]
+        return out[:limit]
 
 
 @dataclass
@@ -186,6 +260,7 @@ class Issuer:
         self.store, self.writer, self.keys = store, writer, keys
         self.codecs = codecs or ReceiptCodecs(store)
         self.storage = "full"  # flag receipts.storage: the form new receipts are stored in
+        self.pack_budget = pack_budget(store)
         self.batch_max, self.pipeline, self.max_attempts = batch_max, pipeline, max_attempts
         # Batches are bounded by size (batch_max) and by time: at most one drain starts per `linger_s`,
         # so under load the intents of that interval share one signing call and one commit (one
@@ -284,7 +359,7 @@ class Issuer:
         loop = asyncio.get_running_loop()
         try:
             chunk = await loop.run_in_executor(None, plan, self.store, self.codecs, state, self.migrate_chunk)
-            await asyncio.wrap_future(self.writer.submit(chunk.job(self.store), background=True))
+            await asyncio.wrap_future(self.writer.submit(chunk.job(self.store, self.codecs), background=True))
         # Any failure (a receipt that does not decode, storage) is recorded; five in a row fail it.
         except Exception as exc:  # noqa: BLE001 — deliberate, see above
             self.codecs.rollback()
@@ -425,7 +500,7 @@ class Issuer:
             prefix = tenant_prefix(tenant)
             rows = [(prefix + _SEQ.pack(seq), rid, body) for seq, rid, body in signed]
             if compact is not None and storage == "compact":
-                txn.cursor(db=receipts).putmulti([(rk, c) for (rk, _, _), c in zip(rows, compact, strict=True)])
+                put_packed(txn.cursor(db=receipts), tenant, signed[0][0], compact, self.pack_budget)
             else:
                 txn.cursor(db=receipts).putmulti([(rk, body) for rk, _, body in rows])
             if compact is not None and storage == "dual":

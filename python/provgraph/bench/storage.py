@@ -24,9 +24,9 @@ import numpy as np
 import orjson
 import zstandard
 
-from provgraph._core import ReceiptCodec, ReceiptSigner, uuid7, verify_receipt
+from provgraph._core import ReceiptCodec, ReceiptSigner, receipt_pack_forms, uuid7, verify_receipt
 from provgraph.actions.model import rfc3339
-from provgraph.actions.pipeline import dict_key, receipt_key
+from provgraph.actions.pipeline import PACK, dict_key, put_packed, receipt_key, row_holding
 from provgraph.bench.report import format_table, write_json
 from provgraph.store.keys import scan_prefix, tenant_prefix
 
@@ -90,25 +90,70 @@ def _issue_order(corpus: dict[str, list[tuple[int, bytes]]], nums: dict[str, int
     return [k for _, k in timed]
 
 
-def _on_disk(rows: list[tuple[bytes, bytes]], dict_rows: list[tuple[bytes, bytes]]) -> int:
-    """Bytes of a compacted LMDB copy holding `rows` (the receipts table, written in this order, a
-    commit per BATCH rows, each commit's rows in key order) and `dict_rows`.
+def _packed_commits(budget: int) -> Any:
+    """A writer for `_on_disk` that stores compact rows as the issuer does with packs: per commit,
+    each tenant's consecutive receipts through `put_packed` (the tenant's last pack filled first)."""
+    def write(cur: Any, commit: list[tuple[bytes, bytes]]) -> None:
+        runs: dict[int, tuple[int, list[bytes]]] = {}
+        for key, form in sorted(commit):
+            tenant, seq = int.from_bytes(key[:4], "big"), int.from_bytes(key[4:12], "big")
+            first, forms = runs.setdefault(tenant, (seq, []))
+            assert first + len(forms) == seq, "a tenant's receipts in one commit are consecutive"
+            forms.append(form)
+        for tenant, (first, forms) in runs.items():
+            put_packed(cur, tenant, first, forms, budget)
+    return write
 
-    The order decides the bytes: LMDB splits a page in half when a key lands inside the tree, so
-    rows appended to many tenants' chains at once (a running server) leave pages about 60% full,
-    where rows written in key order fill them (~92%)."""
+
+def _plain(cur: Any, commit: list[tuple[bytes, bytes]]) -> None:
+    cur.putmulti(sorted(commit))
+
+
+def _on_disk(rows: list[tuple[bytes, bytes]], dict_rows: list[tuple[bytes, bytes]], write: Any = _plain,
+             keep: Path | None = None) -> int:
+    """Bytes of a compacted LMDB copy holding `rows` (the receipts table, written in this order, a
+    commit per BATCH rows, each commit's rows through `write`) and `dict_rows`; with `keep`, the copy
+    is left there.
+
+    The order decides the bytes for rows of one receipt each: LMDB splits a page in half when a key
+    lands inside the tree, so rows appended to many tenants' chains at once (a running server)
+    leave pages about 60% full, where rows written in key order fill them (~92%). Packs take
+    overflow pages of their own, full whatever the order."""
     with tempfile.TemporaryDirectory() as tmp:
         env = lmdb.open(str(Path(tmp) / "db"), map_size=1 << 34, max_dbs=4, sync=False, metasync=False)
         receipts, dictionary = env.open_db(b"receipts"), env.open_db(b"receipt_dict")
         for k in range(0, len(rows), BATCH):  # a commit per batch, as the issuer's
             with env.begin(write=True) as txn:
-                txn.cursor(db=receipts).putmulti(sorted(rows[k:k + BATCH]))
+                write(txn.cursor(db=receipts), rows[k:k + BATCH])
         with env.begin(write=True) as txn:
             txn.cursor(db=dictionary).putmulti(dict_rows)
-        (Path(tmp) / "copy").mkdir()
-        env.copy(str(Path(tmp) / "copy"), compact=True)
+        out = keep if keep is not None else Path(tmp) / "copy"
+        out.mkdir(parents=True, exist_ok=True)
+        env.copy(str(out), compact=True)
         env.close()
-        return (Path(tmp) / "copy" / "data.mdb").stat().st_size
+        return (out / "data.mdb").stat().st_size
+
+
+def _read_one(env_dir: Path, codecs: dict[int, ReceiptCodec], keys: list[tuple[int, int]]) -> dict[str, float]:
+    """p50/p99 µs of reading one receipt by (tenant, seq) from a receipts table (find its row, one
+    seek and at most one step back for a pack; slice its form; reconstruct it), in one process."""
+    env = lmdb.open(str(env_dir), readonly=True, max_dbs=4, lock=False)
+    times = []
+    try:
+        db = env.open_db(b"receipts", create=False)
+        with env.begin() as txn:
+            cur = txn.cursor(db=db)
+            for tenant, seq in keys:
+                t = time.perf_counter_ns()
+                row = row_holding(cur, tenant, seq)
+                assert row is not None
+                got = codecs[tenant].decode_rows("", [(row[1], row[0])], seq)
+                times.append(time.perf_counter_ns() - t)
+                assert got and got[0][0] == seq
+    finally:
+        env.close()
+    a = np.array(times) / 1000
+    return {"p50_us": round(float(np.percentile(a, 50)), 2), "p99_us": round(float(np.percentile(a, 99)), 2)}
 
 
 def run(receipts: int, seed: int) -> dict[str, Any]:
@@ -160,6 +205,16 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
 
     full_disk, compact_disk = _on_disk(issued(full_rows), []), _on_disk(issued(compact_rows), dict_rows)
     full_sorted, compact_sorted = _on_disk(sorted(full_rows), []), _on_disk(sorted(compact_rows), dict_rows)
+    budget = 4096 - 16  # one overflow page of LMDB's default 4 KiB pages (pack_budget of a Store)
+    by_num = {nums[t_]: codecs[t_] for t_ in corpus}
+    rng = np.random.default_rng(seed + 7)
+    picks = [(nums[t_], s_) for t_ in corpus for s_, _ in corpus[t_]]
+    sample_keys = [picks[int(i)] for i in rng.integers(0, len(picks), 20_000)]
+    with tempfile.TemporaryDirectory() as keep:
+        packed_disk = _on_disk(issued(compact_rows), dict_rows, _packed_commits(budget), keep=Path(keep) / "packed")
+        _on_disk(issued(compact_rows), dict_rows, keep=Path(keep) / "single")
+        read_packed = _read_one(Path(keep) / "packed", by_num, sample_keys)
+        read_single = _read_one(Path(keep) / "single", by_num, sample_keys)
     return {
         "receipts": n, "tenants": len(corpus), "corpus_build_s": round(built_s, 1), "exact": exact,
         "full": {"value_bytes_per_receipt": round(json_bytes / n, 1), "on_disk_bytes_per_receipt": round(full_disk / n, 1),
@@ -169,6 +224,8 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
                     "dictionary_entries": len(dict_rows),
                     "on_disk_bytes_per_receipt": round(compact_disk / n, 1),
                     "on_disk_key_order_bytes_per_receipt": round(compact_sorted / n, 1),
+                    "packed_on_disk_bytes_per_receipt": round(packed_disk / n, 1),
+                    "read_one_packed": read_packed, "read_one_unpacked": read_single,
                     "escaped": sum(c[0] == 0 for _, c in compact_rows),
                     "encode_per_s": round(n / encode_s), "reconstruct_per_s": round(n / decode_s),
                     "reconstruct_and_verify_per_s": round(1 / (decode_s / n + verify_s))},
@@ -193,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table([
         {"mode": "full", "value B/receipt": full["value_bytes_per_receipt"], "dictionary B/receipt": "-",
          disk: full["on_disk_bytes_per_receipt"], keyed: full["on_disk_key_order_bytes_per_receipt"]},
-        {"mode": "compact", "value B/receipt": compact["value_bytes_per_receipt"],
+        {"mode": "compact, a row per receipt", "value B/receipt": compact["value_bytes_per_receipt"],
          "dictionary B/receipt": compact["dictionary_bytes_per_receipt"],
          disk: compact["on_disk_bytes_per_receipt"], keyed: compact["on_disk_key_order_bytes_per_receipt"]},
+        {"mode": "compact, packed (the issuer's layout)", "value B/receipt": compact["value_bytes_per_receipt"],
+         "dictionary B/receipt": compact["dictionary_bytes_per_receipt"],
+         disk: compact["packed_on_disk_bytes_per_receipt"], keyed: "-"},
         {"mode": "zstd, trained 32 KB dictionary (anchor)", "value B/receipt": r["zstd_dict_anchor_bytes_per_receipt"],
          "dictionary B/receipt": "-", disk: "-", keyed: "-"},
     ], ["mode", "value B/receipt", "dictionary B/receipt", disk, keyed]))
@@ -205,9 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compact: encode {compact['encode_per_s']:,}/s, reconstruct {compact['reconstruct_per_s']:,}/s, "
           f"reconstruct + verify {compact['reconstruct_and_verify_per_s']:,}/s (one core, batched calls); "
           f"{compact['dictionary_entries']:,} dictionary entries; {compact['escaped']} receipts kept whole")
+    rp, ru = compact["read_one_packed"], compact["read_one_unpacked"]
+    print(f"one receipt read by seq and reconstructed (in-process, 20,000 random): packed p50 {rp['p50_us']} µs "
+          f"p99 {rp['p99_us']} µs; a row per receipt p50 {ru['p50_us']} µs p99 {ru['p99_us']} µs")
     print(f"ratios: compact value / zstd anchor = "
           f"{compact['value_bytes_per_receipt'] / r['zstd_dict_anchor_bytes_per_receipt']:.2f}, "
-          f"compact on disk / full on disk = {compact['on_disk_bytes_per_receipt'] / full['on_disk_bytes_per_receipt']:.2f}")
+          f"compact packed on disk / full on disk = "
+          f"{compact['packed_on_disk_bytes_per_receipt'] / full['on_disk_bytes_per_receipt']:.2f}")
     if args.json is not None:
         write_json(args.json, {"seed": args.seed, **r})
     return 0 if r["exact"] else 1
@@ -233,21 +297,26 @@ def compaction_showcase(data_dir: Path, admin: Any) -> dict[str, Any]:
             rows = scan_prefix(txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False)), prefix)
             row = None
             for key, value in rows:
-                if value[:1] == b"\x01":
-                    row = (key, value)  # the tenant's last compact row
+                if value[:1] in (b"\x01", PACK):
+                    row = (key, value)  # the tenant's last compact row or pack
             entries = [value for _, value in
                        scan_prefix(txn.cursor(db=env.open_db(b"receipt_dict", txn=txn, create=False)), prefix)]
     finally:
         env.close()
     assert row is not None
-    seq = int.from_bytes(row[0][4:12], "big")
-    rebuilt = ReceiptCodec(entries).decode(row[1], "", seq)
+    first = int.from_bytes(row[0][4:12], "big")
+    forms = receipt_pack_forms(row[1]) if row[1][:1] == PACK else [row[1]]
+    seq = first + len(forms) - 1  # the row's last receipt, sliced out of its pack alone
+    (got_seq, rebuilt), = ReceiptCodec(entries).decode_rows("", [(row[1], first)], seq)
+    assert got_seq == seq
     receipt = orjson.loads(rebuilt)
     served = admin.raw("GET", f"/v1/tenants/{tenant}/receipts/{receipt['receipt_id']}")[2]
     keys = {k["key_id"]: k["public_key"] for k in admin.ok("GET", "/v1/keys")["keys"]}
     verify_receipt(rebuilt, base64.b64decode(keys[receipt["signer"]["key_id"]]))  # raises if it does not hold
     verified = admin.ok("GET", f"/v1/tenants/{tenant}/receipts/{receipt['receipt_id']}/verify")
-    return {"tenant": tenant, "seq": seq, "receipt_id": receipt["receipt_id"], "stored_bytes": len(row[1]),
+    return {"tenant": tenant, "seq": seq, "receipt_id": receipt["receipt_id"], "stored_bytes": len(forms[-1]),
+            "pack": {"first_seq": first, "receipts": len(forms), "bytes": len(row[1])} if row[1][:1] == PACK
+            else None,
             "json_bytes": len(rebuilt), "identical_to_served": rebuilt == served, "signature_verified": True,
             "server_verify": verified, "dictionary_entries": len(entries), "totals": report["totals"]}
 
@@ -258,8 +327,11 @@ def showcase_line(s: dict[str, Any]) -> str:
                f"{t['receipt_bytes_stored']:,} B stored")
     if s["tenant"] is None:
         return f"receipt compaction: no compact receipt stored; {storage}"
+    p = s.get("pack")
+    pack = (f", one of {p['receipts']} in a {p['bytes']} B pack from seq {p['first_seq']} (sliced out alone)"
+            if p else "")
     return (f"receipt compaction: tenant {s['tenant']} seq {s['seq']} is {s['stored_bytes']} B stored for "
-            f"{s['json_bytes']} B of RFC 8785 JSON ({s['stored_bytes'] / s['json_bytes']:.2f}x); rebuilt from its "
-            f"row and {s['dictionary_entries']} dictionary rows: "
+            f"{s['json_bytes']} B of RFC 8785 JSON ({s['stored_bytes'] / s['json_bytes']:.2f}x){pack}; rebuilt from "
+            f"its row and {s['dictionary_entries']} dictionary rows: "
             f"{'byte-identical to the API answer' if s['identical_to_served'] else 'DIFFERENT from the API answer'}"
             f", Ed25519 signature verified; {storage}")

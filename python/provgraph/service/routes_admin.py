@@ -151,7 +151,7 @@ async def storage(request: Request) -> web.Response:
     codecs = app[RECEIPTS].codecs
 
     def full_bytes(num: int, rows: list[tuple[bytes, int]]) -> int:
-        return sum(len(b) for b in codecs.codec(num).decode_many("", rows))
+        return sum(len(b) for _, b in codecs.rows(num, rows))
 
     report = await asyncio.get_running_loop().run_in_executor(None, storage_report, app[STORE], tenants, full_bytes)
     return json_response(report)

@@ -17,6 +17,7 @@ TENANT_TABLES = ("nodes", "out", "in", "decision_log", "preflights", "idempotenc
                  "receipts_compact", "receipt_dict")
 _SEQ = struct.Struct(">Q")
 
+
 # (tenant number, [(stored value, seq)]) -> the bytes of those receipts as full JSON
 FullBytes = Callable[[int, list[tuple[bytes, int]]], int]
 
@@ -32,12 +33,15 @@ def table_pages(store: Store, txn: Txn) -> dict[str, dict[str, int]]:
 
 
 def _no_receipts() -> dict[str, int]:
-    return {"count": 0, "full_rows": 0, "compact_rows": 0, "bytes_stored": 0, "bytes_full": 0}
+    return {"count": 0, "full_rows": 0, "compact_rows": 0, "packs": 0, "bytes_stored": 0, "bytes_full": 0}
 
 
 def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes) -> dict[str, Any]:
     """The storage report of every table and tenant, read in one transaction (a full scan of the
     tenant tables: run it off the event loop)."""
+    # imported here: actions builds on store, not the reverse
+    from provgraph.actions.pipeline import PACK, row_count
+
     per: dict[int, dict[str, dict[str, int]]] = {num: {} for num in tenants}
     receipts: dict[int, dict[str, int]] = {num: _no_receipts() for num in tenants}
     with store.read() as txn:
@@ -52,15 +56,18 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
         for key, value in txn.cursor(db=store.db("receipts")):
             num = struct.unpack(">I", bytes(key[:4]))[0]
             r = receipts.setdefault(num, _no_receipts())
-            r["count"] += 1
             r["bytes_stored"] += len(value)
             if value[:1] == b"{":
+                r["count"] += 1
                 r["full_rows"] += 1
                 r["bytes_full"] += len(value)
             else:
-                r["compact_rows"] += 1
+                n = row_count(value)  # a pack holds n receipts, a compact row one
+                r["count"] += n
+                r["compact_rows"] += n
+                r["packs"] += value[:1] == PACK
                 pending.setdefault(num, []).append((bytes(value), _SEQ.unpack(bytes(key[4:12]))[0]))
-                if len(pending[num]) >= 4096:
+                if len(pending[num]) >= 256:
                     r["bytes_full"] += full_bytes(num, pending.pop(num))
         for num, rows in pending.items():
             receipts[num]["bytes_full"] += full_bytes(num, rows)
@@ -74,7 +81,8 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
             per.get(num, {}).get("receipt_dict", {}).get("value_bytes", 0)
         out_tenants[tid] = {
             "receipts": {"count": r["count"], "mode": mode if r["count"] else "none", "bytes_full": r["bytes_full"],
-                         "bytes_stored": stored, "full_rows": r["full_rows"], "compact_rows": r["compact_rows"]},
+                         "bytes_stored": stored, "full_rows": r["full_rows"], "compact_rows": r["compact_rows"],
+                         "packs": r["packs"]},
             "tables": {name: per.get(num, {}).get(name, {"rows": 0, "value_bytes": 0}) for name in TENANT_TABLES},
         }
     totals = {"rows": sum(t["rows"] for t in tables.values()),

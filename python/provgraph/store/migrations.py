@@ -73,10 +73,18 @@ def _receipt_compaction(store: Store, txn: Txn) -> None:
     the full receipts already stored stay as they are and read the same."""
 
 
+def _receipt_packs(store: Store, txn: Txn) -> None:
+    """2 -> 3: receipt packs. A receipts row may now hold a pack of consecutive compact receipts
+    under the key of its first seq (first byte 2; docs/receipts.md "Packs"), which a release
+    before this one would misread. Nothing is rewritten on open: compact rows of one receipt read
+    as before, and `provgraph receipts migrate --to compact` (or the admin endpoint) packs them."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
     Migration(2, "receipt compaction: receipt dictionaries and compact receipt forms (tables receipt_dict, "
                  "receipts_compact)", _receipt_compaction),
+    Migration(3, "receipt packs: runs of compact receipts stored as one row (table receipts)", _receipt_packs),
 )
 FORMAT_VERSION = MIGRATIONS[-1].to
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use provgraph_core::canonical::parse_strict;
-use provgraph_core::receipt::{self as core, codec, SigningKey, GENESIS};
+use provgraph_core::receipt::{self as core, codec, pack, SigningKey, GENESIS};
 use provgraph_core::Error as CoreError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -207,6 +207,30 @@ fn uuid7() -> String {
     core::uuid7()
 }
 
+/// Pack the compact forms `forms` (consecutive receipts) after `open`, the pack ending right before
+/// them if it may take more: `[(index of the row's first receipt in forms, or -n for `open`
+/// rewritten with its n receipts first, value)]`, each value a pack of up to `budget` bytes, or a
+/// single form too big for one (`provgraph_core::receipt::pack::extend`).
+#[pyfunction]
+#[pyo3(signature = (open, forms, budget=pack::BUDGET_4K))]
+fn receipt_pack<'py>(
+    py: Python<'py>,
+    open: Option<PyBackedBytes>,
+    forms: Vec<PyBackedBytes>,
+    budget: usize,
+) -> PyResult<Vec<(i64, Bound<'py, PyBytes>)>> {
+    let refs: Vec<&[u8]> = forms.iter().map(|f| f.as_ref()).collect();
+    let rows = pack::extend(open.as_deref(), &refs, budget).map_err(to_py)?;
+    Ok(rows.into_iter().map(|(i, v)| (i, PyBytes::new(py, &v))).collect())
+}
+
+/// The forms of a pack value, in order (an error for a value that is not a pack).
+#[pyfunction]
+fn receipt_pack_forms<'py>(py: Python<'py>, value: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let p = pack::Pack::parse(value).map_err(to_py)?;
+    Ok(p.forms().map_err(to_py)?.into_iter().map(|f| PyBytes::new(py, f)).collect())
+}
+
 /// A tenant's receipt dictionary and the compact form of its receipts (`provgraph_core::receipt::codec`).
 /// Encoding adds entries (returned, with the id of the first, for the caller to store in the same
 /// transaction); `truncate` drops entries added by receipts that were not committed after all.
@@ -280,6 +304,56 @@ impl ReceiptCodec {
         Ok(out.iter().map(|o| PyBytes::new(py, o)).collect())
     }
 
+    /// Every receipt of stored rows `(value, seq of the row's key)` of tenant `tenant_id`, as
+    /// `(seq, stored receipt JSON)` in order: a full row as it is, a compact form reconstructed,
+    /// a pack (`provgraph_core::receipt::pack`) expanded (the GIL released). With `want`, only
+    /// the receipt of that seq (one form of a pack is sliced and decoded, not its neighbours).
+    #[pyo3(signature = (tenant_id, rows, want=None))]
+    fn decode_rows<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        rows: Vec<(PyBackedBytes, u64)>,
+        want: Option<u64>,
+    ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
+        let out = py
+            .detach(|| -> Result<Vec<(u64, Vec<u8>)>, CoreError> {
+                let dict = self.dict.read();
+                let mut out = Vec::new();
+                let one = |data: &[u8], seq: u64| -> Result<Vec<u8>, CoreError> {
+                    if data.first() == Some(&b'{') {
+                        return Ok(data.to_vec());
+                    }
+                    let mut o = Vec::with_capacity(1200);
+                    let ctx = codec::Context { tenant_id, seq, prev_hash: None };
+                    codec::decode_into(&dict, data, &ctx, false, &mut o)?;
+                    Ok(o)
+                };
+                for (value, first) in &rows {
+                    if value.first() == Some(&pack::FORM_PACK) {
+                        let p = pack::Pack::parse(value)?;
+                        match want {
+                            Some(seq) => {
+                                if let Some(f) = seq.checked_sub(*first).and_then(|i| p.get(i as usize).transpose()) {
+                                    out.push((seq, one(f?, seq)?));
+                                }
+                            }
+                            None => {
+                                for (i, f) in p.forms()?.into_iter().enumerate() {
+                                    out.push((first + i as u64, one(f, first + i as u64)?));
+                                }
+                            }
+                        }
+                    } else if want.is_none_or(|seq| seq == *first) {
+                        out.push((*first, one(value, *first)?));
+                    }
+                }
+                Ok(out)
+            })
+            .map_err(to_py)?;
+        Ok(out.into_iter().map(|(s, o)| (s, PyBytes::new(py, &o))).collect())
+    }
+
     /// Drop every entry from id `length` on (those of receipts that were not committed).
     fn truncate(&self, length: usize) {
         self.dict.write().truncate(length);
@@ -302,5 +376,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(verify_chain, m)?)?;
     m.add_function(wrap_pyfunction!(uuid7, m)?)?;
+    m.add_function(wrap_pyfunction!(receipt_pack, m)?)?;
+    m.add_function(wrap_pyfunction!(receipt_pack_forms, m)?)?;
     Ok(())
 }

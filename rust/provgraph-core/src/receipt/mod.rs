@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 
 mod chain;
 pub mod codec;
+pub mod pack;
 mod keys;
 
 pub use chain::{verify_chain, verify_chain_from, ChainReport};
