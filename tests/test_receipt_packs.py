@@ -22,7 +22,7 @@ from provgraph.actions.pipeline import (
     receipt_key,
     row_count,
 )
-from provgraph.store import Store
+from provgraph.store import Store, Txn
 from provgraph.store.keys import scan_prefix, tenant_prefix
 
 
@@ -58,16 +58,16 @@ def _store_interleaved(store: Store, chains: dict[int, list[tuple[int, str, byte
         at[tenant] += len(batch)
         forms, first, added = codecs.codec(tenant).encode("", [(json, seq) for seq, _, json in batch])
 
-        def job(txn: object, tenant: int = tenant, batch: list[tuple[int, str, bytes]] = batch,
+        def job(txn: Txn, tenant: int = tenant, batch: list[tuple[int, str, bytes]] = batch,
                 forms: list[bytes] = forms, first: int = first, added: list[bytes] = added) -> None:
-            cur = txn.cursor(db=store.db("receipts"))  # type: ignore[attr-defined]
+            cur = txn.cursor(db=store.db("receipts"))
             if packed:
                 put_packed(cur, tenant, batch[0][0], forms, budget)
             else:
                 cur.putmulti([(receipt_key(tenant, seq), f) for (seq, _, _), f in zip(batch, forms, strict=True)])
-            txn.cursor(db=store.db("receipt_dict")).putmulti(  # type: ignore[attr-defined]
+            txn.cursor(db=store.db("receipt_dict")).putmulti(
                 [(dict_key(tenant, first + i), e) for i, e in enumerate(added)])
-            txn.cursor(db=store.db("receipt_index")).putmulti(  # type: ignore[attr-defined]
+            txn.cursor(db=store.db("receipt_index")).putmulti(
                 [(bytes.fromhex(rid.replace("-", "")), receipt_key(tenant, seq)) for seq, rid, _ in batch])
 
         store.write_direct(job)

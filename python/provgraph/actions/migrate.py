@@ -24,6 +24,7 @@ import orjson
 from provgraph.actions.pipeline import (
     PACK,
     ReceiptCodecs,
+    alone,
     dict_key,
     pack_budget,
     put_packed,
@@ -114,6 +115,11 @@ class Run:
     forms: list[bytes] = field(default_factory=list)
     full: list[tuple[bytes, bytes]] = field(default_factory=list)
 
+    @property
+    def receipts(self) -> int:
+        """Receipts it rewrites."""
+        return len(self.forms) + len(self.full)
+
 
 @dataclass
 class Chunk:
@@ -153,7 +159,7 @@ class Chunk:
                 txn.cursor(db=store.db("receipt_dict")).putmulti(
                     [(dict_key(tenant, first + i), e) for i, e in enumerate(added)])
             txn.put(MIGRATION_KEY, orjson.dumps(state.to_json()), db=store.db("meta"))
-            return sum(max(len(r.forms), len(r.full)) for r in runs), None
+            return sum(r.receipts for r in runs), None
 
         return job
 
@@ -167,7 +173,7 @@ def _runs(scanned: list[tuple[bytes, bytes]], to: str, budget: int) -> list[Run]
     for key, value in scanned:
         tenant, seq = struct.unpack(">I", key[:4])[0], _SEQ.unpack(key[4:12])[0]
         if to == "compact":
-            if value[:1] == PACK or (value[:1] != b"{" and len(value) + 5 > budget):
+            if value[:1] == PACK or (value[:1] != b"{" and alone(value, budget)):
                 prev = None
                 continue
             if prev == (tenant, seq):
@@ -211,7 +217,7 @@ def plan(store: Store, codecs: ReceiptCodecs, state: Migration, limit: int) -> C
             run.full = [(receipt_key(run.tenant, q), j) for q, j in codecs.rows(run.tenant, rows)]
     after = Migration.from_json(state.to_json())
     after.scanned += len(scanned)
-    after.migrated += sum(max(len(r.forms), len(r.full)) for r in runs)
+    after.migrated += sum(r.receipts for r in runs)
     if len(scanned) < limit:
         after.state, after.finished_at, after.next_key = "done", time.time(), state.end_key
     else:

@@ -23,7 +23,7 @@ from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, scan_prefix, tenant_prefix
 
-__all__ = ["PACK", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "dict_key", "intent_key", "pack_budget",
+__all__ = ["PACK", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "alone", "dict_key", "intent_key", "pack_budget",
            "put_intent", "put_packed", "row_before", "row_count", "row_holding"]
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,12 @@ def row_holding(cur: Any, tenant: int, seq: int) -> tuple[int, bytes] | None:
     if before is not None and before[0] + row_count(before[1]) > seq:
         return before
     return None
+
+
+def alone(form: bytes, budget: int) -> bool:
+    """A compact form too big for a pack of its own (pack header 3 bytes + one end 2): stored as a
+    row by itself (the rule of provgraph_core::receipt::pack::extend)."""
+    return len(form) + 5 > budget
 
 
 def pack_budget(store: Store) -> int:
@@ -227,7 +233,7 @@ class ReceiptLog:
                         break
                     seq = _SEQ.unpack(k[4:12])[0]
                     rows.append((bytes(value), seq))
-                    n += max(0, seq + row_count(value) - 1 - after_seq) if seq <= after_seq else row_count(value)
+                    n += row_count(value) - max(0, after_seq + 1 - seq)  # those after after_seq
             out = [body for seq, body in self._served(txn, tenant, rows) if seq > after_seq]
         return out[:limit]
 

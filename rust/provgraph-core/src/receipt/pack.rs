@@ -128,24 +128,22 @@ pub fn extend(open: Option<&[u8]>, forms: &[&[u8]], budget: usize) -> Result<Vec
         cur_start = -(cur.len() as i64);
     }
     let opened = cur.len();
+    // The pack being filled is stored, unless it is `open` with nothing added (already stored).
+    let flush = |rows: &mut Vec<Row>, cur: &mut Vec<&[u8]>, start: i64| {
+        if !cur.is_empty() && (start >= 0 || cur.len() > opened) {
+            rows.push((start, build(cur)));
+        }
+        cur.clear();
+    };
     for (i, f) in forms.iter().enumerate() {
         if packed_len(1, f.len()) > budget {
-            if !cur.is_empty() {
-                if cur.len() > opened || cur_start >= 0 {
-                    rows.push((cur_start, build(&cur)));
-                }
-                cur.clear();
-                cur_data = 0;
-            }
+            flush(&mut rows, &mut cur, cur_start);
+            cur_data = 0;
             rows.push((i as i64, f.to_vec()));
-            cur_start = i as i64 + 1;
             continue;
         }
         if !cur.is_empty() && packed_len(cur.len() + 1, cur_data + f.len()) > budget {
-            if cur.len() > opened || cur_start >= 0 {
-                rows.push((cur_start, build(&cur)));
-            }
-            cur.clear();
+            flush(&mut rows, &mut cur, cur_start);
             cur_data = 0;
         }
         if cur.is_empty() {
@@ -154,9 +152,7 @@ pub fn extend(open: Option<&[u8]>, forms: &[&[u8]], budget: usize) -> Result<Vec
         cur.push(f);
         cur_data += f.len();
     }
-    if !cur.is_empty() && (cur.len() > opened || cur_start >= 0) {
-        rows.push((cur_start, build(&cur)));
-    }
+    flush(&mut rows, &mut cur, cur_start);
     Ok(rows)
 }
 
