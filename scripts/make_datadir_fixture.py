@@ -106,6 +106,7 @@ def fill(admin: JsonClient) -> dict[str, Any]:
         body = act("graph.write", "graph", {"edges": [{"src": 10, "dst": 11, "w": 0.5}]})
         pf = op.ok("POST", f"{base}/actions/preflight", body, status=201)
         op.ok("POST", f"{base}/actions/{pf['preflight_id']}/execute", body)
+        k["executed_preflight"] = pf["preflight_id"]
         # a dual-control action: two grants, then the execute
         body = act("graph.delete", "graph", {"edges": [[10, 11]]})
         pf = op.ok("POST", f"{base}/actions/preflight", body, status=201)
@@ -152,6 +153,7 @@ def record(admin: JsonClient, keys: dict[str, Any]) -> dict[str, Any]:
             "receipt_count": len(receipts),
             "decisions": reader.ok("GET", f"{base}/decisions?limit=1000"),
             "pending_preflight": reader.ok("GET", f"{base}/actions/{k['pending_preflight']}"),
+            "executed_preflight": reader.ok("GET", f"{base}/actions/{k['executed_preflight']}"),
         }
     return reads
 

@@ -41,11 +41,13 @@ def test_migrations_are_in_order_and_end_at_the_current_version() -> None:
     assert all(m.description for m in mig.MIGRATIONS)
 
 
-@pytest.mark.parametrize("version", [0, 1, 2])
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
 def test_an_older_release_fixture_opens_migrated_with_the_recorded_reads(tmp_path: Path, version: int) -> None:
     """A data dir written by each earlier release (v0: before format versions, v1: before receipt
-    compaction, its receipts all full JSON; v2: before receipt packs, a row per compact receipt) opens migrated to the current version, reads as it
-    did, takes writes (new receipts in the default compact form, on the old chain) and verifies."""
+    compaction, its receipts all full JSON; v2: before receipt packs, a row per compact receipt; v3:
+    before compact records, its preflights and decision log JSON) opens migrated to the current
+    version, reads as it did, takes writes (new receipts, preflights and decisions in the default
+    compact forms, beside the old JSON ones) and verifies."""
     data = tmp_path / "data"
     expected = unpack_fixture(f"datadir-v{version}", data)
     assert stored_version(data) == (None if version == 0 else str(version).encode())
@@ -70,6 +72,9 @@ def test_an_older_release_fixture_opens_migrated_with_the_recorded_reads(tmp_pat
             # only its status moves with time (pending, then expired)
             assert {k: v for k, v in pending.items() if k != "status"} == \
                 {k: v for k, v in reads["pending_preflight"].items() if k != "status"}
+            if "executed_preflight" in keys:  # recorded from v3 on
+                assert admin.with_key(keys["reader"]["key"]).ok(
+                    "GET", f"/v1/tenants/{tenant}/actions/{keys['executed_preflight']}") == reads["executed_preflight"]
         # the migrated data dir still takes writes with the old keys, and issues on the old chain
         op = admin.with_key(expected["keys"]["acme"]["op"]["key"])
         op.ok("POST", "/v1/tenants/acme/graph/edges", {"edges": [{"src": 1, "dst": 42, "w": 0.5}]})

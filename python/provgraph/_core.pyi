@@ -398,3 +398,34 @@ def receipt_pack(open: bytes | None, forms: list[bytes], budget: int = ...) -> l
 
 def receipt_pack_forms(value: bytes) -> list[bytes]:
     """The forms of a pack value, in order."""
+
+__all__ += ["RecordCodec"]
+
+@final
+class RecordCodec:
+    """One tenant's record dictionary (table record_dict) and the compact forms of its preflights and
+    decision log entries (docs/storage.md, "Compact records"). `entries` are the stored entries
+    `(id, value)`. An encode returns the form with the entries it uses that are not stored yet,
+    `[(id, value)]`: the caller writes them in the record's transaction and, once it commits,
+    calls `stored` with their ids. An encode returns None for a record the form cannot hold
+    exactly (the caller stores its JSON); a form is returned only after decoding it gave back the
+    same JSON value."""
+
+    def __new__(cls, entries: list[tuple[int, bytes]] = ...) -> RecordCodec: ...
+
+    def __len__(self) -> int: ...
+
+    def encode_preflight(self, json: bytes, preflight_id: str) -> tuple[bytes, list[tuple[int, bytes]]] | None:
+        """The compact form of a preflight's JSON (its id comes from the row's key)."""
+
+    def decode_preflight(self, form: bytes, preflight_id: str) -> bytes:
+        """A compact preflight -> its JSON; `InvalidArgumentError` for a form it cannot decode."""
+
+    def encode_entry(self, json: bytes, key_us: int) -> tuple[bytes, list[tuple[int, bytes]]] | None:
+        """The compact form of a decision log entry's JSON stored under a key of time `key_us` (µs)."""
+
+    def decode_entry(self, form: bytes, key_us: int) -> bytes:
+        """A compact decision log entry -> its JSON."""
+
+    def stored(self, ids: list[int]) -> None:
+        """Mark entries stored: the transaction that wrote them committed."""

@@ -69,6 +69,11 @@ FLAGS: tuple[Flag, ...] = (
          "new receipts are stored in their compact form (a template from the tenant's dictionary plus "
          "raw ids, hashes, signature), checked at write time to reconstruct byte for byte, instead of "
          "as full JSON; dual stores both and checks every read; reads are byte-identical in every mode"),
+    Flag("records.storage", ("compact", "json"), "compact", "json", "storage",
+         "new preflights and decision log entries are stored in a compact form (derived fields left "
+         "out, repeated values as references into the tenant's record dictionary, ids and hashes as "
+         "raw bytes), checked at write time to decode to the same record, instead of as JSON; reads "
+         "are the same in both modes"),
     Flag("orchestration.batching", ("on", "off"), "on", "off", "speed",
          "the actions of one actions:batch request run concurrently and their writes share commit "
          "groups, instead of one after another"),

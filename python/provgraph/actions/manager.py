@@ -27,6 +27,7 @@ from provgraph.graph.model import parse_delete, parse_edges
 from provgraph.policy.manager import PolicyManager
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import tenant_prefix
+from provgraph.store.records import Fresh, RecordCodecs
 from provgraph.tenancy import KeyRecord, Tenant
 
 __all__ = ["ActionManager", "GoneError"]
@@ -62,24 +63,40 @@ class ActionManager:
         # A preflight (and its execute's Idempotency-Key) is kept this long after it expires, then swept.
         self.preflight_retention_s = preflight_retention_s
         self.db = store.db("preflights")
+        self.records = RecordCodecs(store, b"p")
+        self.compact = False  # flag records.storage: preflights are stored in their compact form
         self.swept = 0  # preflights removed by `sweep` since start
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _visible(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
         """A preflight as a reader outside the writer sees it, including one answered before its
         commit landed (flag actions.preflight_ack=queued|applied: the writer's shadow of it)."""
-        return self._parse(self.writer.get(txn, "preflights", _pf_key(tenant, preflight_id)), preflight_id)
+        return self._parse(tenant, self.writer.get(txn, "preflights", _pf_key(tenant, preflight_id)), preflight_id)
 
     def _load(self, txn: Txn, tenant: int, preflight_id: str) -> dict[str, Any]:
         """A preflight as the writer's own transaction holds it (a job's view)."""
-        return self._parse(txn.get(_pf_key(tenant, preflight_id), db=self.db), preflight_id)
+        return self._parse(tenant, txn.get(_pf_key(tenant, preflight_id), db=self.db), preflight_id)
 
-    @staticmethod
-    def _parse(raw: bytes | None, preflight_id: str) -> dict[str, Any]:
+    def _parse(self, tenant: int, raw: bytes | None, preflight_id: str) -> dict[str, Any]:
+        """A stored preflight (JSON, or its compact form: first byte 1) -> the record."""
         if raw is None:
             raise NotFoundError(f"unknown preflight {preflight_id!r}", {"preflight_id": preflight_id})
+        if raw[:1] != b"{":
+            raw = self.records.of(tenant).decode_preflight(raw, preflight_id)
         record: dict[str, Any] = orjson.loads(raw)
         return record
+
+    def _put(self, txn: Txn, tenant: int, pf: dict[str, Any], fresh: Fresh, raw: bytes | None = None) -> None:
+        """Store `pf` in the writer's `txn`: in its compact form (flag records.storage) with the
+        dictionary entries it needs (noted in `fresh`: mark them stored once committed), or as JSON."""
+        key = _pf_key(tenant, pf["preflight_id"])
+        raw = raw if raw is not None else orjson.dumps(pf)
+        got = self.records.of(tenant).encode_preflight(raw, pf["preflight_id"]) if self.compact else None
+        if got is not None:
+            form, entries = got
+            self.records.put(txn, tenant, entries, fresh)
+            raw = form
+        txn.put(key, raw, db=self.db)
 
     def _decide(self, key: KeyRecord, tenant: Tenant, req: ActionRequest, use_cache: bool) -> dict[str, Any]:
         response, entry = self.policy.decide(tenant.tenant_id, key.actor, key.roles, req.decide_body(), use_cache)
@@ -125,7 +142,7 @@ class ActionManager:
         pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
         row = _pf_key(tenant.num, pf["preflight_id"])
         raw = orjson.dumps(pf)
-        job = self._store_job(row, raw)
+        job = self._store_job(tenant.num, pf, raw)
         if ack == "durable":
             await asyncio.wrap_future(self.writer.submit(job, coalesce=True))
         else:  # answered before its commit: reads see it until then through the writer's shadow
@@ -171,6 +188,7 @@ class ActionManager:
 
         def job(txn: Txn) -> tuple[dict[str, Any], Callable[[], None]]:
             now = time.time()
+            fresh: Fresh = []
             if idem is not None:
                 first = txn.get(idem, db=self.store.db("idempotency"))
                 if first is not None:
@@ -192,7 +210,7 @@ class ActionManager:
                   "execution": {"receipt_id": receipt_id, "executed_at": intent["executed_at"], "result": result}}
             if idem is not None:  # swept with the preflight
                 pf["idempotency_row"] = idem.hex()
-            txn.put(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf), db=self.db)
+            self._put(txn, tenant.num, pf, fresh)
             response = {"receipt_id": receipt_id, "status": "executed", "preflight_id": pf["preflight_id"],
                         "result_hash": intent["result_hash"]}
             if idem is not None:
@@ -200,6 +218,7 @@ class ActionManager:
                         db=self.store.db("idempotency"))
 
             def after() -> None:
+                self.records.committed(fresh)
                 if publish is not None:
                     publish()
                 self.issuer.notify()
@@ -236,6 +255,7 @@ class ActionManager:
 
         def job(txn: Txn) -> tuple[dict[str, Any], Callable[[], None]]:
             now = time.time()
+            fresh: Fresh = []
             pf = self._load(txn, tenant.num, preflight_id)
             need = _required_approvers(pf["obligations"])
             if need == 0:
@@ -256,7 +276,7 @@ class ActionManager:
             else:
                 pf["status"], pf["rejection"] = "rejected", entry
                 status = "rejected"
-            txn.put(_pf_key(tenant.num, preflight_id), orjson.dumps(pf), db=self.db)
+            self._put(txn, tenant.num, pf, fresh)
             intent = {
                 "receipt_id": receipt_id, "tenant_id": tenant.tenant_id, "executed_at": at,
                 "actor": {"id": key.actor, "roles": list(key.roles)},
@@ -266,8 +286,13 @@ class ActionManager:
                 "approvals": [], "evidence": [],
             }
             self.issuer.put_intent(txn, tenant.num, intent, now)
+
+            def after() -> None:
+                self.records.committed(fresh)
+                self.issuer.notify()
+
             return ({"preflight_id": preflight_id, "receipt_id": receipt_id, "status": status,
-                     "approvals": len(pf["approvals"]), "required_approvers": need}, self.issuer.notify)
+                     "approvals": len(pf["approvals"]), "required_approvers": need}, after)
 
         return self.writer.submit(job, coalesce=True)
 
@@ -319,7 +344,7 @@ class ActionManager:
                     if tenant == 0xFFFFFFFF or not cur.set_range(tenant_prefix(tenant + 1)):
                         return (removed, None), None
                     continue
-                record = orjson.loads(cur.value())
+                record = self._parse(int.from_bytes(key[:4], "big"), cur.value(), str(uuid.UUID(bytes=key[4:20])))
                 if record["expires_ts"] + self.preflight_retention_s < now:
                     if record.get("idempotency_row"):
                         txn.delete(bytes.fromhex(record["idempotency_row"]), db=idempotency)
@@ -332,16 +357,17 @@ class ActionManager:
 
         return job
 
-    def _store_job(self, row: bytes, raw: bytes) -> Callable[[Txn], tuple[None, None]]:
-        def job(txn: Txn) -> tuple[None, None]:
-            txn.put(row, raw, db=self.db)
-            return None, None
+    def _store_job(self, tenant: int, pf: dict[str, Any], raw: bytes | None = None
+                   ) -> Callable[[Txn], tuple[None, Callable[[], None]]]:
+        def job(txn: Txn) -> tuple[None, Callable[[], None]]:
+            fresh: Fresh = []
+            self._put(txn, tenant, pf, fresh, raw)
+            return None, lambda: self.records.committed(fresh)
 
         return job
 
     def _store_preflight(self, tenant: Tenant, pf: dict[str, Any], coalesce: bool) -> Future[Any]:
-        return self.writer.submit(self._store_job(_pf_key(tenant.num, pf["preflight_id"]), orjson.dumps(pf)),
-                                  coalesce=coalesce)
+        return self.writer.submit(self._store_job(tenant.num, pf), coalesce=coalesce)
 
     # ---- batch -----------------------------------------------------------------------------------
     async def batch(self, key: KeyRecord, tenant: Tenant, body: Any, use_cache: bool,

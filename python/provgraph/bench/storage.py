@@ -233,16 +233,92 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
     }
 
 
+# Per-action storage: the actions of R1 that execute at once (allowed, no dual control, no graph
+# effect) on the bundle's resource types, by an actor with a role that grants them, and ~5% by an
+# analyst, whom the policy denies (a stored preflight and no receipt).
+EXECUTABLE = [("deploy", "service"), ("export.create", "export"), ("key.read", "key"), ("bundle.read", "bundle"),
+              ("config.update", "tenant"), ("user.invite", "tenant"), ("receipt.read", "receipt"),
+              ("job.cancel", "service"), ("scale.set", "service"), ("secret.read", "key")]
+ADMIN_KEY = "pga_storage_bench_admin_key_01234567"
+MODES = {"baseline": {"receipts.storage": "full", "records.storage": "json"},
+         "compact": {"receipts.storage": "compact", "records.storage": "compact"}}
+
+
+def per_action(actions: int, seed: int, tenants: int = 10, actors: int = 20) -> dict[str, Any]:
+    """Bytes per executed action on disk (LMDB pages in use, GET /v1/admin/storage), per table and in
+    all, after the same `actions` actions through a real server's actions:batch in each mode of
+    MODES; every receipt issued. The baseline is every record as JSON (the layout before compaction)."""
+    from provgraph.bench.server import ServerProcess
+    from provgraph.policy.bundle import load_example_bundle
+
+    rng = np.random.default_rng(seed)
+    owner = _zipf(rng, tenants, 1.0, actions)
+    res_ids = _zipf(rng, 100_000, 1.1, actions)
+    plan = [(int(owner[i]), int(rng.integers(0, actors)), EXECUTABLE[int(rng.integers(0, len(EXECUTABLE)))],
+             f"r{int(res_ids[i])}", bool(rng.random() < 0.05), rng.bytes(8).hex()) for i in range(actions)]
+    out: dict[str, Any] = {}
+    for mode, flags in MODES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            extra = [a for name, value in flags.items() for a in ("--flag", f"{name}={value}")]
+            with ServerProcess(Path(tmp) / "data", ADMIN_KEY, extra) as srv:
+                admin = srv.client()
+                status, _, body = admin.raw("PUT", "/v1/bundles/authz", load_example_bundle(),
+                                            {"Content-Type": "application/gzip"})
+                if status not in (200, 201):
+                    raise RuntimeError(f"bundle upload: {status} {body!r}")
+                keys: dict[tuple[int, int, bool], Any] = {}
+                for t in range(tenants):
+                    admin.ok("POST", "/v1/admin/tenants", {"tenant_id": f"t{t:02d}"}, status=201)
+                    for a in range(actors):
+                        for denied in (False, True):
+                            keys[(t, a, denied)] = srv.client(admin.ok("POST", "/v1/admin/keys", {
+                                "tenant_id": f"t{t:02d}", "scopes": ["read", "write"], "actor": f"user:u{a}",
+                                "roles": ["analyst"] if denied else ["admin"]}, status=201)["key"])
+                executed = 0
+                by_key: dict[tuple[int, int, bool], list[dict[str, Any]]] = {}
+                for t, a, (action, rtype), rid, denied, nonce in plan:
+                    by_key.setdefault((t, a, denied), []).append(
+                        {"action": action, "resource": {"type": rtype, "id": rid}, "payload": {"nonce": nonce}})
+                    if len(by_key[(t, a, denied)]) == 50:
+                        executed += _batch(keys[(t, a, denied)], t, by_key.pop((t, a, denied)))
+                for (t, a, denied), items in by_key.items():
+                    executed += _batch(keys[(t, a, denied)], t, items)
+                deadline = time.monotonic() + 120
+                while b"provgraph_receipt_outbox_depth 0.0" not in srv.client(None).raw("GET", "/metrics")[2]:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("receipts not issued within 120 s")
+                    time.sleep(0.1)
+                srv.client().ok("GET", "/v1/tenants/t00/decisions?limit=1")  # the decision log flushed
+                report = admin.ok("GET", "/v1/admin/storage")
+        tables = {name: v["bytes"] for name, v in report["tables"].items() if v["rows"]}
+        out[mode] = {"flags": flags, "executed": executed,
+                     "per_table_bytes_per_action": {n: round(b / executed, 1) for n, b in sorted(tables.items())},
+                     "bytes_per_action": round(sum(tables.values()) / executed, 1)}
+    out["ratio"] = round(out["compact"]["bytes_per_action"] / out["baseline"]["bytes_per_action"], 3)
+    return out
+
+
+def _batch(client: Any, tenant: int, items: list[dict[str, Any]]) -> int:
+    """One actions:batch; how many of its actions executed."""
+    got = client.ok("POST", f"/v1/tenants/t{tenant:02d}/actions:batch", {"actions": items})
+    return sum("receipt_id" in r for r in got["results"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m provgraph.bench storage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--receipts", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="20,000 receipts")
+    p.add_argument("--actions", type=int, default=20_000,
+                   help="executed actions of the per-action part (through a real server), 0 to leave it out")
+    p.add_argument("--quick", action="store_true", help="20,000 receipts, 2,000 actions")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args(argv)
     receipts = 20_000 if args.quick else args.receipts
     r = run(receipts, args.seed)
+    actions = min(args.actions, 2_000) if args.quick else args.actions
+    if actions:
+        r["per_action"] = per_action(actions, args.seed)
     full, compact = r["full"], r["compact"]
     print(f"R1: {r['receipts']:,} receipts, {r['tenants']} tenants (seed {args.seed}); every compact form "
           f"reconstructs its receipt byte for byte: {r['exact']}")
@@ -272,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{compact['value_bytes_per_receipt'] / r['zstd_dict_anchor_bytes_per_receipt']:.2f}, "
           f"compact packed on disk / full on disk = "
           f"{compact['packed_on_disk_bytes_per_receipt'] / full['on_disk_bytes_per_receipt']:.2f}")
+    if "per_action" in r:
+        pa = r["per_action"]
+        names = sorted(set(pa["baseline"]["per_table_bytes_per_action"]) | set(pa["compact"]["per_table_bytes_per_action"]))
+        print(f"per executed action, every table (LMDB pages in use / actions; {pa['compact']['executed']:,} "
+              f"executed of {actions:,} through actions:batch, ~5% denied):")
+        print(format_table([{"table": n, **{m: pa[m]["per_table_bytes_per_action"].get(n, 0) for m in MODES}}
+                            for n in names] + [{"table": "all", **{m: pa[m]["bytes_per_action"] for m in MODES}}],
+                           ["table", *MODES]))
+        print(f"ratio compact / baseline (receipts full, records JSON): {pa['ratio']:.3f}")
     if args.json is not None:
         write_json(args.json, {"seed": args.seed, **r})
     return 0 if r["exact"] else 1

@@ -14,12 +14,16 @@ import orjson
 
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, tenant_prefix
+from provgraph.store.records import Fresh, RecordCodecs
 
 __all__ = ["DecisionLog"]
 
 _KEY = struct.Struct(">IQI")  # tenant num, time ns, sequence
 _COUNT = struct.Struct(">Q")
 _COUNTED = b"decision_log_counted"  # in meta: decision_log_counts is complete
+
+# Entries are stored in their compact form with records.storage=compact (provgraph_core::records:
+# ~65 bytes for ~450 as JSON; docs/storage.md "Compact records"), else as JSON.
 
 
 class DecisionLog:
@@ -34,6 +38,8 @@ class DecisionLog:
     def __init__(self, store: Store, writer: Writer, retention: int = 100_000) -> None:
         self.store, self.writer, self.retention = store, writer, retention
         self.db = store.db("decision_log")
+        self.records = RecordCodecs(store, b"d")
+        self.compact = False  # flag records.storage: new entries are stored in their compact form
         self._pending: deque[tuple[bytes, bytes]] = deque()
         self._last: Future[int] | None = None  # the newest flush job submitted
         self._lock = threading.Lock()
@@ -96,9 +102,12 @@ class DecisionLog:
             t = _KEY.unpack(key)[0]
             tenants[t] = tenants.get(t, 0) + 1
 
+        compact = self.compact
+
         def job(txn: Txn) -> tuple[int, Callable[[], None]]:
             cur = txn.cursor(db=self.db)
-            cur.putmulti(items)
+            fresh: Fresh = []
+            cur.putmulti([(key, self._encode(txn, key, raw, fresh)) for key, raw in items] if compact else items)
             counts = {t: self._count.get(t, 0) + n for t, n in tenants.items()}
             for t, count in counts.items():
                 if count > self.retention:
@@ -107,11 +116,23 @@ class DecisionLog:
 
             def committed() -> None:  # counts follow what was committed (a failed group changes none)
                 self._count.update(counts)
+                self.records.committed(fresh)
 
             return len(items), committed
 
         self._last = self.writer.submit(job)
         return self._last
+
+    def _encode(self, txn: Txn, key: bytes, raw: bytes, fresh: Fresh) -> bytes:
+        """An entry as stored in compact mode: its compact form (with the dictionary entries it
+        needs written in `txn`), or its JSON where the form cannot hold it."""
+        tenant, ns, _ = _KEY.unpack(key)
+        got = self.records.of(tenant).encode_entry(raw, ns // 1000)
+        if got is None:
+            return raw
+        form, entries = got
+        self.records.put(txn, tenant, entries, fresh)
+        return form
 
     def _delete_oldest(self, txn: Txn, tenant: int, n: int) -> int:
         """Delete up to `n` of a tenant's oldest entries (keys sort by time); how many were."""
@@ -129,6 +150,7 @@ class DecisionLog:
         start = _KEY.pack(tenant, before_ns, 0) if before_ns is not None else prefix_end(lo)
         out: list[dict[str, Any]] = []
         with self.store.read() as txn:
+            codec = self.records.of(tenant)
             cur = txn.cursor(db=self.db)
             if not cur.set_range(start):
                 if not cur.last():
@@ -136,8 +158,10 @@ class DecisionLog:
             elif not cur.prev():
                 return out
             while len(out) < limit and cur.key()[:4] == lo:
-                entry = orjson.loads(cur.value())
-                entry["ts_ns"] = _KEY.unpack(cur.key())[1]  # page on with before_ns=<oldest ts_ns>
+                key, raw = cur.key(), cur.value()
+                ns = _KEY.unpack(key)[1]
+                entry = orjson.loads(raw if raw[:1] == b"{" else codec.decode_entry(raw, ns // 1000))
+                entry["ts_ns"] = ns  # page on with before_ns=<oldest ts_ns>
                 out.append(entry)
                 if not cur.prev():
                     break

@@ -14,7 +14,7 @@ __all__ = ["TENANT_TABLES", "storage_report", "table_pages"]
 
 # Tables whose keys start with the tenant's 4-byte number (docs/storage.md).
 TENANT_TABLES = ("nodes", "out", "in", "decision_log", "preflights", "idempotency", "outbox", "dlq", "receipts",
-                 "receipts_compact", "receipt_dict")
+                 "receipts_compact", "receipt_dict", "record_dict")
 _SEQ = struct.Struct(">Q")
 
 

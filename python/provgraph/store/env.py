@@ -58,6 +58,8 @@ TABLES: dict[str, str] = {
     "receipts": "tenant|seq (8 bytes BE) -> signed receipt: RFC 8785 JSON with signature, or its compact form",
     "receipts_compact": "tenant|seq -> compact form of the full receipt in receipts (receipts.storage=dual)",
     "receipt_dict": "tenant|entry id (4 bytes BE) -> receipt dictionary entry (append-only)",
+    "record_dict": "tenant|kind (p: preflights, d: decision log)|id (4 bytes BE) -> a repeated value of "
+                   "compact records, as JSON text (append-only)",
     "receipt_index": "receipt id (16 bytes) -> tenant|seq",
     "chain_heads": "tenant (4 bytes) -> seq (8 bytes BE) + BLAKE3 of the last signed bytes (32)",
     "signing_keys": "key id -> public key record (seeds live in <data-dir>/keys, mode 0600)",

@@ -80,11 +80,20 @@ def _receipt_packs(store: Store, txn: Txn) -> None:
     as before, and `provgraph receipts migrate --to compact` (or the admin endpoint) packs them."""
 
 
+def _compact_records(store: Store, txn: Txn) -> None:
+    """3 -> 4: compact records. The table record_dict is new (opened, so created, empty); from now on
+    a preflights or decision_log row may hold a compact form (first byte 1, never `{`; docs/storage.md
+    "Compact records"), which a release before this one would misread. Nothing is rewritten: JSON
+    rows read as before, and age out (preflights are swept, the decision log is bounded)."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
     Migration(2, "receipt compaction: receipt dictionaries and compact receipt forms (tables receipt_dict, "
                  "receipts_compact)", _receipt_compaction),
     Migration(3, "receipt packs: runs of compact receipts stored as one row (table receipts)", _receipt_packs),
+    Migration(4, "compact records: preflights and decision log entries in a compact form with a per-tenant "
+                 "dictionary (table record_dict)", _compact_records),
 )
 FORMAT_VERSION = MIGRATIONS[-1].to
 

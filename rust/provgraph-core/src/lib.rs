@@ -11,5 +11,6 @@ pub mod error;
 pub mod graph;
 pub mod policy;
 pub mod receipt;
+pub mod records;
 
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 mod canonical;
 mod policy;
 mod receipt;
+mod records;
 use std::sync::Arc;
 
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
@@ -390,6 +391,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     canonical::register(m)?;
     policy::register(m)?;
     receipt::register(m)?;
+    records::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

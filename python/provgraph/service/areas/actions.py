@@ -26,6 +26,7 @@ async def actions_ctx(app: web.Application) -> AsyncIterator[None]:
     actions = ActionManager(app[STORE], app[WRITER], app[POLICY], app[GRAPH], issuer, config.preflight_ttl_s,
                             config.preflight_retention_s)
     app[ACTIONS] = actions
+    stop_records_flag = config.flags.subscribe("records.storage", lambda v: setattr(actions, "compact", v == "compact"))
     metrics.on_scrape(lambda: metrics.preflights_stored.set(actions.stored()))
     issuer.bind(asyncio.get_running_loop())
     await issuer.drain()
@@ -40,6 +41,7 @@ async def actions_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async with in_background(issuer.run()), in_background(sweeper()):
         yield
+    stop_records_flag()
     await issuer.drain()
 
 

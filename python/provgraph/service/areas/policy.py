@@ -26,6 +26,7 @@ async def policy_ctx(app: web.Application) -> AsyncIterator[None]:
                        config.decision_cache_ttl_s, config.decision_log_retention,
                        on_eval_error=metrics.policy_eval_errors.inc, flags=config.flags)
     app[POLICY] = pm
+    stop_records_flag = config.flags.subscribe("records.storage", lambda v: setattr(pm.log, "compact", v == "compact"))
     metrics.on_scrape(lambda: metrics.policy_cache_entries.set(pm.cache.stats()["entries"]))
     metrics.read_counter("provgraph_policy_decision_log_dropped",
                          "Decision log entries shed because the writer fell behind", lambda: pm.log.dropped)
@@ -43,6 +44,7 @@ async def policy_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async with in_background(flusher()):
         yield
+    stop_records_flag()
     fut = pm.log.flush()
     if fut is not None:
         await asyncio.wrap_future(fut)

@@ -153,7 +153,7 @@ fn corrupt(msg: String) -> Error {
 
 // ---- varints --------------------------------------------------------------------------------
 
-fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+pub(crate) fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -161,11 +161,11 @@ fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
@@ -217,7 +217,7 @@ fn hex_val(c: u8) -> Option<u8> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The bytes of lowercase hex `s` (exactly `N` bytes), or None.
-fn unhex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+pub(crate) fn unhex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
     if s.len() != 2 * N {
         return None;
     }
@@ -228,7 +228,7 @@ fn unhex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
     for &b in bytes {
         out.push(HEX[(b >> 4) as usize]);
         out.push(HEX[(b & 15) as usize]);
@@ -236,7 +236,7 @@ fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A lowercase hyphenated UUID's 16 bytes.
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let b = s.as_bytes();
     if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
         return None;
@@ -252,7 +252,7 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn push_uuid(u: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn push_uuid(u: &[u8], out: &mut Vec<u8>) {
     push_hex(&u[..4], out);
     out.push(b'-');
     push_hex(&u[4..6], out);
@@ -302,7 +302,7 @@ fn push_digits(v: i64, width: usize, out: &mut Vec<u8>) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of microseconds since the epoch (years 1000-9999).
-fn push_time(us: i64, out: &mut Vec<u8>) {
+pub(crate) fn push_time(us: i64, out: &mut Vec<u8>) {
     let (days, rem) = (us.div_euclid(86_400_000_000), us.rem_euclid(86_400_000_000));
     let (y, m, d) = civil_from_days(days);
     let secs = rem / 1_000_000;
@@ -324,7 +324,7 @@ fn push_time(us: i64, out: &mut Vec<u8>) {
 
 /// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (years 1000-9999), when
 /// formatting them back gives `s` exactly.
-fn parse_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 27
         || b[4] != b'-'
