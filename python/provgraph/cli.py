@@ -77,6 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     flags = FlagRegistry(args.profile, parse_flag_assignments(args.flag or []))
     config = Config(data_dir=_data_dir(args.data_dir), host=args.host, port=args.port, flags=flags,
                     max_body_bytes=args.max_body_bytes, policy_bundle=args.policy_bundle,
+                    evidence_max_bytes=min(args.evidence_max_bytes, args.max_body_bytes),
+                    evidence_inline_max=args.evidence_inline_max,
                     decision_cache_ttl_s=args.decision_cache_ttl, fault_injection=args.enable_fault_injection,
                     preflight_ttl_s=args.preflight_ttl, preflight_retention_s=args.preflight_retention,
                     preflight_sweep_interval_s=args.preflight_sweep_interval, heavy_work=args.heavy_work,
@@ -307,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                             "`provgraph flags` lists them")
     serve.add_argument("--flag", action="append", help="a flag over the profile, e.g. graph.engine=lmdb")
     serve.add_argument("--max-body-bytes", type=int, default=64 << 20, help="larger bodies get 413")
+    serve.add_argument("--evidence-max-bytes", type=int, default=32 << 20,
+                       help="larger evidence uploads get 413 (at most --max-body-bytes)")
+    serve.add_argument("--evidence-inline-max", type=int, default=64 << 10,
+                       help="evidence up to this size is stored in LMDB, larger in content-addressed files")
     serve.add_argument("--backlog", type=int, default=1024,
                        help="listen backlog: connections the kernel holds until accepted (aiohttp's 128 "
                             "overflows under connection bursts; a dropped SYN is retried after 1, 3, 7... s)")

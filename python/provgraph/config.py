@@ -38,6 +38,10 @@ class Config:
     # fsync on each group commit; tests of durability rely on it.
     sync: bool = True
     max_body_bytes: int = 64 << 20
+    # Evidence (docs/evidence.md): an upload over evidence_max_bytes gets 413 (keep it at most
+    # max_body_bytes); blobs up to evidence_inline_max live in LMDB, larger ones in files.
+    evidence_max_bytes: int = 32 << 20
+    evidence_inline_max: int = 64 << 10
     # Overlay rows that trigger a background snapshot rebuild: max(absolute, fraction * nodes).
     rebuild_min_delta: int = 20_000
     rebuild_fraction: float = 0.05

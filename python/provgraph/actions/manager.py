@@ -19,9 +19,11 @@ from provgraph.errors import (
     BadRequestError,
     ConflictError,
     ForbiddenError,
+    InvalidArgumentError,
     NotFoundError,
     ProvgraphError,
 )
+from provgraph.evidence.store import EvidenceStore
 from provgraph.graph.manager import GraphManager
 from provgraph.graph.model import parse_delete, parse_edges
 from provgraph.policy.manager import PolicyManager
@@ -57,8 +59,10 @@ def _required_approvers(obligations: list[Any]) -> int:
 
 class ActionManager:
     def __init__(self, store: Store, writer: Writer, policy: PolicyManager, graph: GraphManager, issuer: Issuer,
-                 preflight_ttl_s: float = 900.0, preflight_retention_s: float = 86_400.0) -> None:
+                 preflight_ttl_s: float = 900.0, preflight_retention_s: float = 86_400.0,
+                 evidence: EvidenceStore | None = None) -> None:
         self.store, self.writer, self.policy, self.graph, self.issuer = store, writer, policy, graph, issuer
+        self.evidence = evidence
         self.preflight_ttl_s = preflight_ttl_s
         # A preflight (and its execute's Idempotency-Key) is kept this long after it expires, then swept.
         self.preflight_retention_s = preflight_retention_s
@@ -139,6 +143,7 @@ class ActionManager:
         With "applied" or "queued" a crash before the commit loses the preflight, and its execute
         then answers 404 — nothing was executed or receipted on it."""
         req = parse_action(body)
+        self._check_evidence(tenant, req)
         pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
         row = _pf_key(tenant.num, pf["preflight_id"])
         raw = orjson.dumps(pf)
@@ -169,6 +174,14 @@ class ActionManager:
             raise ForbiddenError("dual control: approvals missing",
                                  {"required_approvers": need, "approvals": len(pf["approvals"])})
 
+    def _check_evidence(self, tenant: Tenant, req: ActionRequest) -> None:
+        """422 for evidence the tenant has not uploaded (checked again when the action executes)."""
+        if req.evidence:
+            if self.evidence is None:
+                raise InvalidArgumentError("this server stores no evidence", {"field": "evidence"})
+            with self.store.read() as txn:
+                self.evidence.resolve(txn, tenant.num, list(req.evidence))
+
     def _effect(self, req: ActionRequest) -> Callable[[Txn, int], tuple[Any, Callable[[], None] | None]]:
         """Validate the effect now (bad input writes nothing); return what applies it in the transaction."""
         if req.action == "graph.write":
@@ -198,12 +211,18 @@ class ActionManager:
                     return answer["response"], lambda: None
             pf = new_pf if new_pf is not None else self._load(txn, tenant.num, pf_id or "")
             self._check_executable(pf, req, now)  # again inside the transaction: no double execution
+            evidence: list[dict[str, Any]] = []
+            if req.evidence:  # stored still (a purge may have come between), and referenced now
+                if self.evidence is None:
+                    raise InvalidArgumentError("this server stores no evidence", {"field": "evidence"})
+                evidence = self.evidence.resolve(txn, tenant.num, list(req.evidence))
+                self.evidence.touch(txn, tenant.num, list(req.evidence), int(now * 1e6))
             result, publish = effect(txn, tenant.num)
             intent = {
                 "receipt_id": receipt_id, "tenant_id": tenant.tenant_id, "executed_at": rfc3339(now),
                 "actor": pf["actor"], "action": pf["action"], "resource": pf["resource"], "policy": pf["policy"],
                 "preflight_id": pf["preflight_id"], "request_hash": pf["request_hash"],
-                "result_hash": hash_hex(result), "approvals": pf["approvals"], "evidence": req.evidence(),
+                "result_hash": hash_hex(result), "approvals": pf["approvals"], "evidence": evidence,
             }
             self.issuer.put_intent(txn, tenant.num, intent, now)
             pf = {**pf, "status": "executed",
@@ -409,6 +428,7 @@ class ActionManager:
                 c0 = clock()
             try:
                 req = parse_action(item)
+                self._check_evidence(tenant, req)
                 pf = self._new_preflight(key, tenant, req, self._decide(key, tenant, req, use_cache))
                 if pf["decision"] != "allow":
                     results[i] = {"error": {"code": "forbidden", "message": "the policy denied this action",

@@ -10,7 +10,7 @@ from provgraph.clock import rfc3339
 from provgraph.errors import BadRequestError
 from provgraph.policy.manager import parse_decision_request
 
-__all__ = ["ActionRequest", "hash_hex", "parse_action", "rfc3339"]
+__all__ = ["MAX_EVIDENCE", "ActionRequest", "hash_hex", "parse_action", "rfc3339"]
 
 
 
@@ -26,11 +26,16 @@ class ActionRequest:
     resource: dict[str, Any]  # type, id, attributes (attributes go to the policy only)
     payload: Any
     context: dict[str, Any]
+    evidence: tuple[str, ...] = ()  # evidence hashes the action references (the receipt lists them)
 
     @property
     def request_hash(self) -> str:
-        """BLAKE3 of the RFC 8785 form of {action, resource, payload}: what execute must repeat."""
-        return hash_hex({"action": self.action, "resource": self.resource, "payload": self.payload})
+        """BLAKE3 of the RFC 8785 form of {action, resource, payload} (and `evidence` when the action
+        names any): what execute must repeat."""
+        body = {"action": self.action, "resource": self.resource, "payload": self.payload}
+        if self.evidence:
+            body["evidence"] = list(self.evidence)
+        return hash_hex(body)
 
     def decide_body(self) -> dict[str, Any]:
         return {"action": self.action, "resource": self.resource, "context": self.context}
@@ -38,14 +43,14 @@ class ActionRequest:
     def receipt_resource(self) -> dict[str, Any]:
         return {"type": self.resource["type"], "id": self.resource.get("id")}
 
-    def evidence(self) -> list[dict[str, Any]]:
-        """Evidence references named by the payload (`payload.evidence`: [{hash, size}])."""
-        ev = self.payload.get("evidence", []) if isinstance(self.payload, dict) else []
-        return [{"hash": e["hash"], "size": e["size"]} for e in ev]
+
+
+MAX_EVIDENCE = 100  # evidence references per action
 
 
 def parse_action(body: Any) -> ActionRequest:
-    """Validate like /decide (action, resource, context), plus the payload and its evidence."""
+    """Validate like /decide (action, resource, context), plus the payload and the evidence list
+    (hashes of evidence the tenant uploaded; whether each is stored is checked where it is used)."""
     action, _, context = parse_decision_request(body)
     resource = body["resource"]  # as sent: the request hash covers exactly what the client sent
     payload = body.get("payload", {})
@@ -53,12 +58,13 @@ def parse_action(body: Any) -> ActionRequest:
         canonicalize(payload)  # JSON that RFC 8785 can express (no NaN, no huge ints)
     except ValueError as exc:
         raise BadRequestError(f"payload is not canonicalizable JSON: {exc}", {"field": "payload"}) from None
-    evidence = payload.get("evidence", []) if isinstance(payload, dict) else []
-    if not isinstance(evidence, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("hash"), str) and type(e.get("size")) is int
-            for e in evidence):
-        raise BadRequestError("payload.evidence must be a list of {hash: str, size: int}",
-                              {"field": "payload.evidence"})
-    return ActionRequest(action, resource, payload, context)
+    evidence = body.get("evidence", [])
+    if not isinstance(evidence, list) or len(evidence) > MAX_EVIDENCE or not all(
+            isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h) for h in evidence):
+        raise BadRequestError(f"evidence must be a list of at most {MAX_EVIDENCE} evidence hashes (64 lowercase "
+                              "hex digits)", {"field": "evidence"})
+    if len(set(evidence)) != len(evidence):
+        raise BadRequestError("evidence names a hash twice", {"field": "evidence"})
+    return ActionRequest(action, resource, payload, context, tuple(evidence))
 
 

@@ -13,6 +13,7 @@ from provgraph.flags import subscribe_process
 from provgraph.service.areas import (
     setup_actions,
     setup_admin,
+    setup_evidence,
     setup_graph,
     setup_health,
     setup_policy,
@@ -38,6 +39,7 @@ def create_app(config: Config | None = None) -> web.Application:
     app[METRICS] = Metrics()
     app[READY] = {"ready": False}
     setup_storage(app)
+    setup_evidence(app)
     setup_graph(app)
     setup_policy(app)
     setup_actions(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = [
     "account_of",
     "answer_after",
     "authorize",
+    "byte_range",
+    "bytes_answer",
     "chain_of",
     "in_background",
     "json_bytes_response",
@@ -106,6 +109,46 @@ class FileAnswer(web.FileResponse):
         super().__init__(path, headers=headers)
         self.path = Path(path)
         self.content_type = content_type
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, count) of a `Range` header's one byte range over `size` bytes, as aiohttp's
+    FileResponse reads it (`a-b`, `a-`, `-n`: the last n); None when it is unsatisfiable:
+    malformed, or starting past the end (answer 416 with `Content-Range: bytes */size`)."""
+    m = _RANGE.fullmatch(header)
+    first = int(m.group(1)) if m is not None and m.group(1) else None
+    last = int(m.group(2)) if m is not None and m.group(2) else None
+    if m is None or (first is None and last is None) or (first is not None and last is not None and first > last):
+        return None
+    if first is None:  # the last `last` bytes
+        assert last is not None
+        start = max(size - last, 0)
+    else:
+        start = first
+    count = (size if last is None or first is None else min(last + 1, size)) - start
+    return None if start >= size else (start, count)
+
+
+def bytes_answer(request: Request, data: bytes, content_type: str, etag: str) -> web.Response:
+    """`data` with a strong `ETag`: 304 for a matching `If-None-Match`, one byte range (206, or 416)
+    for a `Range` (whole when `If-Range` names another entity)."""
+    headers = {"ETag": etag, "Accept-Ranges": "bytes"}
+    inm = request.headers.get("If-None-Match")
+    if inm is not None and (inm.strip() == "*" or etag in (t.strip() for t in inm.split(","))):
+        return web.Response(status=304, headers=headers)
+    range_header = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if range_header is not None and (if_range is None or if_range.strip() == etag):
+        got = byte_range(range_header, len(data))
+        if got is None:
+            return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
+        start, count = got
+        return web.Response(body=data[start:start + count], status=206, content_type=content_type,
+                            headers={**headers, "Content-Range": f"bytes {start}-{start + count - 1}/{len(data)}"})
+    return web.Response(body=data, content_type=content_type, headers=headers)
 
 
 JSON_TYPES = frozenset({"application/json"})

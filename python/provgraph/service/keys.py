@@ -9,6 +9,7 @@ from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
 from provgraph.config import Config
+from provgraph.evidence.store import EvidenceStore
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
 from provgraph.service.admission import Admission
@@ -22,6 +23,7 @@ __all__ = [
            "ADMISSION",
            "AUDIT",
            "CONFIG",
+           "EVIDENCE",
            "GENERATED_ADMIN_KEY",
            "GRAPH",
            "ISSUER",
@@ -46,6 +48,7 @@ GRAPH = web.AppKey("graph", GraphManager)
 POLICY = web.AppKey("policy", PolicyManager)
 ACTIONS = web.AppKey("actions", ActionManager)
 AUDIT = web.AppKey("audit", Audit)
+EVIDENCE = web.AppKey("evidence", EvidenceStore)
 ISSUER = web.AppKey("issuer", Issuer)
 KEYRING = web.AppKey("keyring", KeyRing)
 RECEIPTS = web.AppKey("receipts", ReceiptLog)

@@ -47,7 +47,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from provgraph._core import uuid7
 from provgraph._tcp import nodelay_transport
-from provgraph.service.http import ChunkedAnswer, FileAnswer, Request
+from provgraph.service.http import ChunkedAnswer, FileAnswer, Request, byte_range
 from provgraph.service.keys import CONFIG, METRICS, SCHEDULER
 from provgraph.service.middleware import (
     HEADER_NAME,
@@ -81,7 +81,6 @@ _FILE_CHUNK = 256 * 1024
 _STATUS_OK = re.compile(rf"HTTP/1\.1 \d{{3}} {HEADER_VALUE}\r\n")
 _HEADER_OK = re.compile(rf"{HEADER_NAME}: {HEADER_VALUE}\r\n")
 _LINE_CACHE_MAX = 4096  # checked head lines kept; cleared when full (ETags and the like churn it)
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 _NO_BODY_STATUS = frozenset({204, 304})
 _SKIP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "date"})
 
@@ -421,22 +420,12 @@ def plan_file(answer: FileAnswer, range_header: str | None, method: str, path: s
         return error_response(web.HTTPNotFound() if isinstance(exc, FileNotFoundError) else exc, method, path)
     start, count = 0, size
     if range_header is not None:
-        m = _RANGE.fullmatch(range_header)
-        first = int(m.group(1)) if m is not None and m.group(1) else None
-        last = int(m.group(2)) if m is not None and m.group(2) else None
-        if m is None or (first is None and last is None) or (
-                first is not None and last is not None and first > last):
-            first = size  # unsatisfiable, as a start past the end
-        if first is None:  # the last `last` bytes
-            assert last is not None
-            start = max(size - last, 0)
-        else:
-            start = first
-        count = (size if last is None or first is None else min(last + 1, size)) - start
-        if start >= size:
+        got = byte_range(range_header, size)
+        if got is None:
             answer.set_status(416)
             answer.headers["Content-Range"] = f"bytes */{size}"
             return 0, 0
+        start, count = got
         answer.set_status(206)
         answer.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
     answer.headers["Accept-Ranges"] = "bytes"

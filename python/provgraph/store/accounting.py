@@ -14,7 +14,7 @@ __all__ = ["TENANT_TABLES", "storage_report", "table_pages"]
 
 # Tables whose keys start with the tenant's 4-byte number (docs/storage.md).
 TENANT_TABLES = ("nodes", "out", "in", "decision_log", "preflights", "idempotency", "outbox", "dlq", "receipts",
-                 "receipts_compact", "receipt_dict", "record_dict")
+                 "receipts_compact", "receipt_dict", "record_dict", "evidence", "evidence_blobs")
 _SEQ = struct.Struct(">Q")
 
 
@@ -32,6 +32,16 @@ def table_pages(store: Store, txn: Txn) -> dict[str, dict[str, int]]:
     return out
 
 
+def _evidence_hot(store: Store, txn: Txn) -> dict[int, dict[str, int]]:
+    """Per tenant: evidence items and their bytes (every item is hot until tiering moves it)."""
+    out: dict[int, dict[str, int]] = {}
+    for key, value in txn.cursor(db=store.db("evidence")):
+        s = out.setdefault(int.from_bytes(key[:4], "big"), {"items": 0, "bytes": 0})
+        s["items"] += 1
+        s["bytes"] += int.from_bytes(value[:8], "big")  # the record's size (evidence.store)
+    return out
+
+
 def _no_receipts() -> dict[str, int]:
     return {"count": 0, "full_rows": 0, "compact_rows": 0, "packs": 0, "bytes_stored": 0, "bytes_full": 0}
 
@@ -46,6 +56,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
     receipts: dict[int, dict[str, int]] = {num: _no_receipts() for num in tenants}
     with store.read() as txn:
         tables = table_pages(store, txn)
+        evidence = _evidence_hot(store, txn)
         for name in TENANT_TABLES:
             for key, value in txn.cursor(db=store.db(name)):
                 num = struct.unpack(">I", bytes(key[:4]))[0]
@@ -84,10 +95,13 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
                          "bytes_stored": stored, "full_rows": r["full_rows"], "compact_rows": r["compact_rows"],
                          "packs": r["packs"]},
             "tables": {name: per.get(num, {}).get(name, {"rows": 0, "value_bytes": 0}) for name in TENANT_TABLES},
+            "tiers": {"hot": evidence.get(num, {"items": 0, "bytes": 0})},
         }
     totals = {"rows": sum(t["rows"] for t in tables.values()),
               "bytes_in_pages": sum(t["bytes"] for t in tables.values()),
               "receipts": sum(r["receipts"]["count"] for r in out_tenants.values()),
               "receipt_bytes_full": sum(r["receipts"]["bytes_full"] for r in out_tenants.values()),
-              "receipt_bytes_stored": sum(r["receipts"]["bytes_stored"] for r in out_tenants.values())}
+              "receipt_bytes_stored": sum(r["receipts"]["bytes_stored"] for r in out_tenants.values()),
+              "evidence_items": sum(r["tiers"]["hot"]["items"] for r in out_tenants.values()),
+              "evidence_bytes": sum(r["tiers"]["hot"]["bytes"] for r in out_tenants.values())}
     return {"tenants": out_tenants, "tables": tables, "totals": totals}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -31,10 +32,12 @@ BACKUP_FORMAT = "provgraph-backup/1"
 MANIFEST = "manifest.json"
 LMDB_DIR, LMDB_FILE = "lmdb", "lmdb/data.mdb"
 KEYS_DIR = "keys"
+EVIDENCE_DIR = "evidence"  # evidence/<tenant, 8 hex>/<2 hex>/<hash>: content-addressed blobs
 # every directory of a restored data dir, with its mode; files in them get _FILE_MODE. Keys are
 # secrets: 0600 files in a 0700 directory, and the rest of the data dir is no more open than that.
-_DIR_MODES = {LMDB_DIR: 0o700, KEYS_DIR: 0o700}
+_DIR_MODES = {LMDB_DIR: 0o700, KEYS_DIR: 0o700, EVIDENCE_DIR: 0o700}
 _FILE_MODE = 0o600
+_EVIDENCE_PARTS = re.compile(r"[0-9a-f]{8}/([0-9a-f]{2})/\1[0-9a-f]{62}")
 _CHUNK = 1 << 20
 
 
@@ -56,9 +59,10 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _snapshot(lmdb_dir: Path, into: Path) -> tuple[int, set[str]]:
-    """Compact copy of the environment from one read transaction, with the format version and the
-    signing-key ids that snapshot holds.
+def _snapshot(lmdb_dir: Path, into: Path) -> tuple[int, set[str], list[str]]:
+    """Compact copy of the environment from one read transaction, with the format version, the
+    signing-key ids that snapshot holds and the paths (in the data dir) of the evidence files its
+    records name.
 
     Read-only, but with the lock file: the copy registers as a reader, so a running server keeps
     writing and does not reuse the pages the copy still reads."""
@@ -80,10 +84,28 @@ def _snapshot(lmdb_dir: Path, into: Path) -> tuple[int, set[str]]:
                 key_ids = {bytes(k).decode() for k, _ in txn.cursor(db=signing)}
             except lmdb.NotFoundError:
                 key_ids = set()
+            evidence_files = _evidence_files(env, txn)
             env.copy(str(into), compact=True, txn=txn)
     finally:
         env.close()
-    return version, key_ids
+    return version, key_ids, evidence_files
+
+
+def _evidence_files(env: Any, txn: Any) -> list[str]:
+    """`evidence/<tenant>/<hh>/<hash>` of every evidence record whose bytes are a file (the
+    evidence store's layout; such files are written before their record and never change)."""
+    from provgraph.evidence.store import FILE, EvidenceRecord
+
+    try:
+        db = env.open_db(b"evidence", txn=txn, create=False)
+    except lmdb.NotFoundError:
+        return []
+    out = []
+    for key, value in txn.cursor(db=db):
+        record = EvidenceRecord.from_value(bytes(key[4:]), bytes(value))
+        if record.where == FILE:
+            out.append(f"{EVIDENCE_DIR}/{int.from_bytes(key[:4], 'big'):08x}/{record.hash[:2]}/{record.hash}")
+    return out
 
 
 def backup(data_dir: Path, out: Path) -> BackupSummary:
@@ -102,7 +124,7 @@ def backup(data_dir: Path, out: Path) -> BackupSummary:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         staged = Path(tmp)
         (staged / LMDB_DIR).mkdir()
-        version, key_ids = _snapshot(lmdb_dir, staged / LMDB_DIR)
+        version, key_ids, evidence_files = _snapshot(lmdb_dir, staged / LMDB_DIR)
         keys_dir = staged / KEYS_DIR
         keys_dir.mkdir()
         source_keys = data_dir / KEYS_DIR
@@ -115,12 +137,18 @@ def backup(data_dir: Path, out: Path) -> BackupSummary:
             raise BackupError(f"signing-key seeds missing from {source_keys}: {missing}; the receipts they "
                               "signed could be verified but never signed again", {"missing": missing})
         files = [LMDB_FILE] + [f"{KEYS_DIR}/{p.name}" for p in sorted(keys_dir.iterdir())]
+        source = {f: staged / f for f in files} | {f: data_dir / f for f in evidence_files}  # blobs: as they are
+        listed: list[dict[str, Any]] = []
+        for f, path in source.items():
+            digest = _digest(path)
+            if f.startswith(f"{EVIDENCE_DIR}/") and digest != PurePosixPath(f).name:
+                raise BackupError(f"evidence file {path} does not hold the bytes it is named for", {"path": f})
+            listed.append({"path": f, "size": path.stat().st_size, "blake3": digest})
         manifest = {
             "format": BACKUP_FORMAT,
             "format_version": version,
             "created_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-            "files": [{"path": f, "size": (staged / f).stat().st_size, "blake3": _digest(staged / f)}
-                      for f in files],
+            "files": listed,
         }
         partial = staged / "archive.tar.zst"
         # the seeds are secrets: the archive is as private as the keys directory
@@ -132,13 +160,13 @@ def backup(data_dir: Path, out: Path) -> BackupSummary:
                 tar.addfile(_info(MANIFEST, len(body), 0o600), io.BytesIO(body))
                 for d in (LMDB_DIR, KEYS_DIR):
                     tar.addfile(_info(d, 0, _DIR_MODES[d], directory=True))
-                for f in files:
-                    with (staged / f).open("rb") as src:
-                        tar.addfile(_info(f, (staged / f).stat().st_size, _FILE_MODE), src)
+                for entry in listed:
+                    with source[entry["path"]].open("rb") as src:
+                        tar.addfile(_info(entry["path"], entry["size"], _FILE_MODE), src)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, out)  # all or nothing: a failed backup leaves no archive behind
-    return BackupSummary(out, version, len(files), out.stat().st_size)
+    return BackupSummary(out, version, len(listed), out.stat().st_size)
 
 
 def _info(name: str, size: int, mode: int, directory: bool = False) -> tarfile.TarInfo:
@@ -182,7 +210,9 @@ def _read_manifest(tar: tarfile.TarFile, archive: Path) -> tuple[tarfile.TarInfo
 def _check_name(name: str, archive: Path) -> None:
     """Only the data dir's own layout: nothing absolute, no '..', no file outside its directories."""
     p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or len(p.parts) != 2 or p.parts[0] not in _DIR_MODES:
+    evidence = len(p.parts) == 4 and p.parts[0] == EVIDENCE_DIR and _EVIDENCE_PARTS.fullmatch("/".join(p.parts[1:]))
+    if p.is_absolute() or ".." in p.parts or not (evidence or (len(p.parts) == 2 and p.parts[0] in (LMDB_DIR,
+                                                                                                  KEYS_DIR))):
         raise BackupError(f"{archive}: unexpected path {name!r} in the archive")
 
 
@@ -254,5 +284,6 @@ def _unpack(archive: Path, staged: Path) -> tuple[dict[str, Any], dict[str, tupl
             src = tar.extractfile(member)
             if src is None:
                 raise BackupError(f"{archive}: unreadable member {member.name!r}")
+            (staged / member.name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             seen[member.name] = _copy_member(src, staged / member.name)
     return manifest, seen

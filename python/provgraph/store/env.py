@@ -60,6 +60,9 @@ TABLES: dict[str, str] = {
     "receipt_dict": "tenant|entry id (4 bytes BE) -> receipt dictionary entry (append-only)",
     "record_dict": "tenant|kind (p: preflights, d: decision log)|id (4 bytes BE) -> a repeated value of "
                    "compact records, as JSON text (append-only)",
+    "evidence": "tenant|BLAKE3 of the bytes (32) -> size, uploaded and latest reference (µs), where the bytes "
+                "are (LMDB or a file), content type",
+    "evidence_blobs": "tenant|BLAKE3 (32) -> the bytes of a small evidence blob (larger ones are files)",
     "receipt_index": "receipt id (16 bytes) -> tenant|seq",
     "chain_heads": "tenant (4 bytes) -> seq (8 bytes BE) + BLAKE3 of the last signed bytes (32)",
     "signing_keys": "key id -> public key record (seeds live in <data-dir>/keys, mode 0600)",

@@ -87,6 +87,12 @@ def _compact_records(store: Store, txn: Txn) -> None:
     rows read as before, and age out (preflights are swept, the decision log is bounded)."""
 
 
+def _evidence(store: Store, txn: Txn) -> None:
+    """4 -> 5: the evidence store. The tables evidence and evidence_blobs are new (opened, so
+    created, empty), and larger blobs live in <data dir>/evidence/; a release before this one would
+    not know them (a backup it made would leave them out). Nothing stored before is rewritten."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
     Migration(2, "receipt compaction: receipt dictionaries and compact receipt forms (tables receipt_dict, "
@@ -94,6 +100,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "receipt packs: runs of compact receipts stored as one row (table receipts)", _receipt_packs),
     Migration(4, "compact records: preflights and decision log entries in a compact form with a per-tenant "
                  "dictionary (table record_dict)", _compact_records),
+    Migration(5, "evidence store: content-addressed evidence per tenant (tables evidence, evidence_blobs, "
+                 "files in evidence/)", _evidence),
 )
 FORMAT_VERSION = MIGRATIONS[-1].to
 

@@ -10,7 +10,17 @@ from aiohttp import web
 
 from provgraph.actions.manager import ActionManager
 from provgraph.service.http import in_background
-from provgraph.service.keys import ACTIONS, CONFIG, GRAPH, ISSUER, METRICS, POLICY, STORE, WRITER
+from provgraph.service.keys import (
+    ACTIONS,
+    CONFIG,
+    EVIDENCE,
+    GRAPH,
+    ISSUER,
+    METRICS,
+    POLICY,
+    STORE,
+    WRITER,
+)
 from provgraph.service.routes_actions import add_action_routes
 
 __all__ = ["setup_actions"]
@@ -24,7 +34,7 @@ async def actions_ctx(app: web.Application) -> AsyncIterator[None]:
     logged and tried again at the next interval); drain once more on shutdown."""
     config, metrics, issuer = app[CONFIG], app[METRICS], app[ISSUER]
     actions = ActionManager(app[STORE], app[WRITER], app[POLICY], app[GRAPH], issuer, config.preflight_ttl_s,
-                            config.preflight_retention_s)
+                            config.preflight_retention_s, app[EVIDENCE])
     app[ACTIONS] = actions
     stop_records_flag = config.flags.subscribe("records.storage", lambda v: setattr(actions, "compact", v == "compact"))
     metrics.on_scrape(lambda: metrics.preflights_stored.set(actions.stored()))

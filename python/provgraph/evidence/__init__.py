@@ -1,0 +1,1 @@
+"""Evidence: content-addressed blobs per tenant that actions reference and receipts list."""
