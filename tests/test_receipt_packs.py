@@ -13,11 +13,13 @@ import pytest
 from provgraph._core import ReceiptSigner, receipt_pack_forms, uuid7
 from provgraph.actions.migrate import Migration, run_offline
 from provgraph.actions.pipeline import (
-    PACK,
+    CHAIN,
+    PACKS,
     ReceiptCodecs,
     ReceiptLog,
     dict_key,
     pack_budget,
+    prev_of,
     put_packed,
     receipt_key,
     row_count,
@@ -45,10 +47,13 @@ def _chain(tenant: str, n: int, rng: random.Random) -> list[tuple[int, str, byte
 
 
 def _store_interleaved(store: Store, chains: dict[int, list[tuple[int, str, bytes]]], rng: random.Random,
-                       packed: bool = True) -> None:
+                       packed: bool = True, chain: bool = True) -> None:
     """Commit the chains as a running issuer does: commits of 1-40 receipts, tenants interleaved,
     each commit's compact forms packed after the tenant's last pack (or, `packed` False, a row per
-    receipt: the previous release's layout), with the dictionary entries and index rows."""
+    receipt: the layout before packs), with the dictionary entries and index rows. `chain`: the
+    forms leave prev_hash out and go in chain packs (the issuer's layout); else they carry it
+    (the layout before chain packs, and what a migration packs)."""
+    chain = chain and packed
     codecs = ReceiptCodecs(store)
     budget = pack_budget(store)
     at = dict.fromkeys(chains, 0)
@@ -56,13 +61,15 @@ def _store_interleaved(store: Store, chains: dict[int, list[tuple[int, str, byte
         tenant = rng.choice([t for t, c in chains.items() if at[t] < len(c)])
         batch = chains[tenant][at[tenant]:at[tenant] + rng.randint(1, 40)]
         at[tenant] += len(batch)
-        forms, first, added = codecs.codec(tenant).encode("", [(json, seq) for seq, _, json in batch])
+        forms, first, added = codecs.codec(tenant).encode("", [(json, seq) for seq, _, json in batch],
+                                                          elide_prev=chain)
 
         def job(txn: Txn, tenant: int = tenant, batch: list[tuple[int, str, bytes]] = batch,
                 forms: list[bytes] = forms, first: int = first, added: list[bytes] = added) -> None:
             cur = txn.cursor(db=store.db("receipts"))
             if packed:
-                put_packed(cur, tenant, batch[0][0], forms, budget)
+                put_packed(cur, tenant, batch[0][0], forms, budget,
+                           [prev_of(json) for _, _, json in batch] if chain else None)
             else:
                 cur.putmulti([(receipt_key(tenant, seq), f) for (seq, _, _), f in zip(batch, forms, strict=True)])
             txn.cursor(db=store.db("receipt_dict")).putmulti(
@@ -82,11 +89,15 @@ def _rows(store: Store, tenant: int) -> list[tuple[bytes, bytes]]:
 def _assert_full(rows: list[tuple[bytes, bytes]], budget: int) -> None:
     """Every pack of a chain's rows is within the budget and full: the receipt after it did not fit."""
     for (_, v), (_, nxt) in zip(rows, rows[1:] + [(b"", b"")], strict=True):
-        if v[:1] != PACK:  # a form too big for a pack alone is a row of its own
+        if v[:1] not in PACKS:  # a form too big for a pack alone is a row of its own
             assert len(v) > budget - 5
             continue
-        assert len(v) <= budget and len(receipt_pack_forms(v)) == row_count(v)
-        if nxt[:1] == PACK:
+        forms = receipt_pack_forms(v)
+        assert len(forms) == row_count(v)
+        if len(v) > budget:  # a chain form too big for a pack: a chain pack of one
+            assert v[:1] == CHAIN and len(forms) == 1
+            continue
+        if nxt[:1] == v[:1]:
             assert len(v) + 2 + len(receipt_pack_forms(nxt)[0]) > budget
 
 
@@ -105,20 +116,22 @@ def _check_reads(store: Store, chains: dict[int, list[tuple[int, str, bytes]]], 
             assert log.page(tenant, after, limit) == every[after:after + limit], (tenant, after, limit)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_packed_chains_read_back_byte_for_byte_from_anywhere(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "chain"), [(1, True), (2, True), (3, True), (4, False)])
+def test_packed_chains_read_back_byte_for_byte_from_anywhere(tmp_path: Path, seed: int, chain: bool) -> None:
     rng = random.Random(seed)
     store = Store(tmp_path / "lmdb", sync=False)
+    kinds = {CHAIN} if chain else {PACKS[0], b"\x01"}
     try:
         chains = {t: _chain(f"t{t}", rng.randint(1, 400), rng) for t in (1, 2, 3, 7)}
-        _store_interleaved(store, chains, rng)
+        _store_interleaved(store, chains, rng, chain=chain)
         budget = pack_budget(store)
-        for tenant, chain in chains.items():
+        for tenant, receipts in chains.items():
             rows = _rows(store, tenant)
-            assert sum(row_count(v) for _, v in rows) == len(chain)
+            assert sum(row_count(v) for _, v in rows) == len(receipts)
             firsts = [int.from_bytes(k[4:12], "big") for k, _ in rows]
             assert firsts == sorted(firsts) and firsts[0] == 1  # each row keyed by its first seq
             _assert_full(rows, budget)
+            assert {v[:1] for _, v in rows} <= kinds
         _check_reads(store, chains, rng)
     finally:
         store.close()

@@ -36,7 +36,14 @@ def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:
     # tamper with the tenant's first deploy receipt (stored back in the row that holds it, as its
     # JSON kept whole: a form of any kind reads the same): verification names its seq
     from provgraph._core import receipt_pack, receipt_pack_forms
-    from provgraph.actions.pipeline import PACK, ReceiptLog, receipt_key, row_holding
+    from provgraph.actions.pipeline import (
+        CHAIN,
+        PACKS,
+        ReceiptLog,
+        prev_of,
+        receipt_key,
+        row_holding,
+    )
     from provgraph.store import Store
     from provgraph.tenancy import Registry
 
@@ -50,10 +57,14 @@ def test_verify_cli_data_dir_and_url(server_factory: Any) -> None:
 
         def tamper(txn: Any) -> None:
             first, row = row_holding(txn.cursor(db=store.db("receipts")), num, tampered)  # type: ignore[misc]
-            if row[:1] == PACK:
+            if row[:1] in PACKS:
                 forms = receipt_pack_forms(row)
                 forms[tampered - first] = b"\x00" + forged
-                rows = receipt_pack(None, forms)  # the bigger form may split the pack in two
+                # a chain pack keeps each form's prev_hash as the chain gives it (the header: its first's)
+                log = ReceiptLog(store)
+                prevs = [prev_of(log.by_seq(num, first + i) or b"") for i in range(len(forms))] \
+                    if row[:1] == CHAIN else None
+                rows = receipt_pack(None, forms, prevs=prevs)  # the bigger form may split the pack in two
             else:
                 rows = [(0, forged)]
             for i, v in rows:

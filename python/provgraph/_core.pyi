@@ -272,11 +272,14 @@ class ReceiptCodec:
 
     def __new__(cls, entries: list[bytes] = ...) -> ReceiptCodec: ...
 
-    def encode(self, tenant_id: str, receipts: list[tuple[bytes, int]]) -> tuple[list[bytes], int, list[bytes]]:
+    def encode(self, tenant_id: str, receipts: list[tuple[bytes, int]], elide_prev: bool = ...
+               ) -> tuple[list[bytes], int, list[bytes]]:
         """The compact form of each stored receipt `(json, seq)` (`seq` is not stored: the row's key
         holds it; `tenant_id` is reserved, pass ""), the id of the first entry added and the entries
         added (to store in the same transaction). Each form was decoded back to its input before it
-        is returned; a receipt that is not canonical JSON is kept whole (escape form)."""
+        is returned; a receipt that is not canonical JSON is kept whole (escape form). With
+        `elide_prev` a form leaves its prev_hash out: it decodes only in a chain pack, which gives
+        it back (`receipt_pack(..., prevs=...)`, `decode_rows`)."""
 
     def decode(self, data: bytes, tenant_id: str, seq: int, signed: bool = False) -> bytes:
         """The stored receipt JSON of a compact form, or its signed bytes (without `signature`) with
@@ -389,11 +392,14 @@ def policy_vm_fallbacks() -> int:
     """Evaluations that fell back from the bytecode VM to the interpreter since the process started."""
 
 
-def receipt_pack(open: bytes | None, forms: list[bytes], budget: int = ...) -> list[tuple[int, bytes]]:
+def receipt_pack(open: bytes | None, forms: list[bytes], budget: int = ...,
+                 prevs: list[bytes] | None = ...) -> list[tuple[int, bytes]]:
     """Pack compact forms of consecutive receipts after `open` (the pack ending right before them,
     if it may take more): `[(index of the row's first receipt in forms, or -n for `open` rewritten
     with its n receipts first, value)]`; each value a pack of up to `budget` bytes, or a single
-    form too big for one (docs/receipts.md, "Packs")."""
+    form too big for one (docs/receipts.md, "Packs"). With `prevs` (each form's prev_hash, 32 bytes;
+    forms encoded with `elide_prev`) they are chain packs (`open` one too), and a form too big for
+    a pack is a chain pack of one."""
 
 
 def receipt_pack_forms(value: bytes) -> list[bytes]:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from provgraph.actions.pipeline import (
-    PACK,
+    PACKS,
     ReceiptCodecs,
     alone,
     dict_key,
@@ -173,7 +173,7 @@ def _runs(scanned: list[tuple[bytes, bytes]], to: str, budget: int) -> list[Run]
     for key, value in scanned:
         tenant, seq = struct.unpack(">I", key[:4])[0], _SEQ.unpack(key[4:12])[0]
         if to == "compact":
-            if value[:1] == PACK or (value[:1] != b"{" and alone(value, budget)):
+            if value[:1] in PACKS or (value[:1] != b"{" and alone(value, budget)):
                 prev = None
                 continue
             if prev == (tenant, seq):

@@ -23,8 +23,8 @@ from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import prefix_end, scan_prefix, tenant_prefix
 
-__all__ = ["PACK", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "alone", "dict_key", "intent_key", "pack_budget",
-           "put_intent", "put_packed", "row_before", "row_count", "row_holding"]
+__all__ = ["CHAIN", "PACK", "PACKS", "ZERO_HASH", "Issuer", "ReceiptCodecs", "ReceiptLog", "alone", "dict_key", "intent_key", "pack_budget",
+           "prev_of", "put_intent", "put_packed", "row_before", "row_count", "row_holding"]
 
 log = logging.getLogger(__name__)
 ZERO_HASH = bytes(32)
@@ -32,6 +32,9 @@ _SEQ = struct.Struct(">Q")
 _ENTRY = struct.Struct(">I")
 _COUNT = struct.Struct("<H")
 PACK = b"\x02"  # the first byte of a pack value
+CHAIN = b"\x03"  # ... of a chain pack (its forms' prev_hash elided; docs/receipts.md "Packs")
+PACKS = (PACK, CHAIN)
+_PREV_KEY = b'"prev_hash":"'
 
 
 def intent_key(tenant: int, receipt_id: str) -> bytes:
@@ -54,7 +57,14 @@ def dict_key(tenant: int, entry_id: int) -> bytes:
 
 def row_count(value: bytes) -> int:
     """Receipts in a stored row: a pack's count, else 1."""
-    return int(_COUNT.unpack_from(value, 1)[0]) if value[:1] == PACK else 1
+    kind = value[:1]
+    return int(_COUNT.unpack_from(value, 1 if kind == PACK else 33)[0]) if kind in PACKS else 1
+
+
+def prev_of(body: bytes) -> bytes:
+    """The raw prev_hash of a signed receipt's canonical JSON (the issuer's own output)."""
+    at = body.index(_PREV_KEY) + len(_PREV_KEY)
+    return bytes.fromhex(body[at:at + 64].decode())
 
 
 def row_before(cur: Any, tenant: int, seq: int) -> tuple[int, bytes] | None:
@@ -91,18 +101,21 @@ def pack_budget(store: Store) -> int:
     return int(store.env.stat()["psize"]) - 16
 
 
-def put_packed(cur: Any, tenant: int, first_seq: int, forms: list[bytes], budget: int) -> list[bytes]:
+def put_packed(cur: Any, tenant: int, first_seq: int, forms: list[bytes], budget: int,
+               prevs: list[bytes] | None = None) -> list[bytes]:
     """Store the compact forms of receipts `first_seq`, `first_seq + 1`, ... of `tenant` in packs
     (docs/receipts.md, "Packs"), the tenant's pack ending right before them filled first if it has
-    room (rewritten in place). Returns the keys written. Runs inside the write transaction of
-    `cur`, so it always sees the pack as committed by the writes before it."""
+    room and is of the same kind (rewritten in place). With `prevs` (each receipt's prev_hash, the
+    forms encoded with it elided) they go in chain packs. Returns the keys written. Runs inside
+    the write transaction of `cur`, so it always sees the pack as committed by the writes before it."""
     open_value = None
     before = row_before(cur, tenant, first_seq)
+    kind = PACK if prevs is None else CHAIN
     if before is not None:
         seq, value = before
-        if value[:1] == PACK and seq + row_count(value) == first_seq and len(value) < budget:
+        if value[:1] == kind and seq + row_count(value) == first_seq and len(value) < budget:
             open_value = value
-    puts = [(receipt_key(tenant, first_seq + i), v) for i, v in receipt_pack(open_value, forms, budget)]
+    puts = [(receipt_key(tenant, first_seq + i), v) for i, v in receipt_pack(open_value, forms, budget, prevs)]
     cur.putmulti(puts)
     return [k for k, _ in puts]
 
@@ -432,7 +445,9 @@ class Issuer:
         signed, new_head, executed = self.keys.active.issue_outbox(head, seq + 1, records, issued_at)
         if storage == "full":
             return signed, new_head, executed, None, (0, [])
-        compact, first, added = self.codecs.codec(tenant).encode("", [(body, s) for s, _, body in signed])
+        # compact: forms leave prev_hash out (chain packs give it back); dual: each form stands alone
+        compact, first, added = self.codecs.codec(tenant).encode("", [(body, s) for s, _, body in signed],
+                                                                 elide_prev=storage == "compact")
         return signed, new_head, executed, compact, (first, added)
 
     async def _issue_chunk(self, chunk: OrderedDict[int, tuple[list[bytes], list[bytes]]]) -> bool:
@@ -506,7 +521,8 @@ class Issuer:
             prefix = tenant_prefix(tenant)
             rows = [(prefix + _SEQ.pack(seq), rid, body) for seq, rid, body in signed]
             if compact is not None and storage == "compact":
-                put_packed(txn.cursor(db=receipts), tenant, signed[0][0], compact, self.pack_budget)
+                put_packed(txn.cursor(db=receipts), tenant, signed[0][0], compact, self.pack_budget,
+                           [prev_of(body) for _, _, body in signed])
             else:
                 txn.cursor(db=receipts).putmulti([(rk, body) for rk, _, body in rows])
             if compact is not None and storage == "dual":

@@ -26,7 +26,14 @@ import zstandard
 
 from provgraph._core import ReceiptCodec, ReceiptSigner, receipt_pack_forms, uuid7, verify_receipt
 from provgraph.actions.model import rfc3339
-from provgraph.actions.pipeline import PACK, dict_key, put_packed, receipt_key, row_holding
+from provgraph.actions.pipeline import (
+    PACKS,
+    dict_key,
+    prev_of,
+    put_packed,
+    receipt_key,
+    row_holding,
+)
 from provgraph.bench.report import format_table, write_json
 from provgraph.store.keys import scan_prefix, tenant_prefix
 
@@ -90,18 +97,21 @@ def _issue_order(corpus: dict[str, list[tuple[int, bytes]]], nums: dict[str, int
     return [k for _, k in timed]
 
 
-def _packed_commits(budget: int) -> Any:
+def _packed_commits(budget: int, prevs: dict[bytes, bytes] | None = None) -> Any:
     """A writer for `_on_disk` that stores compact rows as the issuer does with packs: per commit,
-    each tenant's consecutive receipts through `put_packed` (the tenant's last pack filled first)."""
+    each tenant's consecutive receipts through `put_packed` (the tenant's last pack filled first);
+    with `prevs` (each receipt key's prev_hash: its form leaves it out) in chain packs."""
     def write(cur: Any, commit: list[tuple[bytes, bytes]]) -> None:
-        runs: dict[int, tuple[int, list[bytes]]] = {}
+        runs: dict[int, tuple[int, list[bytes], list[bytes]]] = {}
         for key, form in sorted(commit):
             tenant, seq = int.from_bytes(key[:4], "big"), int.from_bytes(key[4:12], "big")
-            first, forms = runs.setdefault(tenant, (seq, []))
+            first, forms, hashes = runs.setdefault(tenant, (seq, [], []))
             assert first + len(forms) == seq, "a tenant's receipts in one commit are consecutive"
             forms.append(form)
-        for tenant, (first, forms) in runs.items():
-            put_packed(cur, tenant, first, forms, budget)
+            if prevs is not None:
+                hashes.append(prevs[key])
+        for tenant, (first, forms, hashes) in runs.items():
+            put_packed(cur, tenant, first, forms, budget, hashes if prevs is not None else None)
     return write
 
 
@@ -132,6 +142,23 @@ def _on_disk(rows: list[tuple[bytes, bytes]], dict_rows: list[tuple[bytes, bytes
         env.copy(str(out), compact=True)
         env.close()
         return (out / "data.mdb").stat().st_size
+
+
+def _all_back(env_dir: Path, codecs: dict[int, ReceiptCodec], chains: dict[int, list[tuple[int, bytes]]]) -> bool:
+    """Every receipt of every chain read back from `env_dir`'s rows (packs expanded, prev_hash
+    given back from the chain) is its signed receipt byte for byte."""
+    env = lmdb.open(str(env_dir), readonly=True, max_dbs=4, lock=False)
+    try:
+        db = env.open_db(b"receipts", create=False)
+        with env.begin() as txn:
+            for tenant, rows in chains.items():
+                stored = [(v, int.from_bytes(k[4:12], "big")) for k, v in scan_prefix(txn.cursor(db=db),
+                                                                                       tenant_prefix(tenant))]
+                if codecs[tenant].decode_rows("", stored) != rows:
+                    return False
+    finally:
+        env.close()
+    return True
 
 
 def _read_one(env_dir: Path, codecs: dict[int, ReceiptCodec], keys: list[tuple[int, int]]) -> dict[str, float]:
@@ -176,6 +203,19 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
             dict_rows += [(dict_key(nums[tenant], first + i), e) for i, e in enumerate(added)]
         forms[tenant] = got
     encode_s = time.perf_counter() - t
+    # the issuer's layout: forms without prev_hash (chain packs give it back), same dictionary
+    chain_codecs = {t: ReceiptCodec() for t in corpus}
+    chain_forms: dict[str, list[bytes]] = {}
+    t = time.perf_counter()
+    for tenant, rows in corpus.items():
+        codec, got = chain_codecs[tenant], []
+        for k in range(0, len(rows), BATCH):
+            got += codec.encode("", [(j, s) for s, j in rows[k:k + BATCH]], elide_prev=True)[0]
+        chain_forms[tenant] = got
+    chain_encode_s = time.perf_counter() - t
+    chain_rows = [(receipt_key(nums[t_], s_), c) for t_, rows in corpus.items()
+                  for (s_, _), c in zip(rows, chain_forms[t_], strict=True)]
+    prevs = {receipt_key(nums[t_], s_): prev_of(j) for t_, rows in corpus.items() for s_, j in rows}
     for tenant, rows in corpus.items():
         compact_rows += [(receipt_key(nums[tenant], s), c) for (s, _), c in zip(rows, forms[tenant], strict=True)]
     t = time.perf_counter()
@@ -207,16 +247,19 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
     full_sorted, compact_sorted = _on_disk(sorted(full_rows), []), _on_disk(sorted(compact_rows), dict_rows)
     budget = 4096 - 16  # one overflow page of LMDB's default 4 KiB pages (pack_budget of a Store)
     by_num = {nums[t_]: codecs[t_] for t_ in corpus}
+    chain_by_num = {nums[t_]: chain_codecs[t_] for t_ in corpus}
     rng = np.random.default_rng(seed + 7)
     picks = [(nums[t_], s_) for t_ in corpus for s_, _ in corpus[t_]]
     sample_keys = [picks[int(i)] for i in rng.integers(0, len(picks), 20_000)]
     with tempfile.TemporaryDirectory() as keep:
-        packed_disk = _on_disk(issued(compact_rows), dict_rows, _packed_commits(budget), keep=Path(keep) / "packed")
+        packed_disk = _on_disk(issued(compact_rows), dict_rows, _packed_commits(budget))
+        chain_disk = _on_disk(issued(chain_rows), dict_rows, _packed_commits(budget, prevs), keep=Path(keep) / "chain")
         _on_disk(issued(compact_rows), dict_rows, keep=Path(keep) / "single")
-        read_packed = _read_one(Path(keep) / "packed", by_num, sample_keys)
+        read_chain = _read_one(Path(keep) / "chain", chain_by_num, sample_keys)
         read_single = _read_one(Path(keep) / "single", by_num, sample_keys)
+        chain_exact = _all_back(Path(keep) / "chain", chain_by_num, {nums[t_]: rows for t_, rows in corpus.items()})
     return {
-        "receipts": n, "tenants": len(corpus), "corpus_build_s": round(built_s, 1), "exact": exact,
+        "receipts": n, "tenants": len(corpus), "corpus_build_s": round(built_s, 1), "exact": exact and chain_exact,
         "full": {"value_bytes_per_receipt": round(json_bytes / n, 1), "on_disk_bytes_per_receipt": round(full_disk / n, 1),
                  "on_disk_key_order_bytes_per_receipt": round(full_sorted / n, 1)},
         "compact": {"value_bytes_per_receipt": round(compact_bytes / n, 1),
@@ -225,7 +268,10 @@ def run(receipts: int, seed: int) -> dict[str, Any]:
                     "on_disk_bytes_per_receipt": round(compact_disk / n, 1),
                     "on_disk_key_order_bytes_per_receipt": round(compact_sorted / n, 1),
                     "packed_on_disk_bytes_per_receipt": round(packed_disk / n, 1),
-                    "read_one_packed": read_packed, "read_one_unpacked": read_single,
+                    "chain_value_bytes_per_receipt": round(sum(len(c) for _, c in chain_rows) / n, 1),
+                    "chain_packed_on_disk_bytes_per_receipt": round(chain_disk / n, 1),
+                    "chain_encode_per_s": round(n / chain_encode_s),
+                    "read_one_chain_packed": read_chain, "read_one_unpacked": read_single,
                     "escaped": sum(c[0] == 0 for _, c in compact_rows),
                     "encode_per_s": round(n / encode_s), "reconstruct_per_s": round(n / decode_s),
                     "reconstruct_and_verify_per_s": round(1 / (decode_s / n + verify_s))},
@@ -329,25 +375,31 @@ def main(argv: list[str] | None = None) -> int:
         {"mode": "compact, a row per receipt", "value B/receipt": compact["value_bytes_per_receipt"],
          "dictionary B/receipt": compact["dictionary_bytes_per_receipt"],
          disk: compact["on_disk_bytes_per_receipt"], keyed: compact["on_disk_key_order_bytes_per_receipt"]},
-        {"mode": "compact, packed (the issuer's layout)", "value B/receipt": compact["value_bytes_per_receipt"],
+        {"mode": "compact, packed", "value B/receipt": compact["value_bytes_per_receipt"],
          "dictionary B/receipt": compact["dictionary_bytes_per_receipt"],
          disk: compact["packed_on_disk_bytes_per_receipt"], keyed: "-"},
+        {"mode": "compact, chain packs (the issuer's layout)", "value B/receipt": compact["chain_value_bytes_per_receipt"],
+         "dictionary B/receipt": compact["dictionary_bytes_per_receipt"],
+         disk: compact["chain_packed_on_disk_bytes_per_receipt"], keyed: "-"},
         {"mode": "zstd, trained 32 KB dictionary (anchor)", "value B/receipt": r["zstd_dict_anchor_bytes_per_receipt"],
          "dictionary B/receipt": "-", disk: "-", keyed: "-"},
     ], ["mode", "value B/receipt", "dictionary B/receipt", disk, keyed]))
     print("on disk = LMDB's compacted copy of the receipts and dictionary tables / receipts; issue order = "
           "the rows committed as a running issuer commits them (by execution time, many tenants per commit), "
           "key order = each tenant's chain written in one run (the best page fill LMDB gives unpacked rows)")
-    print(f"compact: encode {compact['encode_per_s']:,}/s, reconstruct {compact['reconstruct_per_s']:,}/s, "
+    print(f"compact: encode {compact['encode_per_s']:,}/s ({compact['chain_encode_per_s']:,}/s without prev_hash), "
+          f"reconstruct {compact['reconstruct_per_s']:,}/s, "
           f"reconstruct + verify {compact['reconstruct_and_verify_per_s']:,}/s (one core, batched calls); "
           f"{compact['dictionary_entries']:,} dictionary entries; {compact['escaped']} receipts kept whole")
-    rp, ru = compact["read_one_packed"], compact["read_one_unpacked"]
-    print(f"one receipt read by seq and reconstructed (in-process, 20,000 random): packed p50 {rp['p50_us']} µs "
-          f"p99 {rp['p99_us']} µs; a row per receipt p50 {ru['p50_us']} µs p99 {ru['p99_us']} µs")
+    rp, ru = compact["read_one_chain_packed"], compact["read_one_unpacked"]
+    print(f"one receipt read by seq and reconstructed (in-process, 20,000 random): chain packed p50 {rp['p50_us']} "
+          f"µs p99 {rp['p99_us']} µs (the forms before it in its pack decoded and hashed); a row per receipt p50 "
+          f"{ru['p50_us']} µs p99 {ru['p99_us']} µs")
     print(f"ratios: compact value / zstd anchor = "
-          f"{compact['value_bytes_per_receipt'] / r['zstd_dict_anchor_bytes_per_receipt']:.2f}, "
-          f"compact packed on disk / full on disk = "
-          f"{compact['packed_on_disk_bytes_per_receipt'] / full['on_disk_bytes_per_receipt']:.2f}")
+          f"{compact['chain_value_bytes_per_receipt'] / r['zstd_dict_anchor_bytes_per_receipt']:.2f} without prev_hash "
+          f"({compact['value_bytes_per_receipt'] / r['zstd_dict_anchor_bytes_per_receipt']:.2f} with), "
+          f"chain packed on disk / full on disk = "
+          f"{compact['chain_packed_on_disk_bytes_per_receipt'] / full['on_disk_bytes_per_receipt']:.2f}")
     if "per_action" in r:
         pa = r["per_action"]
         names = sorted(set(pa["baseline"]["per_table_bytes_per_action"]) | set(pa["compact"]["per_table_bytes_per_action"]))
@@ -382,7 +434,7 @@ def compaction_showcase(data_dir: Path, admin: Any) -> dict[str, Any]:
             rows = scan_prefix(txn.cursor(db=env.open_db(b"receipts", txn=txn, create=False)), prefix)
             row = None
             for key, value in rows:
-                if value[:1] in (b"\x01", PACK):
+                if value[:1] in (b"\x01", *PACKS):
                     row = (key, value)  # the tenant's last compact row or pack
             entries = [value for _, value in
                        scan_prefix(txn.cursor(db=env.open_db(b"receipt_dict", txn=txn, create=False)), prefix)]
@@ -390,7 +442,7 @@ def compaction_showcase(data_dir: Path, admin: Any) -> dict[str, Any]:
         env.close()
     assert row is not None
     first = int.from_bytes(row[0][4:12], "big")
-    forms = receipt_pack_forms(row[1]) if row[1][:1] == PACK else [row[1]]
+    forms = receipt_pack_forms(row[1]) if row[1][:1] in PACKS else [row[1]]
     seq = first + len(forms) - 1  # the row's last receipt, sliced out of its pack alone
     (got_seq, rebuilt), = ReceiptCodec(entries).decode_rows("", [(row[1], first)], seq)
     assert got_seq == seq
@@ -400,7 +452,7 @@ def compaction_showcase(data_dir: Path, admin: Any) -> dict[str, Any]:
     verify_receipt(rebuilt, base64.b64decode(keys[receipt["signer"]["key_id"]]))  # raises if it does not hold
     verified = admin.ok("GET", f"/v1/tenants/{tenant}/receipts/{receipt['receipt_id']}/verify")
     return {"tenant": tenant, "seq": seq, "receipt_id": receipt["receipt_id"], "stored_bytes": len(forms[-1]),
-            "pack": {"first_seq": first, "receipts": len(forms), "bytes": len(row[1])} if row[1][:1] == PACK
+            "pack": {"first_seq": first, "receipts": len(forms), "bytes": len(row[1])} if row[1][:1] in PACKS
             else None,
             "json_bytes": len(rebuilt), "identical_to_served": rebuilt == served, "signature_verified": True,
             "server_verify": verified, "dictionary_entries": len(entries), "totals": report["totals"]}

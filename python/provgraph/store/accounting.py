@@ -50,7 +50,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
     """The storage report of every table and tenant, read in one transaction (a full scan of the
     tenant tables: run it off the event loop)."""
     # imported here: actions builds on store, not the reverse
-    from provgraph.actions.pipeline import PACK, row_count
+    from provgraph.actions.pipeline import PACKS, row_count
 
     per: dict[int, dict[str, dict[str, int]]] = {num: {} for num in tenants}
     receipts: dict[int, dict[str, int]] = {num: _no_receipts() for num in tenants}
@@ -76,7 +76,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
                 n = row_count(value)  # a pack holds n receipts, a compact row one
                 r["count"] += n
                 r["compact_rows"] += n
-                r["packs"] += value[:1] == PACK
+                r["packs"] += value[:1] in PACKS
                 pending.setdefault(num, []).append((bytes(value), _SEQ.unpack(bytes(key[4:12]))[0]))
                 if len(pending[num]) >= 256:
                     r["bytes_full"] += full_bytes(num, pending.pop(num))

@@ -93,6 +93,13 @@ def _evidence(store: Store, txn: Txn) -> None:
     not know them (a backup it made would leave them out). Nothing stored before is rewritten."""
 
 
+def _chain_packs(store: Store, txn: Txn) -> None:
+    """5 -> 6: chain packs. A receipts row may now hold a chain pack (first byte 3; docs/receipts.md
+    "Packs"): compact forms without their prev_hash, given back from the chain when read, which a
+    release before this one would misread. Nothing is rewritten: packs and rows already stored
+    read as before, and the issuer starts a chain pack after them."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
     Migration(2, "receipt compaction: receipt dictionaries and compact receipt forms (tables receipt_dict, "
@@ -102,6 +109,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                  "dictionary (table record_dict)", _compact_records),
     Migration(5, "evidence store: content-addressed evidence per tenant (tables evidence, evidence_blobs, "
                  "files in evidence/)", _evidence),
+    Migration(6, "chain packs: compact receipts without their prev_hash, which the chain gives back "
+                 "(table receipts)", _chain_packs),
 )
 FORMAT_VERSION = MIGRATIONS[-1].to
 

@@ -13,6 +13,25 @@ use serde_json::{Map, Value};
 
 use crate::{to_py, InvalidArgumentError};
 
+/// The raw `prev_hash` of a stored receipt's canonical JSON (its first `"prev_hash":"<64 hex>"`;
+/// a wrong guess only means the codec stores it after all: it elides what the context gives only
+/// where the receipt's own top-level value is that).
+fn prev_hash_of(json: &[u8]) -> Option<[u8; 32]> {
+    const KEY: &[u8] = b"\"prev_hash\":\"";
+    let at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let hex = json.get(at..at + 64)?;
+    let mut out = [0u8; 32];
+    for (o, p) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let v = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        *o = v(p[0])? << 4 | v(p[1])?;
+    }
+    Some(out)
+}
+
 fn array32(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
     bytes.try_into().map_err(|_| {
         InvalidArgumentError::new_err(format!("{what} must be 32 bytes, got {}", bytes.len()))
@@ -210,17 +229,22 @@ fn uuid7() -> String {
 /// Pack the compact forms `forms` (consecutive receipts) after `open`, the pack ending right before
 /// them if it may take more: `[(index of the row's first receipt in forms, or -n for `open`
 /// rewritten with its n receipts first, value)]`, each value a pack of up to `budget` bytes, or a
-/// single form too big for one (`provgraph_core::receipt::pack::extend`).
+/// single form too big for one (`provgraph_core::receipt::pack::extend`). With `prevs` (each form's
+/// prev_hash, the forms encoded with `elide_prev`) the packs are chain packs.
 #[pyfunction]
-#[pyo3(signature = (open, forms, budget=pack::BUDGET_4K))]
+#[pyo3(signature = (open, forms, budget=pack::BUDGET_4K, prevs=None))]
 fn receipt_pack<'py>(
     py: Python<'py>,
     open: Option<PyBackedBytes>,
     forms: Vec<PyBackedBytes>,
     budget: usize,
+    prevs: Option<Vec<PyBackedBytes>>,
 ) -> PyResult<Vec<(i64, Bound<'py, PyBytes>)>> {
     let refs: Vec<&[u8]> = forms.iter().map(|f| f.as_ref()).collect();
-    let rows = pack::extend(open.as_deref(), &refs, budget).map_err(to_py)?;
+    let prevs = prevs
+        .map(|ps| ps.iter().map(|p| array32(p, "a prev hash")).collect::<PyResult<Vec<[u8; 32]>>>())
+        .transpose()?;
+    let rows = pack::extend(open.as_deref(), &refs, prevs.as_deref(), budget).map_err(to_py)?;
     Ok(rows.into_iter().map(|(i, v)| (i, PyBytes::new(py, &v))).collect())
 }
 
@@ -251,8 +275,12 @@ impl ReceiptCodec {
         Ok(Self { dict: parking_lot::RwLock::new(dict) })
     }
 
-    /// The compact forms of `receipts` (stored receipt JSON, `seq` of each) of tenant `tenant_id`.
-    fn encode<'py>(&self, py: Python<'py>, tenant_id: &str, receipts: Vec<(PyBackedBytes, u64)>) -> Encoded<'py> {
+    /// The compact forms of `receipts` (stored receipt JSON, `seq` of each) of tenant `tenant_id`;
+    /// with `elide_prev`, each form leaves its `prev_hash` out (for a chain pack, whose reader
+    /// supplies it from the chain).
+    #[pyo3(signature = (tenant_id, receipts, elide_prev=false))]
+    fn encode<'py>(&self, py: Python<'py>, tenant_id: &str, receipts: Vec<(PyBackedBytes, u64)>,
+                   elide_prev: bool) -> Encoded<'py> {
         let (out, first, added) = py.detach(|| {
             let mut dict = self.dict.write();
             let first = dict.len();
@@ -260,7 +288,8 @@ impl ReceiptCodec {
             let out: Vec<Vec<u8>> = receipts
                 .iter()
                 .map(|(json, seq)| {
-                    let ctx = codec::Context { tenant_id, seq: *seq, prev_hash: None };
+                    let prev = if elide_prev { prev_hash_of(json) } else { None };
+                    let ctx = codec::Context { tenant_id, seq: *seq, prev_hash: prev.as_ref() };
                     codec::encode(&mut dict, json, &ctx, &mut added)
                 })
                 .collect();
@@ -330,7 +359,29 @@ impl ReceiptCodec {
                     Ok(o)
                 };
                 for (value, first) in &rows {
-                    if value.first() == Some(&pack::FORM_PACK) {
+                    if value.first() == Some(&pack::FORM_CHAIN) {
+                        let p = pack::Pack::parse(value)?;
+                        let mut prev = *p.prev().expect("a chain pack");
+                        for i in 0..p.len() {
+                            let seq = first + i as u64;
+                            if want.is_some_and(|w| seq > w) {
+                                break;
+                            }
+                            let f = p.get(i)?.expect("in range");
+                            let ctx = codec::Context { tenant_id, seq, prev_hash: Some(&prev) };
+                            if want.is_none_or(|w| w == seq) {
+                                let mut o = Vec::with_capacity(1200);
+                                codec::decode_into(&dict, f, &ctx, false, &mut o)?;
+                                out.push((seq, o));
+                                if want.is_some() {
+                                    break;
+                                }
+                            }
+                            let mut signed = Vec::with_capacity(1100);
+                            codec::decode_into(&dict, f, &ctx, true, &mut signed)?;
+                            prev = *blake3::hash(&signed).as_bytes();
+                        }
+                    } else if value.first() == Some(&pack::FORM_PACK) {
                         let p = pack::Pack::parse(value)?;
                         match want {
                             Some(seq) => {
