@@ -18,7 +18,7 @@ use crate::{to_py, InvalidArgumentError};
 /// where the receipt's own top-level value is that).
 fn prev_hash_of(json: &[u8]) -> Option<[u8; 32]> {
     const KEY: &[u8] = b"\"prev_hash\":\"";
-    let at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let at = memchr::memmem::find(json, KEY)? + KEY.len();
     let hex = json.get(at..at + 64)?;
     let mut out = [0u8; 32];
     for (o, p) in out.iter_mut().zip(hex.chunks_exact(2)) {
