@@ -8,6 +8,7 @@ from pathlib import Path
 
 from provgraph.errors import BadRequestError
 from provgraph.flags import FlagRegistry
+from provgraph.tenancy.retention import DEFAULT_RETENTION, Retention
 
 __all__ = ["Config", "parse_flag_assignments"]
 
@@ -42,6 +43,8 @@ class Config:
     # max_body_bytes); blobs up to evidence_inline_max live in LMDB, larger ones in files.
     evidence_max_bytes: int = 32 << 20
     evidence_inline_max: int = 64 << 10
+    # The retention policy of a tenant that has none of its own (PUT /v1/admin/tenants/{t}/retention).
+    default_retention: Retention = DEFAULT_RETENTION
     # Overlay rows that trigger a background snapshot rebuild: max(absolute, fraction * nodes).
     rebuild_min_delta: int = 20_000
     rebuild_fraction: float = 0.05

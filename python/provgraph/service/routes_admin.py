@@ -60,6 +60,25 @@ async def get_quota(request: Request) -> web.Response:
     return json_response(quota.to_json())
 
 
+async def put_retention(request: Request) -> web.Response:
+    """Replace a tenant's retention policy (docs/evidence.md "Retention"); an admin change."""
+    admin = authorize(request, "admin")
+    body = await read_json(request)
+    registry, audit = request.app[REGISTRY], request.app[AUDIT]
+    retention = await asyncio.get_running_loop().run_in_executor(
+        None, registry.set_retention, request.match_info["tenant"], body, audit.stager(admin))
+    audit.notify()
+    return json_response({**retention.to_json(), "default": False})
+
+
+async def get_retention(request: Request) -> web.Response:
+    """The tenant's policy in force: its own, or the server's default (`default`: true)."""
+    authorize(request, "admin")
+    tenant = request.app[REGISTRY].tenant(request.match_info["tenant"])
+    policy = tenant.retention or request.app[CONFIG].default_retention
+    return json_response({**policy.to_json(), "default": tenant.retention is None})
+
+
 def _signals(request: Request) -> dict[str, dict[str, Any]]:
     app = request.app
     return app[SCHEDULER].signals(app[REGISTRY].weights(), app[ADMISSION].throttled)
@@ -162,6 +181,8 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/admin/tenants", list_tenants)
     router.add_put("/v1/admin/tenants/{tenant}/quota", put_quota)
     router.add_get("/v1/admin/tenants/{tenant}/quota", get_quota)
+    router.add_put("/v1/admin/tenants/{tenant}/retention", put_retention)
+    router.add_get("/v1/admin/tenants/{tenant}/retention", get_retention)
     router.add_get("/v1/admin/tenants/{tenant}/signals", tenant_signals)
     router.add_get("/v1/admin/signals", all_signals)
     router.add_get("/v1/admin/storage", storage)

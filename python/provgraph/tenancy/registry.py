@@ -26,6 +26,7 @@ from provgraph.errors import (
 )
 from provgraph.store import Store, Txn
 from provgraph.tenancy.quota import Quota, parse_quota, quota_from_json
+from provgraph.tenancy.retention import Retention, parse_retention, retention_from_json
 
 __all__ = ["ADMIN_KEY_ID", "ADMIN_TENANT", "MAX_GRACE_S", "SCOPES", "AuditStage", "KeyRecord", "Registry", "Tenant",
            "hash_key"]
@@ -52,11 +53,18 @@ class Tenant:
     num: int  # the 4-byte partition prefix of every row of this tenant
     created_at: float
     quota: Quota | None = None  # None: not rate-limited, weight 1 (PUT /v1/admin/tenants/{t}/quota)
+    retention: Retention | None = None  # None: the server's default (PUT /v1/admin/tenants/{t}/retention)
 
     @property
     def weight(self) -> float:
         """Its weight in the fair queues: its quota's, 1 without a quota."""
         return self.quota.weight if self.quota is not None else 1.0
+
+
+def _tenant_of(tenant_id: str, rec: dict[str, Any]) -> Tenant:
+    """A tenant from its stored record."""
+    return Tenant(tenant_id, rec["num"], rec["created_at"], quota_from_json(rec.get("quota")),
+                  retention_from_json(rec.get("retention")))
 
 
 # The reserved tenant whose receipt chain records admin changes that concern no single tenant. Its
@@ -126,8 +134,7 @@ class Registry:
         with store.read() as txn:
             for k, v in txn.cursor(db=store.db("tenants")):
                 rec = orjson.loads(v)
-                self.tenants[k.decode()] = Tenant(k.decode(), rec["num"], rec["created_at"],
-                                                  quota_from_json(rec.get("quota")))
+                self.tenants[k.decode()] = _tenant_of(k.decode(), rec)
             for k, v in txn.cursor(db=store.db("keys")):
                 self.keys[bytes(k)] = self._key_from_json(orjson.loads(v))
             used = txn.get(_LAST_USED, db=store.db("meta"))
@@ -271,22 +278,33 @@ class Registry:
         with its audit receipt in the same transaction; admission reads it from the next request on.
         Returns the quota stored."""
         quota = parse_quota(body)
+        self._replace(tenant_id, "quota", quota.to_json(), "admin.tenant.quota", audit)
+        return quota
+
+    def set_retention(self, tenant_id: str, body: Any, audit: AuditStage = _no_audit) -> Retention:
+        """Replace the tenant's retention policy (fields the body omits take DEFAULT_RETENTION's), in
+        its stored record with its audit receipt in the same transaction. Returns the policy stored."""
+        retention = parse_retention(body)
+        self._replace(tenant_id, "retention", retention.to_json(), "admin.tenant.retention", audit)
+        return retention
+
+    def _replace(self, tenant_id: str, field: str, value: dict[str, Any], action: str, audit: AuditStage) -> None:
+        """Set one field of a tenant's stored record, with the change's audit receipt, in one
+        transaction; the tenant in memory follows."""
         tenants = self.store.db("tenants")
 
         def job(txn: Txn) -> Tenant:
             raw = txn.get(tenant_id.encode(), db=tenants)
             if raw is None:
                 raise UnknownTenantError(f"unknown tenant {tenant_id!r}", {"tenant_id": tenant_id})
-            rec = orjson.loads(raw)
-            t = Tenant(tenant_id, rec["num"], rec["created_at"], quota)
-            txn.put(tenant_id.encode(), orjson.dumps({**rec, "quota": quota.to_json()}), db=tenants)
-            audit(txn, "admin.tenant.quota", t, {"type": "tenant", "id": tenant_id},
-                  {"tenant_id": tenant_id, "quota": quota.to_json()})
+            rec = {**orjson.loads(raw), field: value}
+            t = _tenant_of(tenant_id, rec)
+            txn.put(tenant_id.encode(), orjson.dumps(rec), db=tenants)
+            audit(txn, action, t, {"type": "tenant", "id": tenant_id}, {"tenant_id": tenant_id, field: value})
             return t
 
         with self._lock:
             self.tenants[tenant_id] = self.store.write_direct(job)
-        return quota
 
     def create_key(self, body: Any, audit: AuditStage = _no_audit) -> tuple[str, KeyRecord]:
         if not isinstance(body, dict):
