@@ -165,3 +165,25 @@ def test_migration_packs_single_rows_and_unpacks_them_with_the_same_reads(tmp_pa
         _check_reads(store, chains, rng)
     finally:
         store.close()
+
+
+def test_chain_packs_migrate_to_full_and_back_with_the_same_reads(tmp_path: Path) -> None:
+    """The issuer's chain packs (prev_hash given back from the chain) unpack to full rows with
+    `--to full`, and `--to compact` packs those again as plain packs; reads are the same throughout."""
+    rng = random.Random(9)
+    store = Store(tmp_path / "lmdb", sync=False)
+    try:
+        chains = {t: _chain(f"t{t}", n, rng) for t, n in ((1, 90), (4, 41))}
+        _store_interleaved(store, chains, rng)
+        assert {v[:1] for t in chains for _, v in _rows(store, t)} == {CHAIN}
+        state = run_offline(store, Migration.start(store, "full", None, None), limit=4)
+        assert state.state == "done" and state.migrated == 131 and not state.errors
+        for tenant, chain in chains.items():
+            assert [v for _, v in _rows(store, tenant)] == [json for _, _, json in chain]
+        _check_reads(store, chains, rng)
+        state = run_offline(store, Migration.start(store, "compact", None, None), limit=11)
+        assert state.state == "done" and not state.errors
+        assert CHAIN not in {v[:1] for t in chains for _, v in _rows(store, t)}  # a migration writes plain packs
+        _check_reads(store, chains, rng)
+    finally:
+        store.close()
