@@ -244,3 +244,26 @@ def test_both_modes_answer_the_same_and_restart_reads_both(server_factory: Any) 
     assert status == 200, done
     assert op.ok("GET", f"/v1/tenants/rec/actions/{made[6]}")["status"] == "executed"
     wait_receipt(op, done["receipt_id"])
+
+
+def test_a_damaged_dictionary_is_a_server_error_not_the_clients(server_factory: Any) -> None:
+    """A compact row whose dictionary entries are gone answers 500 internal_error (logged), never
+    a 4xx that would blame the request."""
+    srv = server_factory(["--flag", "records.storage=compact"])
+    keys = setup_tenant(srv, "dmg")
+    op = keys["op"]
+    pf = op.ok("POST", "/v1/tenants/dmg/actions/preflight", act("deploy", "service"), status=201)
+    op.ok("GET", "/v1/tenants/dmg/decisions?limit=1")
+    srv.stop()
+    env = lmdb.open(str(srv.data_dir / "lmdb"), max_dbs=64)
+    try:
+        with env.begin(write=True) as txn:
+            db = env.open_db(b"record_dict", txn=txn, create=False)
+            assert txn.stat(db)["entries"] > 0
+            txn.drop(db, delete=False)
+    finally:
+        env.close()
+    srv.start()
+    for path in (f"/v1/tenants/dmg/actions/{pf['preflight_id']}", "/v1/tenants/dmg/decisions?limit=10"):
+        status, err = op.call("GET", path)
+        assert status == 500 and err["error"]["code"] == "internal_error", (path, err)

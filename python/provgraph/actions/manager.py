@@ -86,7 +86,10 @@ class ActionManager:
         if raw is None:
             raise NotFoundError(f"unknown preflight {preflight_id!r}", {"preflight_id": preflight_id})
         if raw[:1] != b"{":
-            raw = self.records.of(tenant).decode_preflight(raw, preflight_id)
+            try:
+                raw = self.records.of(tenant).decode_preflight(raw, preflight_id)
+            except ValueError as exc:  # a damaged row or dictionary: the server's fault, never the client's
+                raise RuntimeError(f"preflight {preflight_id} of tenant {tenant}: {exc}") from exc
         record: dict[str, Any] = orjson.loads(raw)
         return record
 

@@ -160,7 +160,10 @@ class DecisionLog:
             while len(out) < limit and cur.key()[:4] == lo:
                 key, raw = cur.key(), cur.value()
                 ns = _KEY.unpack(key)[1]
-                entry = orjson.loads(raw if raw[:1] == b"{" else codec.decode_entry(raw, ns // 1000))
+                try:
+                    entry = orjson.loads(raw if raw[:1] == b"{" else codec.decode_entry(raw, ns // 1000))
+                except ValueError as exc:  # a damaged row or dictionary: a server error, not the client's
+                    raise RuntimeError(f"decision log entry of tenant {tenant} at {ns}: {exc}") from exc
                 entry["ts_ns"] = ns  # page on with before_ns=<oldest ts_ns>
                 out.append(entry)
                 if not cur.prev():
