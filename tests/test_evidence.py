@@ -58,6 +58,13 @@ def test_uploads_are_content_addressed_and_stored_once(keys: dict[str, Any]) -> 
         assert headers["etag"] == f'"{h}"' and headers["content-type"].startswith("text/plain")
     storage = keys["op"].with_key("pga_test_admin_key_0123456789").ok("GET", "/v1/admin/storage")
     assert storage["tenants"]["evi"]["tiers"]["hot"]["items"] >= 5
+    metrics = keys["op"].with_key(None).raw("GET", "/metrics")[2].decode()
+    series = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in metrics.splitlines()
+              if ln.startswith("provgraph_evidence_")}
+    assert series['provgraph_evidence_items{tier="hot"}'] >= 5
+    assert series['provgraph_evidence_bytes{tier="hot"}'] >= sum((0, 10, INLINE_MAX, INLINE_MAX + 1, 300_000))
+    assert series['provgraph_evidence_uploads_total{result="new"}'] >= 5
+    assert series['provgraph_evidence_uploads_total{result="existing"}'] >= 5
 
 
 def test_ranges_conditional_requests_and_errors(keys: dict[str, Any]) -> None:

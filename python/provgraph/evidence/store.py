@@ -79,6 +79,9 @@ class EvidenceStore:
         self.root = data_dir / "evidence"
         self.inline_max, self.max_bytes = inline_max, max_bytes
         self.records, self.blobs = store.db("evidence"), store.db("evidence_blobs")
+        self.uploads = {"new": 0, "existing": 0}  # uploads since start, by outcome
+        with store.read() as txn:  # the bytes held, kept up to date by uploads from now on
+            self.bytes_held = sum(_RECORD.unpack_from(v)[0] for _, v in txn.cursor(db=self.records))
 
     @staticmethod
     def key(tenant: int, digest: bytes) -> bytes:
@@ -99,12 +102,22 @@ class EvidenceStore:
             digest = blake3.blake3(data).digest()
         existing = self.get_record(tenant, digest.hex())
         if existing is not None:
+            self.uploads["existing"] += 1
             return existing, False
         where = INLINE if len(data) <= self.inline_max else FILE
         if where == FILE:
             await loop.run_in_executor(None, self._write_file, tenant, digest, data)
         record = EvidenceRecord(digest.hex(), len(data), time.time_ns() // 1000, 0, where, content_type[:200])
-        return await asyncio.wrap_future(self.writer.submit(self._put_job(tenant, digest, record, data)))
+        stored, new = await asyncio.wrap_future(self.writer.submit(self._put_job(tenant, digest, record, data)))
+        self.uploads["new" if new else "existing"] += 1
+        if new:
+            self.bytes_held += stored.size
+        return stored, new
+
+    def items(self) -> int:
+        """Evidence items held (LMDB's count of the records table)."""
+        with self.store.read() as txn:
+            return int(txn.stat(self.records)["entries"])
 
     def _put_job(self, tenant: int, digest: bytes, record: EvidenceRecord, data: bytes) -> Any:
         key = self.key(tenant, digest)

@@ -7,16 +7,23 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from provgraph.evidence.store import EvidenceStore
-from provgraph.service.keys import CONFIG, EVIDENCE, STORE, WRITER
+from provgraph.service.keys import CONFIG, EVIDENCE, METRICS, STORE, WRITER
 from provgraph.service.routes_evidence import add_evidence_routes
 
 __all__ = ["setup_evidence"]
 
 
 async def evidence_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    app[EVIDENCE] = EvidenceStore(app[STORE], app[WRITER], config.data_dir, config.evidence_inline_max,
-                                  config.evidence_max_bytes)
+    config, metrics = app[CONFIG], app[METRICS]
+    store = app[EVIDENCE] = EvidenceStore(app[STORE], app[WRITER], config.data_dir, config.evidence_inline_max,
+                                          config.evidence_max_bytes)
+    # one tier until tiering moves items (docs/evidence.md): the label is there for warm and cold
+    metrics.read_gauges("provgraph_evidence_items", "Evidence items held, by tier", "tier",
+                        lambda: {"hot": float(store.items())})
+    metrics.read_gauges("provgraph_evidence_bytes", "Bytes of the evidence held, by tier", "tier",
+                        lambda: {"hot": float(store.bytes_held)})
+    metrics.read_counters("provgraph_evidence_uploads", "Evidence uploads: new bytes stored, or bytes the tenant had",
+                          "result", lambda: dict(store.uploads))
     yield
 
 
