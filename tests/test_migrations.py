@@ -41,12 +41,12 @@ def test_migrations_are_in_order_and_end_at_the_current_version() -> None:
     assert all(m.description for m in mig.MIGRATIONS)
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 6])
 def test_an_older_release_fixture_opens_migrated_with_the_recorded_reads(tmp_path: Path, version: int) -> None:
     """A data dir written by each earlier release (v0: before format versions, v1: before receipt
     compaction, its receipts all full JSON; v2: before receipt packs, a row per compact receipt; v3:
     before compact records, its preflights and decision log JSON; v4: before the evidence store;
-    v5: before chain packs) opens migrated to the current version, reads as it did, takes writes (new receipts, preflights
+    v5: before chain packs; v6: before purges) opens migrated to the current version, reads as it did, takes writes (new receipts, preflights
     and decisions in the default compact forms, beside the old JSON ones) and verifies."""
     data = tmp_path / "data"
     expected = unpack_fixture(f"datadir-v{version}", data)

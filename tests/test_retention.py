@@ -3,6 +3,7 @@ restart), and the age and tier rules the tiering applies (ages, not durations)."
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,10 @@ def test_put_get_audit_and_restart(tmp_path: Path) -> None:
         # a quota change keeps the policy, and the policy change kept the tenant's other fields
         admin.ok("PUT", "/v1/admin/tenants/ret/quota", {"rps": 50})
         assert admin.ok("GET", path)["warm_days"] == 200
-        receipts = admin.receipts("ret")
-        changes = [r for r in receipts if r["action"] == "admin.tenant.retention"]
+        deadline = time.monotonic() + 10  # receipts are issued asynchronously
+        while not (changes := [r for r in admin.receipts("ret") if r["action"] == "admin.tenant.retention"]):
+            assert time.monotonic() < deadline, "the retention change's receipt was not issued in 10 s"
+            time.sleep(0.02)
         assert len(changes) == 1 and changes[0]["resource"] == {"type": "tenant", "id": "ret"}
     finally:
         srv.stop()

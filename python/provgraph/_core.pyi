@@ -326,6 +326,10 @@ class ReceiptSigner:
     def key_id(self) -> str:
         """hex(BLAKE3(public_key))[:16]."""
 
+    def sign(self, message: bytes) -> bytes:
+        """The Ed25519 signature (64 bytes) of `message`: for documents signed like a receipt, over
+        their RFC 8785 bytes (purge manifests)."""
+
     def issue_outbox(self, prev_hash: bytes, next_seq: int, records: list[bytes],
                      issued_at: str) -> tuple[list[tuple[int, bytes, bytes]], bytes, list[float]]:
         """The issuer's path over raw outbox values `{"receipt": {...}, "executed_ts": t, ...}`:

@@ -229,6 +229,57 @@ def cmd_receipts_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_purge(args: argparse.Namespace) -> int:
+    """Check a purge manifest offline: its signature, its Merkle root against its items, and every
+    item's inclusion proof (fetched from a server with --url, or read from a bundle --file)."""
+    import orjson
+
+    from provgraph.evidence.purge import check_bundle
+
+    if args.file:
+        try:
+            bundle = orjson.loads(Path(args.file).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            print(f"provgraph verify-purge: {args.file}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        if not (args.url and args.tenant and args.manifest):
+            print("provgraph verify-purge: give --file, or --url with --tenant and --manifest", file=sys.stderr)
+            return 2
+        try:
+            client = verify_client(args.url, args.key or os.environ.get("PROVGRAPH_KEY"), args.cacert, args.insecure)
+        except ValueError as exc:
+            print(f"provgraph verify-purge: {exc}", file=sys.stderr)
+            return 2
+        base = f"/v1/tenants/{args.tenant}/purges/{args.manifest}"
+        try:
+            manifest = client.ok("GET", base)
+            items = client.ok("GET", f"{base}/items")["items"]
+            proofs = {i["hash"]: client.ok("GET", f"{base}/proof/{i['hash']}") for i in items}
+            bundle = {"manifest": manifest, "items": items, "proofs": proofs,
+                      "keys": client.ok("GET", "/v1/keys")["keys"]}
+        except (OSError, RuntimeError) as exc:
+            print(f"provgraph verify-purge: {args.url}: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            client.close()
+        if args.save:
+            Path(args.save).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+    try:
+        problems = check_bundle(bundle)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"provgraph verify-purge: not a purge bundle: {exc!r}", file=sys.stderr)
+        return 2
+    m = bundle["manifest"]
+    for p in problems:
+        print(f"provgraph verify-purge: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"purge {m['manifest_id']} of tenant {m['tenant_id']}: the signature, the root over {m['item_count']} "
+          "items and every inclusion proof verify")
+    return 0
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -379,6 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--insecure", action="store_true",
                         help="allow a plain http --url to a host other than loopback (the key goes in clear)")
     verify.set_defaults(fn=cmd_verify)
+
+    vp = sub.add_parser("verify-purge", help="verify a purge manifest offline: signature, Merkle root, every proof")
+    vp.add_argument("--file", default=None, help="a bundle saved by --save (manifest, items, proofs, keys)")
+    vp.add_argument("--url", default=None, help="fetch the bundle from a running server's API")
+    vp.add_argument("--tenant", default=None)
+    vp.add_argument("--manifest", default=None, help="the manifest_id")
+    vp.add_argument("--key", default=None, help="API key for --url (or $PROVGRAPH_KEY)")
+    vp.add_argument("--cacert", default=None, help="PEM CA bundle to trust for an https --url")
+    vp.add_argument("--insecure", action="store_true", help="allow a plain http --url to a host other than loopback")
+    vp.add_argument("--save", default=None, help="with --url: write the bundle here too, for checking later")
+    vp.set_defaults(fn=cmd_verify_purge)
 
     receipts = sub.add_parser("receipts", help="stored receipts: migrate between the full and compact forms")
     rsub = receipts.add_subparsers(dest="receipts_command", required=True)

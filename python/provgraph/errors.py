@@ -14,6 +14,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "ProvgraphError",
+    "PurgedError",
     "RateLimitedError",
     "UnauthorizedError",
     "UnknownNodeError",
@@ -53,6 +54,12 @@ class ForbiddenError(ProvgraphError):
 
 class NotFoundError(ProvgraphError, LookupError):
     status, code = 404, "not_found"
+
+
+class PurgedError(ProvgraphError):
+    """Evidence removed by a purge: its manifest (in `details`) proves what was removed, and when."""
+
+    status, code = 410, "purged"
 
 
 class ConflictError(ProvgraphError):

@@ -9,6 +9,7 @@ from provgraph.actions.manager import ActionManager
 from provgraph.actions.pipeline import Issuer, ReceiptLog
 from provgraph.actions.signing import KeyRing
 from provgraph.config import Config
+from provgraph.evidence.purge import Purger
 from provgraph.evidence.store import EvidenceStore
 from provgraph.graph.manager import GraphManager
 from provgraph.policy.manager import PolicyManager
@@ -30,6 +31,7 @@ __all__ = [
            "KEYRING",
            "METRICS",
            "POLICY",
+           "PURGER",
            "READY",
            "RECEIPTS",
            "REGISTRY",
@@ -49,6 +51,7 @@ POLICY = web.AppKey("policy", PolicyManager)
 ACTIONS = web.AppKey("actions", ActionManager)
 AUDIT = web.AppKey("audit", Audit)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
+PURGER = web.AppKey("purger", Purger)
 ISSUER = web.AppKey("issuer", Issuer)
 KEYRING = web.AppKey("keyring", KeyRing)
 RECEIPTS = web.AppKey("receipts", ReceiptLog)

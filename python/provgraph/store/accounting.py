@@ -14,7 +14,8 @@ __all__ = ["TENANT_TABLES", "storage_report", "table_pages"]
 
 # Tables whose keys start with the tenant's 4-byte number (docs/storage.md).
 TENANT_TABLES = ("nodes", "out", "in", "decision_log", "preflights", "idempotency", "outbox", "dlq", "receipts",
-                 "receipts_compact", "receipt_dict", "record_dict", "evidence", "evidence_blobs")
+                 "receipts_compact", "receipt_dict", "record_dict", "evidence", "evidence_blobs",
+                 "purges", "evidence_purged")
 _SEQ = struct.Struct(">Q")
 
 
@@ -42,6 +43,19 @@ def _evidence_hot(store: Store, txn: Txn) -> dict[int, dict[str, int]]:
     return out
 
 
+def _purged(store: Store, txn: Txn) -> dict[int, dict[str, int]]:
+    """Per tenant: evidence items purged and their bytes, from the purge manifests."""
+    import orjson
+
+    out: dict[int, dict[str, int]] = {}
+    for key, value in txn.cursor(db=store.db("purges")):
+        manifest = orjson.loads(value)["manifest"]
+        s = out.setdefault(int.from_bytes(key[:4], "big"), {"items": 0, "bytes": 0})
+        s["items"] += manifest["item_count"]
+        s["bytes"] += manifest["bytes"]
+    return out
+
+
 def _no_receipts() -> dict[str, int]:
     return {"count": 0, "full_rows": 0, "compact_rows": 0, "packs": 0, "bytes_stored": 0, "bytes_full": 0}
 
@@ -57,6 +71,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
     with store.read() as txn:
         tables = table_pages(store, txn)
         evidence = _evidence_hot(store, txn)
+        purged = _purged(store, txn)
         for name in TENANT_TABLES:
             for key, value in txn.cursor(db=store.db(name)):
                 num = struct.unpack(">I", bytes(key[:4]))[0]
@@ -96,6 +111,7 @@ def storage_report(store: Store, tenants: dict[int, str], full_bytes: FullBytes)
                          "packs": r["packs"]},
             "tables": {name: per.get(num, {}).get(name, {"rows": 0, "value_bytes": 0}) for name in TENANT_TABLES},
             "tiers": {"hot": evidence.get(num, {"items": 0, "bytes": 0})},
+            "purged": purged.get(num, {"items": 0, "bytes": 0}),
         }
     totals = {"rows": sum(t["rows"] for t in tables.values()),
               "bytes_in_pages": sum(t["bytes"] for t in tables.values()),

@@ -63,6 +63,8 @@ TABLES: dict[str, str] = {
     "evidence": "tenant|BLAKE3 of the bytes (32) -> size, uploaded and latest reference (µs), where the bytes "
                 "are (LMDB or a file), content type",
     "evidence_blobs": "tenant|BLAKE3 (32) -> the bytes of a small evidence blob (larger ones are files)",
+    "purges": "tenant|manifest id (16 bytes, UUIDv7) -> the signed purge manifest and its items in leaf order",
+    "evidence_purged": "tenant|BLAKE3 (32) -> the id of the manifest that purged it (reads answer 410)",
     "receipt_index": "receipt id (16 bytes) -> tenant|seq",
     "chain_heads": "tenant (4 bytes) -> seq (8 bytes BE) + BLAKE3 of the last signed bytes (32)",
     "signing_keys": "key id -> public key record (seeds live in <data-dir>/keys, mode 0600)",

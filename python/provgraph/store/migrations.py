@@ -100,6 +100,12 @@ def _chain_packs(store: Store, txn: Txn) -> None:
     read as before, and the issuer starts a chain pack after them."""
 
 
+def _purges(store: Store, txn: Txn) -> None:
+    """6 -> 7: purge with proof. The tables purges and evidence_purged are new (opened, so created,
+    empty); a release before this one would serve a purged blob's 404 instead of its 410 and would
+    not list its manifests. Nothing stored before is rewritten."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stamp the format version (layout unchanged from the unversioned release)", _stamp),
     Migration(2, "receipt compaction: receipt dictionaries and compact receipt forms (tables receipt_dict, "
@@ -111,6 +117,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                  "files in evidence/)", _evidence),
     Migration(6, "chain packs: compact receipts without their prev_hash, which the chain gives back "
                  "(table receipts)", _chain_packs),
+    Migration(7, "purge with proof: signed purge manifests with RFC 6962 roots, tombstones of purged evidence "
+                 "(tables purges, evidence_purged)", _purges),
 )
 FORMAT_VERSION = MIGRATIONS[-1].to
 

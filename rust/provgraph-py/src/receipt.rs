@@ -90,6 +90,12 @@ impl ReceiptSigner {
         self.key.key_id()
     }
 
+    /// The Ed25519 signature (64 bytes) of `message` (RFC 8032, pure): for documents signed like a
+    /// receipt, over their RFC 8785 bytes (purge manifests).
+    fn sign<'py>(&self, py: Python<'py>, message: &[u8]) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.key.sign(message))
+    }
+
     fn sign_batch<'py>(
         &self,
         py: Python<'py>,

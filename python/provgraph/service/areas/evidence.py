@@ -1,16 +1,22 @@
-"""The evidence area: the evidence store (on the storage area's LMDB and writer) and its routes."""
+"""The evidence area: the evidence store and purges (on the storage area's LMDB, writer, signing keys and
+issuer) and their routes."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provgraph.evidence.purge import Purger
 from provgraph.evidence.store import EvidenceStore
-from provgraph.service.keys import CONFIG, EVIDENCE, METRICS, STORE, WRITER
+from provgraph.service.keys import CONFIG, EVIDENCE, ISSUER, KEYRING, METRICS, PURGER, STORE, WRITER
 from provgraph.service.routes_evidence import add_evidence_routes
 
 __all__ = ["setup_evidence"]
+
+log = logging.getLogger(__name__)
 
 
 async def evidence_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -24,6 +30,10 @@ async def evidence_ctx(app: web.Application) -> AsyncIterator[None]:
                         lambda: {"hot": float(store.bytes_held)})
     metrics.read_counters("provgraph_evidence_uploads", "Evidence uploads: new bytes stored, or bytes the tenant had",
                           "result", lambda: dict(store.uploads))
+    purger = app[PURGER] = Purger(store, app[KEYRING], app[ISSUER])
+    orphans = await asyncio.get_running_loop().run_in_executor(None, purger.remove_orphans)
+    if orphans:
+        log.info("removed %d evidence files of purged items (a purge stopped before its unlinks)", orphans)
     yield
 
 
