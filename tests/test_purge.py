@@ -51,6 +51,9 @@ def test_purge_with_proof(tmp_path: Path) -> None:
         # refusals: nothing purged
         for body, status in (({"tenant_id": "pur", "before": window_end, "kinds": ["receipts"], "reason": "x"}, 422),
                              ({"tenant_id": "pur", "before": window_end, "kinds": ["evidence"]}, 400),
+                             ({"tenant_id": "pur", "before": window_end, "reason": "x"}, 400),
+                             ({"tenant_id": "pur", "before": window_end, "kinds": ["evidence"], "reason": "x",
+                               "extra": 1}, 400),
                              ({"tenant_id": "pur", "before": "yesterday", "kinds": ["evidence"], "reason": "x"}, 400),
                              ({"tenant_id": "nobody", "before": window_end, "kinds": ["evidence"], "reason": "x"}, 404)):
             assert admin.call("POST", "/v1/admin/purge", body)[0] == status, body

@@ -101,6 +101,8 @@ async def purge(request: Request) -> web.Response:
     tid, kinds, reason = body.get("tenant_id"), body.get("kinds"), body.get("reason")
     if not isinstance(tid, str):
         raise BadRequestError("tenant_id is required", {"field": "tenant_id"})
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise BadRequestError("kinds must be a list of kinds, e.g. [\"evidence\"]", {"field": "kinds"})
     if kinds != ["evidence"]:
         raise InvalidArgumentError('kinds must be ["evidence"] (the one kind purged so far)', {"field": "kinds"})
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
