@@ -158,7 +158,7 @@ def test_entries_are_written_until_a_record_using_them_commits(tmp_path: Path) -
             fresh: Fresh = []
             got = codecs.of(7).encode_entry(orjson.dumps(entry), key_us)
             assert got is not None
-            codecs.put(txn, 7, got[1], fresh)
+            codecs.stored(txn, 7, got, b"{}", fresh)
             forms.append(got[0])
             if fail:
                 raise RuntimeError("injected")

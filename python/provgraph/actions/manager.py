@@ -99,11 +99,7 @@ class ActionManager:
         key = _pf_key(tenant, pf["preflight_id"])
         raw = raw if raw is not None else orjson.dumps(pf)
         got = self.records.of(tenant).encode_preflight(raw, pf["preflight_id"]) if self.compact else None
-        if got is not None:
-            form, entries = got
-            self.records.put(txn, tenant, entries, fresh)
-            raw = form
-        txn.put(key, raw, db=self.db)
+        txn.put(key, self.records.stored(txn, tenant, got, raw, fresh), db=self.db)
 
     def _decide(self, key: KeyRecord, tenant: Tenant, req: ActionRequest, use_cache: bool) -> dict[str, Any]:
         response, entry = self.policy.decide(tenant.tenant_id, key.actor, key.roles, req.decide_body(), use_cache)
@@ -177,13 +173,19 @@ class ActionManager:
             raise ForbiddenError("dual control: approvals missing",
                                  {"required_approvers": need, "approvals": len(pf["approvals"])})
 
+    def _evidence_of(self, txn: Txn, tenant: int, req: ActionRequest) -> list[dict[str, Any]]:
+        """The receipt's `evidence` of the hashes `req` names; 422 for one the tenant has not uploaded."""
+        if not req.evidence:
+            return []
+        if self.evidence is None:
+            raise InvalidArgumentError("this server stores no evidence", {"field": "evidence"})
+        return self.evidence.resolve(txn, tenant, list(req.evidence))
+
     def _check_evidence(self, tenant: Tenant, req: ActionRequest) -> None:
         """422 for evidence the tenant has not uploaded (checked again when the action executes)."""
         if req.evidence:
-            if self.evidence is None:
-                raise InvalidArgumentError("this server stores no evidence", {"field": "evidence"})
             with self.store.read() as txn:
-                self.evidence.resolve(txn, tenant.num, list(req.evidence))
+                self._evidence_of(txn, tenant.num, req)
 
     def _effect(self, req: ActionRequest) -> Callable[[Txn, int], tuple[Any, Callable[[], None] | None]]:
         """Validate the effect now (bad input writes nothing); return what applies it in the transaction."""
@@ -214,11 +216,8 @@ class ActionManager:
                     return answer["response"], lambda: None
             pf = new_pf if new_pf is not None else self._load(txn, tenant.num, pf_id or "")
             self._check_executable(pf, req, now)  # again inside the transaction: no double execution
-            evidence: list[dict[str, Any]] = []
-            if req.evidence:  # stored still (a purge may have come between), and referenced now
-                if self.evidence is None:
-                    raise InvalidArgumentError("this server stores no evidence", {"field": "evidence"})
-                evidence = self.evidence.resolve(txn, tenant.num, list(req.evidence))
+            evidence = self._evidence_of(txn, tenant.num, req)  # stored still: a purge may have come between
+            if evidence and self.evidence is not None:  # referenced now: the items are young again
                 self.evidence.touch(txn, tenant.num, list(req.evidence), int(now * 1e6))
             result, publish = effect(txn, tenant.num)
             intent = {

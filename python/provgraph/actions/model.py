@@ -8,6 +8,7 @@ from typing import Any
 from provgraph._core import canonical_hash, canonicalize
 from provgraph.clock import rfc3339
 from provgraph.errors import BadRequestError
+from provgraph.evidence.store import hash_bytes
 from provgraph.policy.manager import parse_decision_request
 
 __all__ = ["MAX_EVIDENCE", "ActionRequest", "hash_hex", "parse_action", "rfc3339"]
@@ -60,7 +61,7 @@ def parse_action(body: Any) -> ActionRequest:
         raise BadRequestError(f"payload is not canonicalizable JSON: {exc}", {"field": "payload"}) from None
     evidence = body.get("evidence", [])
     if not isinstance(evidence, list) or len(evidence) > MAX_EVIDENCE or not all(
-            isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h) for h in evidence):
+            hash_bytes(h) is not None for h in evidence):
         raise BadRequestError(f"evidence must be a list of at most {MAX_EVIDENCE} evidence hashes (64 lowercase "
                               "hex digits)", {"field": "evidence"})
     if len(set(evidence)) != len(evidence):

@@ -27,7 +27,7 @@ from provgraph.errors import InvalidArgumentError
 from provgraph.store import Store, Txn, Writer
 from provgraph.store.keys import tenant_prefix
 
-__all__ = ["HOT", "EvidenceRecord", "EvidenceStore", "parse_hash"]
+__all__ = ["HOT", "EvidenceRecord", "EvidenceStore", "hash_bytes", "parse_hash", "record_size"]
 
 HOT = "hot"
 # size, uploaded (µs), latest reference by a receipt (µs, 0: none), where (0 inline, 1 file),
@@ -38,17 +38,28 @@ INLINE, FILE = 0, 1
 _OFF_LOOP = 1 << 20
 
 
-def parse_hash(text: Any) -> bytes:
-    """The 32 bytes of an evidence hash (lowercase hex BLAKE3), or a 400-class error."""
+def hash_bytes(text: Any) -> bytes | None:
+    """The 32 bytes of an evidence hash (64 lowercase hex digits of BLAKE3), or None for anything else."""
     if isinstance(text, str) and len(text) == 64:
         try:
             raw = bytes.fromhex(text)
         except ValueError:
-            pass
-        else:
-            if raw.hex() == text:
-                return raw
-    raise InvalidArgumentError("an evidence hash is 64 lowercase hex digits (BLAKE3)", {"hash": text})
+            return None
+        return raw if raw.hex() == text else None
+    return None
+
+
+def parse_hash(text: Any) -> bytes:
+    """`hash_bytes`, or a 422 for text that is not an evidence hash."""
+    raw = hash_bytes(text)
+    if raw is None:
+        raise InvalidArgumentError("an evidence hash is 64 lowercase hex digits (BLAKE3)", {"hash": text})
+    return raw
+
+
+def record_size(value: bytes) -> int:
+    """The size of the blob a stored evidence record describes."""
+    return int(_RECORD.unpack_from(value)[0])
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,7 @@ class EvidenceStore:
         self.records, self.blobs = store.db("evidence"), store.db("evidence_blobs")
         self.uploads = {"new": 0, "existing": 0}  # uploads since start, by outcome
         with store.read() as txn:  # the bytes held, kept up to date by uploads from now on
-            self.bytes_held = sum(_RECORD.unpack_from(v)[0] for _, v in txn.cursor(db=self.records))
+            self.bytes_held = sum(record_size(v) for _, v in txn.cursor(db=self.records))
 
     @staticmethod
     def key(tenant: int, digest: bytes) -> bytes:
@@ -100,7 +111,7 @@ class EvidenceStore:
             digest = await loop.run_in_executor(None, lambda: blake3.blake3(data, max_threads=1).digest())
         else:
             digest = blake3.blake3(data).digest()
-        existing = self.get_record(tenant, digest.hex())
+        existing = self.get_record(tenant, digest)
         if existing is not None:
             self.uploads["existing"] += 1
             return existing, False
@@ -155,8 +166,7 @@ class EvidenceStore:
             os.close(dfd)
 
     # ---- reads ---------------------------------------------------------------------------------
-    def get_record(self, tenant: int, hash_hex: str) -> EvidenceRecord | None:
-        digest = parse_hash(hash_hex)
+    def get_record(self, tenant: int, digest: bytes) -> EvidenceRecord | None:
         with self.store.read() as txn:
             value = txn.get(self.key(tenant, digest), db=self.records)
         return None if value is None else EvidenceRecord.from_value(digest, value)
@@ -183,7 +193,7 @@ class EvidenceStore:
             if value is None:
                 unknown.append(h)
             else:
-                out.append({"hash": h, "size": _RECORD.unpack_from(value)[0]})
+                out.append({"hash": h, "size": record_size(value)})
         if unknown:
             raise InvalidArgumentError("unknown evidence: upload it first (PUT /v1/tenants/{t}/evidence)",
                                        {"unknown": unknown})

@@ -127,12 +127,7 @@ class DecisionLog:
         """An entry as stored in compact mode: its compact form (with the dictionary entries it
         needs written in `txn`), or its JSON where the form cannot hold it."""
         tenant, ns, _ = _KEY.unpack(key)
-        got = self.records.of(tenant).encode_entry(raw, ns // 1000)
-        if got is None:
-            return raw
-        form, entries = got
-        self.records.put(txn, tenant, entries, fresh)
-        return form
+        return self.records.stored(txn, tenant, self.records.of(tenant).encode_entry(raw, ns // 1000), raw, fresh)
 
     def _delete_oldest(self, txn: Txn, tenant: int, n: int) -> int:
         """Delete up to `n` of a tenant's oldest entries (keys sort by time); how many were."""

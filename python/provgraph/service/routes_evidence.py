@@ -19,7 +19,7 @@ from provgraph.errors import (
 )
 from provgraph.evidence import merkle
 from provgraph.evidence.purge import manifest_leaves
-from provgraph.evidence.store import FILE
+from provgraph.evidence.store import FILE, hash_bytes
 from provgraph.service.http import (
     Request,
     authorize,
@@ -56,12 +56,10 @@ async def get_evidence(request: Request) -> web.Response:
     _, tenant = tenant_of(request, "read")
     store = request.app[EVIDENCE]
     h = request.match_info["hash"]
-    try:
-        record = store.get_record(tenant.num, h)
-    except InvalidArgumentError:  # not a hash: nothing can be stored under it
-        record = None
+    digest = hash_bytes(h)  # not a hash: nothing can be stored under it
+    record = store.get_record(tenant.num, digest) if digest is not None else None
     if record is None:
-        purged = request.app[PURGER].purged_by(tenant.num, bytes.fromhex(h)) if _is_hash(h) else None
+        purged = request.app[PURGER].purged_by(tenant.num, digest) if digest is not None else None
         if purged is not None:
             raise PurgedError(f"evidence {h} was purged", {"manifest_id": purged})
         raise NotFoundError(f"unknown evidence {h!r}", {"hash": h})
@@ -70,10 +68,6 @@ async def get_evidence(request: Request) -> web.Response:
     else:
         data = store.read(tenant.num, record)
     return bytes_answer(request, data, record.content_type, f'"{record.hash}"')
-
-
-def _is_hash(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _time_us(body: dict[str, Any], name: str, required: bool) -> int | None:

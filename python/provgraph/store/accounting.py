@@ -35,11 +35,13 @@ def table_pages(store: Store, txn: Txn) -> dict[str, dict[str, int]]:
 
 def _evidence_hot(store: Store, txn: Txn) -> dict[int, dict[str, int]]:
     """Per tenant: evidence items and their bytes (every item is hot until tiering moves it)."""
+    from provgraph.evidence.store import record_size  # evidence builds on store, not the reverse
+
     out: dict[int, dict[str, int]] = {}
     for key, value in txn.cursor(db=store.db("evidence")):
         s = out.setdefault(int.from_bytes(key[:4], "big"), {"items": 0, "bytes": 0})
         s["items"] += 1
-        s["bytes"] += int.from_bytes(value[:8], "big")  # the record's size (evidence.store)
+        s["bytes"] += record_size(value)
     return out
 
 

@@ -51,12 +51,18 @@ class RecordCodecs:
                 codec = self._codecs[tenant] = RecordCodec(entries)
         return codec
 
-    def put(self, txn: Txn, tenant: int, entries: list[tuple[int, bytes]], fresh: Fresh) -> None:
-        """Write the entries an encode returned in `txn`, noting them in `fresh`."""
+    def stored(self, txn: Txn, tenant: int, got: tuple[bytes, list[tuple[int, bytes]]] | None, raw: bytes,
+               fresh: Fresh) -> bytes:
+        """What to store for a record whose encode answered `got`: its compact form, the dictionary
+        entries it needs written in `txn` (noted in `fresh`), or its JSON `raw` where there is no form."""
+        if got is None:
+            return raw
+        form, entries = got
         if entries:
             prefix = tenant_prefix(tenant) + self.kind
             txn.cursor(db=self.db).putmulti([(prefix + _ID.pack(i), v) for i, v in entries])
             fresh.append((tenant, [i for i, _ in entries]))
+        return form
 
     def committed(self, fresh: Fresh) -> None:
         for tenant, ids in fresh:
